@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * The `airgap` command: the connected-side verbs from installer/ plus the appliance's own.
+ * This is the only place that reads process.argv, process.env and the TTY state.
+ */
+import { readFileSync } from 'node:fs';
+import { installerCommands, runCli } from '../../installer/src/cli.js';
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const code = await runCli(process.argv.slice(2), [...installerCommands], {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  interactive: process.stderr.isTTY === true,
+}, packageVersion());
+process.exitCode = code;

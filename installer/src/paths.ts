@@ -1,0 +1,37 @@
+/**
+ * Entry path rules of the payload (DESIGN.md, "The payload file"): every entry is a
+ * relative, normalised, '/'-separated path. Used by both the writer and the reader so
+ * that what one writes the other accepts.
+ */
+
+/** Longest entry path accepted, in bytes (PATH_MAX on Linux). */
+export const MAX_PATH_BYTES = 4096;
+
+/**
+ * Returns why `path` is not an acceptable entry path, or undefined when it is.
+ * Refused: empty, absolute, `.`/`..`/empty segments, trailing slash, backslashes,
+ * NUL or control characters, invalid UTF-8 (U+FFFD), over MAX_PATH_BYTES.
+ */
+export function entryPathProblem(path: string): string | undefined {
+  if (path === '') return 'is empty';
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) return `is longer than ${MAX_PATH_BYTES} bytes`;
+  if (path.startsWith('/')) return 'is absolute';
+  if (/[\x00-\x1f\x7f]/.test(path)) return 'contains control characters';
+  if (path.includes('\\')) return 'contains a backslash';
+  if (path.includes('\ufffd')) return 'is not valid UTF-8';
+  if (path.endsWith('/')) return 'ends with a slash';
+  for (const segment of path.split('/')) {
+    if (segment === '') return 'has an empty segment (//)';
+    if (segment === '..') return "has a '..' segment";
+    if (segment === '.') return "has a '.' segment";
+  }
+  return undefined;
+}
+
+/**
+ * The key under which two paths count as the same name on a case-insensitive or
+ * normalising file system: Unicode NFKC, then lower case.
+ */
+export function collisionKey(path: string): string {
+  return path.normalize('NFKC').toLowerCase().normalize('NFKC');
+}

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the system packages the appliance and its tests use, when any is missing.
+# Debian/Ubuntu only; needs root (or sudo) the first time. Idempotent: does nothing when all are there.
+set -eu
+
+need=""
+command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
+command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
+command -v umoci >/dev/null 2>&1 || need="$need umoci"
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
+
+[ -z "$need" ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: missing:$need, and this is not a Debian/Ubuntu machine (no apt-get); install them by hand." >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "bootstrap: missing:$need; run as root or install sudo." >&2; exit 1
+  fi
+fi
+echo "bootstrap: installing$need"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
