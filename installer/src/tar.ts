@@ -71,7 +71,11 @@ function checksum(block: Buffer): number {
   return sum;
 }
 
-function ustarBlock(name: string, size: number, mode: number, mtime: number, typeflag: string): Buffer {
+/**
+ * One ustar header block of any type (the writer only makes regular files and pax headers;
+ * tests use other types to check that the reader refuses them).
+ */
+export function ustarBlock(name: string, size: number, mode: number, mtime: number, typeflag: string, linkname = ''): Buffer {
   const block = Buffer.alloc(BLOCK_SIZE);
   writeString(block, 0, 100, name);
   writeOctal(block, 100, 8, mode & 0o7777);
@@ -79,7 +83,8 @@ function ustarBlock(name: string, size: number, mode: number, mtime: number, typ
   writeOctal(block, 116, 8, 0); // gid
   writeOctal(block, 124, 12, size);
   writeOctal(block, 136, 12, mtime);
-  block.write(typeflag, 156, 1, 'ascii');
+  block.write(typeflag, 156, 1, 'latin1');
+  writeString(block, 157, 100, linkname);
   block.write('ustar\x0000', 257, 8, 'ascii');
   writeString(block, 265, 32, 'root');
   writeString(block, 297, 32, 'root');

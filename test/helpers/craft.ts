@@ -1,0 +1,104 @@
+/**
+ * Crafts .bin files byte by byte, including ones the builder would never write (links,
+ * devices, `..`, duplicates, TOC mismatches), to check that the reader refuses them.
+ * The header, TOC digest and signature are made correctly unless a test changes them,
+ * so each crafted file is refused for the one reason the test is about.
+ */
+import { writeFile } from 'node:fs/promises';
+import { createHash, type KeyObject } from 'node:crypto';
+import { encodeFileHeader, endOfArchive, paddingFor, ustarBlock } from '../../installer/src/tar.js';
+import { renderHeader } from '../../installer/src/header.js';
+import { serializeToc, type Toc } from '../../installer/src/toc.js';
+import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, TOC_PATH } from '../../installer/src/layout.js';
+import { signBytes, keyIdOf } from '../../installer/src/keys.js';
+import { createPublicKey } from 'node:crypto';
+
+export interface CraftEntry {
+  path: string;
+  data?: Buffer;
+  /** Tar type flag; '0' (regular file) by default. */
+  type?: string;
+  linkname?: string;
+  /** Leave this entry out of the default TOC. */
+  unlisted?: boolean;
+}
+
+export interface CraftOptions {
+  /** Entries after the TOC; a minimal OCI layout is added first unless `bare`. */
+  entries?: CraftEntry[];
+  bare?: boolean;
+  /** Put the TOC last instead of first. */
+  tocLast?: boolean;
+  /** Change the TOC (object) or replace its bytes. */
+  toc?: (toc: Toc) => Toc | Buffer;
+  key?: KeyObject;
+  name?: string;
+  version?: string;
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Writes a crafted .bin to `file`; returns its bytes. */
+export async function craftBin(file: string, options: CraftOptions = {}): Promise<Buffer> {
+  const base: CraftEntry[] = options.bare
+    ? []
+    : [
+        { path: OCI_LAYOUT_PATH, data: Buffer.from(OCI_LAYOUT_CONTENT) },
+        { path: OCI_INDEX_PATH, data: Buffer.from('{"schemaVersion":2,"manifests":[]}') },
+      ];
+  const entries = [...base, ...(options.entries ?? [])];
+  const name = options.name ?? 'crafted';
+  const version = options.version ?? '1.0.0';
+  const created = '2026-01-01T00:00:00Z';
+  let toc: Toc = {
+    apiVersion: 'airgap/v1',
+    kind: 'TableOfContents',
+    name,
+    version,
+    created,
+    images: [],
+    charts: [],
+    packs: [],
+    files: [],
+    entries: entries
+      .filter((e) => !e.unlisted && (e.type ?? '0') === '0')
+      .map((e) => ({ path: e.path, size: (e.data ?? Buffer.alloc(0)).length, sha256: sha(e.data ?? Buffer.alloc(0)) })),
+  };
+  let tocBytes: Buffer;
+  if (options.toc) {
+    const changed = options.toc(toc);
+    tocBytes = Buffer.isBuffer(changed) ? changed : serializeToc((toc = changed));
+  } else {
+    tocBytes = serializeToc(toc);
+  }
+  const parts: Buffer[] = [];
+  const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime: 0 });
+  const tocParts = [tocHeader, tocBytes, Buffer.alloc(paddingFor(tocBytes.length))];
+  if (!options.tocLast) parts.push(...tocParts);
+  for (const e of entries) {
+    const data = e.data ?? Buffer.alloc(0);
+    const type = e.type ?? '0';
+    const header = type === '0' ? encodeFileHeader({ path: e.path, size: data.length, mode: 0o644, mtime: 0 }) : ustarBlock(e.path, data.length, 0o644, 0, type, e.linkname ?? '');
+    parts.push(header, data, Buffer.alloc(paddingFor(data.length)));
+  }
+  if (options.tocLast) parts.push(...tocParts);
+  parts.push(endOfArchive());
+  const payload = Buffer.concat(parts);
+  const header = renderHeader({
+    format: '1',
+    name,
+    version,
+    created,
+    payloadOffset: HEADER_SIZE,
+    payloadSize: payload.length,
+    payloadSha256: sha(payload),
+    tocOffset: HEADER_SIZE + tocHeader.length,
+    tocSize: tocBytes.length,
+    tocSha256: sha(tocBytes),
+    keyId: options.key ? keyIdOf(createPublicKey(options.key)) : '',
+    signature: options.key ? signBytes(tocBytes, options.key) : '',
+  });
+  const bytes = Buffer.concat([header, payload]);
+  await writeFile(file, bytes, { mode: 0o755 });
+  return bytes;
+}

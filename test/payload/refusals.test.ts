@@ -1,0 +1,193 @@
+/**
+ * Every refusal of the reader, each on a crafted .bin that is wrong for exactly one
+ * reason (a baseline crafted the same way is accepted), through the library and the CLI.
+ */
+import t from 'tap';
+import { mkdtemp, readFile, writeFile, appendFile, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { execa } from 'execa';
+import { craftBin } from '../helpers/craft.js';
+import { openPayload, verifyPayloadData } from '../../installer/src/reader.js';
+import { keyIdOf, type PublicKeyInfo } from '../../installer/src/keys.js';
+import { HEADER_SIZE } from '../../installer/src/layout.js';
+
+const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
+const dir = await mkdtemp(join(tmpdir(), 'airgap-refusals-'));
+const signer = generateKeyPairSync('ed25519');
+const other = generateKeyPairSync('ed25519');
+const trusted: PublicKeyInfo[] = [{ key: signer.publicKey, keyId: keyIdOf(signer.publicKey), source: 'signer.pub' }];
+await writeFile(join(dir, 'signer.pub'), signer.publicKey.export({ type: 'spki', format: 'pem' }));
+await writeFile(join(dir, 'other.pub'), other.publicKey.export({ type: 'spki', format: 'pem' }));
+
+let n = 0;
+const file = () => join(dir, `case-${n++}.bin`);
+const data = Buffer.from('hello\n');
+
+/** Opens and fully verifies, as `airgap inspect --key` does. */
+async function check(path: string, keys: PublicKeyInfo[] = trusted) {
+  const opened = await openPayload(path, { trustedKeys: keys });
+  await verifyPayloadData(opened);
+  return opened;
+}
+
+t.test('a crafted baseline is accepted (so each refusal below has one cause)', async (t) => {
+  const path = file();
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data }] });
+  const opened = await check(path);
+  t.equal(opened.signature.status, 'verified');
+  t.same(opened.entries.map((e) => e.path), ['airgap.yaml', 'oci/oci-layout', 'oci/index.json', 'files/a.txt']);
+  const cli = await execa(AIRGAP, ['inspect', path, '--key', join(dir, 'signer.pub')], { reject: false });
+  t.equal(cli.exitCode, 0, cli.stderr);
+});
+
+const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
+  ['symlink', { entries: [{ path: 'files/link', type: '2', linkname: '/etc/passwd' }] }, 'AG_ENTRY_TYPE'],
+  ['hard link', { entries: [{ path: 'files/a.txt', data }, { path: 'files/hard', type: '1', linkname: 'files/a.txt' }] }, 'AG_ENTRY_TYPE'],
+  ['character device', { entries: [{ path: 'files/dev', type: '3' }] }, 'AG_ENTRY_TYPE'],
+  ['block device', { entries: [{ path: 'files/blk', type: '4' }] }, 'AG_ENTRY_TYPE'],
+  ['fifo', { entries: [{ path: 'files/fifo', type: '6' }] }, 'AG_ENTRY_TYPE'],
+  ['directory', { entries: [{ path: 'files/dir', type: '5' }] }, 'AG_ENTRY_TYPE'],
+  ['GNU long name', { entries: [{ path: '././@LongLink', type: 'L', data: Buffer.from('x\0') }] }, 'AG_ENTRY_TYPE'],
+  ['absolute path', { entries: [{ path: '/etc/cron.d/evil', data }] }, 'AG_ENTRY_PATH'],
+  ['dot-dot path', { entries: [{ path: 'files/../../evil', data }] }, 'AG_ENTRY_PATH'],
+  ['dot-dot first', { entries: [{ path: '../evil', data }] }, 'AG_ENTRY_PATH'],
+  ['duplicate name', { entries: [{ path: 'files/a.txt', data }, { path: 'files/a.txt', data, unlisted: true }] }, 'AG_DUPLICATE_ENTRY'],
+  ['names differing by case', { entries: [{ path: 'files/A.txt', data }, { path: 'files/a.txt', data }] }, 'AG_DUPLICATE_ENTRY'],
+  ['names differing by Unicode normalisation', { entries: [{ path: 'files/caf\u00e9', data }, { path: 'files/cafe\u0301', data }] }, 'AG_DUPLICATE_ENTRY'],
+  ['entry missing from the TOC', { entries: [{ path: 'files/a.txt', data }, { path: 'files/extra', data, unlisted: true }] }, 'AG_TOC_MISMATCH'],
+  [
+    'TOC entry missing from the payload',
+    { toc: (toc) => ({ ...toc, entries: [...toc.entries, { path: 'files/ghost', size: 1, sha256: 'a'.repeat(64) }] }) },
+    'AG_TOC_MISMATCH',
+  ],
+  [
+    'size that disagrees with the TOC',
+    { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, entries: toc.entries.map((e) => (e.path === 'files/a.txt' ? { ...e, size: 99 } : e)) }) },
+    'AG_TOC_MISMATCH',
+  ],
+  ['TOC that is not YAML', { toc: () => Buffer.from('apiVersion: [unclosed\n') }, 'AG_TOC_INVALID'],
+  ['TOC of another kind', { toc: () => Buffer.from('apiVersion: airgap/v1\nkind: Bundle\n') }, 'AG_TOC_INVALID'],
+  ['TOC whose name differs from the header', { toc: (toc) => ({ ...toc, name: 'other' }) }, 'AG_HEADER'],
+  ['TOC not first', { tocLast: true, entries: [{ path: 'files/a.txt', data }] }, 'AG_TOC_MISSING'],
+  [
+    'TOC image that is not in the OCI index',
+    { toc: (toc) => ({ ...toc, images: [{ target: 'a/b:1', source: 'x', digest: `sha256:${'a'.repeat(64)}`, mediaType: 'm', size: 1, platforms: [] }] }) },
+    'AG_TOC_MISMATCH',
+  ],
+  ['payload without an OCI layout', { bare: true, entries: [{ path: 'files/a.txt', data }] }, 'AG_LAYOUT'],
+];
+
+for (const [what, options, code] of entryCases) {
+  t.test(`refused: ${what}`, async (t) => {
+    const path = file();
+    await craftBin(path, { key: signer.privateKey, ...options });
+    await t.rejects(check(path), { code }, what);
+  });
+}
+
+t.test('refused: an OCI index that names a manifest blob not in the payload', async (t) => {
+  const path = file();
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'f'.repeat(64)}`, size: 10, annotations: { 'org.opencontainers.image.ref.name': 'a/b:1', 'io.airgap.kind': 'image' } }] }));
+  await craftBin(path, {
+    key: signer.privateKey,
+    bare: true,
+    entries: [
+      { path: 'oci/oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+      { path: 'oci/index.json', data: index },
+    ],
+  });
+  await t.rejects(check(path), { code: 'AG_LAYOUT', message: /not in the payload/ });
+});
+
+t.test('signatures', async (t) => {
+  const unsigned = file();
+  await craftBin(unsigned, { entries: [{ path: 'files/a.txt', data }] });
+  await t.rejects(check(unsigned), { code: 'AG_UNSIGNED' }, 'unsigned with a key given');
+  t.equal((await check(unsigned, [])).signature.status, 'unsigned', 'unsigned without a key: reported, not refused');
+  await t.rejects(openPayload(unsigned, { requireSignature: true }), { code: 'AG_UNSIGNED' });
+
+  const byOther = file();
+  await craftBin(byOther, { key: other.privateKey, entries: [{ path: 'files/a.txt', data }] });
+  await t.rejects(check(byOther), { code: 'AG_UNKNOWN_KEY' }, 'signed by an untrusted key');
+
+  // a valid signature of other bytes, under the trusted key id
+  const forged = file();
+  const bytes = await craftBin(forged, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data }] });
+  const otherSig = (await craftBin(file(), { key: signer.privateKey, name: 'other' })).toString('latin1').match(/SIGNATURE="([^"]*)"/)![1]!;
+  const text = bytes.toString('latin1').replace(/SIGNATURE="[^"]*"/, `SIGNATURE="${otherSig}"`);
+  await writeFile(forged, Buffer.from(text, 'latin1'));
+  await t.rejects(check(forged), { code: 'AG_BAD_SIGNATURE' });
+});
+
+t.test('damage to the bytes', async (t) => {
+  const make = async () => {
+    const path = file();
+    const bytes = await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data: Buffer.alloc(5000, 7) }] });
+    return { path, bytes };
+  };
+  {
+    const { path, bytes } = await make();
+    await truncate(path, bytes.length - 1);
+    await t.rejects(check(path), { code: 'AG_TRUNCATED' }, 'one byte cut');
+  }
+  {
+    const { path, bytes } = await make();
+    await truncate(path, HEADER_SIZE + 700);
+    await t.rejects(check(path), { code: 'AG_TRUNCATED' }, 'cut in the middle');
+  }
+  {
+    const { path } = await make();
+    await appendFile(path, 'x');
+    await t.rejects(check(path), { code: 'AG_TRAILING_DATA' }, 'one byte appended');
+  }
+  {
+    const { path, bytes } = await make();
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 1024 - 600] ^= 0x01; // inside files/a.txt
+    await writeFile(path, flipped);
+    await t.rejects(check(path), { code: 'AG_ENTRY_DIGEST', message: /files\/a\.txt/ }, 'a flipped data byte');
+  }
+  {
+    const { path, bytes } = await make();
+    const flipped = Buffer.from(bytes);
+    flipped[HEADER_SIZE + 512 + 20] ^= 0x01; // inside the TOC
+    await writeFile(path, flipped);
+    await t.rejects(check(path), { code: 'AG_TOC_DIGEST' }, 'a flipped TOC byte');
+  }
+  {
+    const { path, bytes } = await make();
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 1024 - 5000 - 512 + 2] ^= 0x01; // the entry's tar header
+    await writeFile(path, flipped);
+    await t.rejects(check(path), { code: 'AG_TAR_HEADER' }, 'a flipped tar header byte');
+  }
+  {
+    const { path, bytes } = await make();
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 1024 - 60] ^= 0x01; // padding after the 5000 data bytes (120 bytes): only the payload digest covers it
+    await writeFile(path, flipped);
+    await t.rejects(check(path), { code: 'AG_PAYLOAD_DIGEST' }, 'a flipped padding byte');
+  }
+  await t.rejects(check(join(dir, 'does-not-exist.bin')), { code: 'AG_NOT_FOUND' });
+  const notOurs = join(dir, 'elf.bin');
+  await writeFile(notOurs, await readFile(process.execPath).then((b) => b.subarray(0, 70000)));
+  await t.rejects(check(notOurs), { code: 'AG_NOT_AIRGAP' });
+});
+
+t.test('the CLI reports a refusal with its code, a hint and exit 1', async (t) => {
+  const path = file();
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/../../evil', data }] });
+  const r = await execa(AIRGAP, ['inspect', path, '--key', join(dir, 'signer.pub')], { reject: false });
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /airgap: error: entry path 'files\/\.\.\/\.\.\/evil' has a '\.\.' segment \[AG_ENTRY_PATH\]/);
+  t.equal(r.stdout, '');
+  const unknown = file();
+  await craftBin(unknown, { key: other.privateKey });
+  const u = await execa(AIRGAP, ['inspect', unknown, '--key', join(dir, 'signer.pub'), '--json'], { reject: false });
+  t.equal(u.exitCode, 1);
+  t.match(u.stderr, /AG_UNKNOWN_KEY/);
+  t.match(u.stderr, /hint: trusted keys: [0-9a-f]{16} \(signer\.pub\)/);
+  t.equal(u.stdout, '', 'no JSON on stdout for a refused file');
+});

@@ -1,0 +1,115 @@
+import t from 'tap';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { encodeFileHeader, endOfArchive, paddingFor, parseHeaderBlock, parsePaxRecords } from '../../installer/src/tar.js';
+import { renderHeader, parseHeader, type HeaderFields } from '../../installer/src/header.js';
+import { entryPathProblem, collisionKey } from '../../installer/src/paths.js';
+import { HEADER_SIZE } from '../../installer/src/layout.js';
+import { parseToc, serializeToc } from '../../installer/src/toc.js';
+import { splitTarget } from '../../installer/src/names.js';
+import { parseImageReference } from '../../installer/src/registry-client.js';
+
+const fields: HeaderFields = {
+  format: '1',
+  name: 'demo',
+  version: '1.2.3-rc.1+build.5',
+  created: '2026-11-22T10:00:00Z',
+  payloadOffset: HEADER_SIZE,
+  payloadSize: 12345,
+  payloadSha256: 'a'.repeat(64),
+  tocOffset: HEADER_SIZE + 512,
+  tocSize: 100,
+  tocSha256: 'b'.repeat(64),
+  keyId: '0123456789abcdef',
+  signature: `${'A'.repeat(86)}==`,
+};
+
+t.test('header renders to exactly HEADER_SIZE bytes and parses back as data', async (t) => {
+  const bytes = renderHeader(fields);
+  t.equal(bytes.length, HEADER_SIZE);
+  t.same(parseHeader(bytes), fields);
+});
+
+t.test('header refuses values that could inject shell code', async (t) => {
+  for (const name of ['demo"; rm -rf /; "', 'a$(id)', 'a`id`', 'UPPER', 'a\nb']) {
+    t.throws(() => renderHeader({ ...fields, name }), { code: 'AG_HEADER' }, name);
+  }
+  t.throws(() => renderHeader({ ...fields, version: '1.0' }), { code: 'AG_HEADER' });
+});
+
+t.test('header parsing rejects what is not ours or is malformed', async (t) => {
+  t.throws(() => parseHeader(Buffer.from('\x7fELF...')), { code: 'AG_NOT_AIRGAP' });
+  const good = renderHeader(fields).toString('latin1');
+  t.throws(() => parseHeader(Buffer.from(good.replace('AIRGAP_FORMAT="1"', 'AIRGAP_FORMAT="9"'), 'latin1')), { code: 'AG_FORMAT' });
+  t.throws(() => parseHeader(Buffer.from(good.replace('PAYLOAD_SIZE="12345"', 'PAYLOAD_SIZE="$(id)"'), 'latin1')), { code: 'AG_HEADER' });
+  t.throws(() => parseHeader(Buffer.from(good.replace('NAME="demo"', 'NAME="demo"\nNAME="other"'), 'latin1')), { code: 'AG_HEADER' });
+  t.throws(() => parseHeader(Buffer.from(good.replace(/TOC_SIZE="100"\n/, ''), 'latin1')), { code: 'AG_HEADER' });
+  t.throws(() => parseHeader(Buffer.from(good.replace('SIGNATURE="', 'SIGNATURE="x'), 'latin1')), { code: 'AG_HEADER' });
+});
+
+t.test('tar headers: ustar for short names, pax for long and non-ASCII ones; GNU tar agrees', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-tar-'));
+  const names = ['short.txt', `${'d/'.repeat(60)}long-name.txt`, 'files/ünïcødé/名前.txt'];
+  const parts: Buffer[] = [];
+  for (const [i, name] of names.entries()) {
+    const data = Buffer.from(`content ${i}\n`);
+    parts.push(encodeFileHeader({ path: name, size: data.length, mode: 0o755, mtime: 1700000000 }), data, Buffer.alloc(paddingFor(data.length)));
+  }
+  parts.push(endOfArchive());
+  const tar = Buffer.concat(parts);
+  t.equal(tar.length % 512, 0);
+  await writeFile(join(dir, 't.tar'), tar);
+  const listed = (await execa('tar', ['-tf', join(dir, 't.tar')])).stdout.split('\n');
+  t.same(listed, names);
+  const first = parseHeaderBlock(tar.subarray(0, 512), 0);
+  t.equal(first.name, 'short.txt');
+  t.equal(first.mode, 0o755);
+  t.equal(first.typeflag, '0');
+  const pax = parseHeaderBlock(tar.subarray(1024, 1536), 1024);
+  t.equal(pax.typeflag, 'x');
+  t.equal(parsePaxRecords(tar.subarray(1536, 1536 + pax.size), 1536).get('path'), names[1]);
+  const flipped = Buffer.from(tar.subarray(0, 512));
+  flipped[10] ^= 1;
+  t.throws(() => parseHeaderBlock(flipped, 0), { code: 'AG_TAR_HEADER' });
+});
+
+t.test('entry path rules', async (t) => {
+  for (const ok of ['a', 'oci/blobs/sha256/abc', 'files/x y/z.yaml']) t.equal(entryPathProblem(ok), undefined, ok);
+  for (const bad of ['', '/etc/passwd', '../x', 'a/../b', './a', 'a//b', 'a/', 'a\\b', 'a\0b', 'a\nb']) t.not(entryPathProblem(bad), undefined, JSON.stringify(bad));
+  t.equal(collisionKey('Files/A.yaml'), collisionKey('files/a.yaml'));
+  t.equal(collisionKey('caf\u00e9'), collisionKey('cafe\u0301'));
+  t.not(collisionKey('a'), collisionKey('b'));
+});
+
+t.test('TOC round trip and validation', async (t) => {
+  const toc = {
+    apiVersion: 'airgap/v1' as const,
+    kind: 'TableOfContents' as const,
+    name: 'demo',
+    version: '1.0.0',
+    created: '2026-11-22T10:00:00Z',
+    images: [{ target: 'library/busybox:1.35', source: 'oci:x:y', digest: `sha256:${'c'.repeat(64)}`, mediaType: 'm', size: 1, platforms: ['linux/amd64'] }],
+    charts: [],
+    packs: [],
+    files: [{ target: 'a.yaml', path: 'files/a.yaml', size: 3, sha256: 'd'.repeat(64), mode: 0o755 }],
+    entries: [{ path: 'files/a.yaml', size: 3, sha256: 'd'.repeat(64) }],
+  };
+  t.same(parseToc(serializeToc(toc)), toc);
+  const text = serializeToc(toc).toString();
+  t.throws(() => parseToc(Buffer.from(text.replace('name: demo', 'name: demo\nname: again'))), { code: 'AG_TOC_INVALID' });
+  t.throws(() => parseToc(Buffer.from(text.replaceAll('path: files/a.yaml', 'path: ../a.yaml'))), { code: 'AG_TOC_INVALID' });
+  t.throws(() => parseToc(Buffer.from('{')), { code: 'AG_TOC_INVALID' });
+  t.throws(() => parseToc(Buffer.from(text.replace(`sha256: ${'d'.repeat(64)}\n`, 'sha256: nothex\n'))), { code: 'AG_TOC_INVALID' });
+});
+
+t.test('names and references', async (t) => {
+  t.same(splitTarget('library/busybox:1.35'), { repository: 'library/busybox', tag: '1.35' });
+  t.equal(splitTarget('Library/busybox:1'), undefined);
+  t.equal(splitTarget('busybox'), undefined);
+  t.same(parseImageReference('busybox'), { registry: 'docker.io', repository: 'library/busybox', reference: 'latest' });
+  t.same(parseImageReference('127.0.0.1:5000/a/b:v1'), { registry: '127.0.0.1:5000', repository: 'a/b', reference: 'v1' });
+  t.same(parseImageReference(`localhost/x@sha256:${'e'.repeat(64)}`), { registry: 'localhost', repository: 'x', reference: `sha256:${'e'.repeat(64)}` });
+  t.throws(() => parseImageReference('x@sha256:123'), { code: 'AG_BAD_REFERENCE' });
+});
