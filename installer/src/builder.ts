@@ -9,7 +9,7 @@
  * at offset 0, fsync and rename. Memory stays flat: no blob is ever held whole.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, open, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createHash, type Hash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -244,11 +244,13 @@ class PayloadWriter {
   }
 }
 
+/** The output file: `out` itself, or `out/airgap-v<version>.bin` when it is a folder (made if needed). */
 async function resolveOutPath(out: string | undefined, version: string): Promise<string> {
   const target = resolve(out ?? '.');
   const info = await stat(target).catch(() => undefined);
-  if (info?.isDirectory() || (out ?? '').endsWith('/')) return join(target, binFileName(version));
-  return target;
+  const path = info?.isDirectory() || (out ?? '').endsWith('/') ? join(target, binFileName(version)) : target;
+  await mkdir(dirname(path), { recursive: true });
+  return path;
 }
 
 /**

@@ -145,28 +145,28 @@ t.test('damage to the bytes', async (t) => {
   {
     const { path, bytes } = await make();
     const flipped = Buffer.from(bytes);
-    flipped[bytes.length - 1024 - 600] ^= 0x01; // inside files/a.txt
+    flipped[bytes.length - 1024 - 600] = flipped[bytes.length - 1024 - 600]! ^ 0x01; // inside files/a.txt
     await writeFile(path, flipped);
     await t.rejects(check(path), { code: 'AG_ENTRY_DIGEST', message: /files\/a\.txt/ }, 'a flipped data byte');
   }
   {
     const { path, bytes } = await make();
     const flipped = Buffer.from(bytes);
-    flipped[HEADER_SIZE + 512 + 20] ^= 0x01; // inside the TOC
+    flipped[HEADER_SIZE + 512 + 20] = flipped[HEADER_SIZE + 512 + 20]! ^ 0x01; // inside the TOC
     await writeFile(path, flipped);
     await t.rejects(check(path), { code: 'AG_TOC_DIGEST' }, 'a flipped TOC byte');
   }
   {
     const { path, bytes } = await make();
     const flipped = Buffer.from(bytes);
-    flipped[bytes.length - 1024 - 5000 - 512 + 2] ^= 0x01; // the entry's tar header
+    flipped[bytes.length - 1024 - 5000 - 512 + 2] = flipped[bytes.length - 1024 - 5000 - 512 + 2]! ^ 0x01; // the entry's tar header
     await writeFile(path, flipped);
     await t.rejects(check(path), { code: 'AG_TAR_HEADER' }, 'a flipped tar header byte');
   }
   {
     const { path, bytes } = await make();
     const flipped = Buffer.from(bytes);
-    flipped[bytes.length - 1024 - 60] ^= 0x01; // padding after the 5000 data bytes (120 bytes): only the payload digest covers it
+    flipped[bytes.length - 1024 - 60] = flipped[bytes.length - 1024 - 60]! ^ 0x01; // padding after the 5000 data bytes (120 bytes): only the payload digest covers it
     await writeFile(path, flipped);
     await t.rejects(check(path), { code: 'AG_PAYLOAD_DIGEST' }, 'a flipped padding byte');
   }

@@ -71,7 +71,7 @@ t.test('tar headers: ustar for short names, pax for long and non-ASCII ones; GNU
   t.equal(pax.typeflag, 'x');
   t.equal(parsePaxRecords(tar.subarray(1536, 1536 + pax.size), 1536).get('path'), names[1]);
   const flipped = Buffer.from(tar.subarray(0, 512));
-  flipped[10] ^= 1;
+  flipped[10] = flipped[10]! ^ 1;
   t.throws(() => parseHeaderBlock(flipped, 0), { code: 'AG_TAR_HEADER' });
 });
 
