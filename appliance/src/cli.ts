@@ -15,10 +15,16 @@ function packageVersion(): string {
   }
 }
 
+const interrupt = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => interrupt.abort(new Error(`${signal} received`)));
+}
+
 const code = await runCli(process.argv.slice(2), [...installerCommands], {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
   interactive: process.stderr.isTTY === true,
+  signal: interrupt.signal,
 }, packageVersion());
 process.exitCode = code;

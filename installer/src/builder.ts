@@ -67,6 +67,8 @@ export interface BuildOptions {
   /** Creation time written in the TOC and header. Default: now. */
   created?: Date;
   onProgress?: (progress: BuildProgress) => void;
+  /** Aborts the build (Ctrl-C); the partial output is removed. */
+  signal?: AbortSignal;
 }
 
 export interface BuildResult {
@@ -199,6 +201,7 @@ class PayloadWriter {
   constructor(
     private readonly out: WriteStream,
     private readonly onBytes: (n: number) => void,
+    private readonly signal?: AbortSignal,
   ) {
     out.on('error', (err) => {
       this.failure = err;
@@ -207,6 +210,7 @@ class PayloadWriter {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
+    this.signal?.throwIfAborted();
     this.hash.update(chunk);
     this.written += chunk.length;
     if (!this.out.write(chunk)) await once(this.out, 'drain');
@@ -270,9 +274,10 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
   const partial = `${outPath}.partial`;
   try {
     progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
-    const { plan, images, charts, packs, files } = await planBundle(spec, options, workDir, (item) =>
-      progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item }),
-    );
+    const { plan, images, charts, packs, files } = await planBundle(spec, options, workDir, (item) => {
+      options.signal?.throwIfAborted();
+      progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
+    });
 
     const indexBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: plan.indexManifests }), 'utf8');
     const ordered: PlannedEntry[] = [
@@ -308,18 +313,28 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     await once(out, 'open');
     let done = 0;
     let lastReport = 0;
-    const writer = new PayloadWriter(out, (n) => {
-      done += n;
-      if (done - lastReport >= 8 * 1024 * 1024 || done === payloadSize) {
-        lastReport = done;
-        progress({ stage: 'write', bytesDone: done, bytesTotal: payloadSize });
-      }
-    });
-    out.write(Buffer.alloc(HEADER_SIZE, 0x0a)); // placeholder, replaced once the payload digest is known
-    for (const entry of all) await writer.entry(entry, mtime);
-    await writer.write(endOfArchive());
-    out.end();
-    await once(out, 'finish');
+    const writer = new PayloadWriter(
+      out,
+      (n) => {
+        done += n;
+        if (done - lastReport >= 8 * 1024 * 1024 || done === payloadSize) {
+          lastReport = done;
+          progress({ stage: 'write', bytesDone: done, bytesTotal: payloadSize });
+        }
+      },
+      options.signal,
+    );
+    try {
+      out.write(Buffer.alloc(HEADER_SIZE, 0x0a)); // placeholder, replaced once the payload digest is known
+      for (const entry of all) await writer.entry(entry, mtime);
+      await writer.write(endOfArchive());
+      out.end();
+      await once(out, 'finish');
+    } catch (err) {
+      out.destroy();
+      await once(out, 'close').catch(() => {});
+      throw err;
+    }
     if (writer.written !== payloadSize) throw new Error(`internal: wrote ${writer.written} payload bytes, planned ${payloadSize}`);
 
     const payloadSha256 = writer.hash.digest('hex');

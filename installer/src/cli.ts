@@ -24,6 +24,8 @@ export interface CliContext {
   env: NodeJS.ProcessEnv;
   /** Whether stderr is a terminal (live progress) or a pipe/log (plain lines). */
   interactive: boolean;
+  /** Aborted on SIGINT/SIGTERM: long commands stop and clean up. */
+  signal?: AbortSignal;
 }
 
 export interface Command {
@@ -155,6 +157,7 @@ Options:
       insecureRegistries: values['insecure-registry'] ?? [],
       ...(credentials ? { credentials } : {}),
       ...(epoch && /^\d+$/.test(epoch) ? { created: new Date(Number(epoch) * 1000) } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p: BuildProgress) => {
         if (p.stage === 'plan' && p.item) progress.line(`Reading ${p.item}`);
         if (p.stage === 'write') progress.bytes('Writing', p.bytesDone, p.bytesTotal);
@@ -310,6 +313,10 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
     if (!command) throw new UsageError(`unknown command '${name}'`, { hint: `commands: ${commands.map((c) => c.name).join(', ')}` });
     return await command.run(rest, ctx);
   } catch (err) {
+    if (ctx.signal?.aborted) {
+      print(ctx.stderr, '\nairgap: interrupted; nothing was left half-written');
+      return 130;
+    }
     if (err instanceof AirgapError) {
       print(ctx.stderr, `airgap: error: ${err.message} [${err.code}]${err.hint ? `\n  hint: ${err.hint}` : ''}`);
       return err instanceof UsageError ? 2 : 1;
