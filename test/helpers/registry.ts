@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import bcrypt from 'bcryptjs';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -26,11 +27,19 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-/** Starts a registry and waits until GET /v2/ answers. */
-export async function startRegistry(): Promise<TestRegistry> {
+/**
+ * Starts a registry and waits until GET /v2/ answers (401 counts when `auth` is set:
+ * htpasswd with a bcrypt hash, as the appliance configures it).
+ */
+export async function startRegistry(auth?: { username: string; password: string }): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-registry-'));
   const port = await freePort();
   const config = join(dir, 'config.yml');
+  const authLines: string[] = [];
+  if (auth) {
+    await writeFile(join(dir, 'htpasswd'), `${auth.username}:${bcrypt.hashSync(auth.password, 10)}\n`);
+    authLines.push(`auth: { htpasswd: { realm: airgap-test, path: ${join(dir, 'htpasswd')} } }`);
+  }
   await writeFile(
     config,
     [
@@ -38,13 +47,14 @@ export async function startRegistry(): Promise<TestRegistry> {
       'log: { level: warn }',
       `storage: { filesystem: { rootdirectory: ${join(dir, 'data')} }, delete: { enabled: true } }`,
       `http: { addr: 127.0.0.1:${port} }`,
+      ...authLines,
       '',
     ].join('\n'),
   );
   const child: ResultPromise = execa('docker-registry', ['serve', config], { reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
   const host = `127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok || (auth !== undefined && r.status === 401), () => false);
     if (ok) return { host, stop: async () => void (child.kill('SIGTERM'), await child) };
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));

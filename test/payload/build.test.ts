@@ -5,7 +5,7 @@
  * same digests as the sources. Also: docker:// sources from a real registry on loopback.
  */
 import t from 'tap';
-import { mkdtemp, readFile, stat, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
@@ -266,4 +266,26 @@ t.test('docker:// sources come from a real registry on loopback', async (t) => {
   const nf = await execa(AIRGAP, ['build', notThere, '--insecure-registry', registry.host, '--out', join(work, 'nf.bin')], { reject: false });
   t.equal(nf.exitCode, 1);
   t.match(nf.stderr, /not found \[AG_NOT_FOUND\]/);
+});
+
+t.test('docker:// with Basic auth: credentials from --registry-auth (a docker config.json)', async (t) => {
+  const auth = { username: 'puller', password: 'correct horse battery staple' };
+  const registry = await startRegistry(auth);
+  t.teardown(() => registry.stop());
+  await execa('skopeo', ['copy', '--dest-tls-verify=false', `--dest-creds=${auth.username}:${auth.password}`, `oci:${join(work, 'images')}:multi`, `docker://${registry.host}/apps/multi:v1`]);
+  const authSpec = await writeBundle(join(work, 'images'), { name: 'authed', version: '1.0.0', images: [{ source: `docker://${registry.host}/apps/multi:v1` }] });
+  const denied = await execa(AIRGAP, ['build', authSpec, '--insecure-registry', registry.host, '--out', join(work, 'authed.bin')], { reject: false });
+  t.equal(denied.exitCode, 1);
+  t.match(denied.stderr, /needs a username and password/);
+  const authFile = join(work, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } }));
+  const ok = await execa(AIRGAP, ['build', authSpec, '--insecure-registry', registry.host, '--registry-auth', authFile, '--out', join(work, 'authed.bin'), '--json'], { reject: false });
+  t.equal(ok.exitCode, 0, ok.stderr);
+  const doc = JSON.parse(ok.stdout) as { images: Array<{ target: string; digest: string }> };
+  t.equal(doc.images[0]!.target, 'apps/multi:v1');
+  await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { username: auth.username, password: 'wrong' } } }));
+  const wrong = await execa(AIRGAP, ['build', authSpec, '--insecure-registry', registry.host, '--registry-auth', authFile, '--out', join(work, 'authed2.bin')], { reject: false });
+  t.equal(wrong.exitCode, 1);
+  t.match(wrong.stderr, /access denied \(401\)/);
+  await t.rejects(stat(join(work, 'authed2.bin')));
 });
