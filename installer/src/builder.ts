@@ -11,7 +11,7 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
 import { once } from 'node:events';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -271,7 +271,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
   const progress = options.onProgress ?? (() => {});
 
   const workDir = await mkdtemp(join(tmpdir(), 'airgap-build-'));
-  const partial = `${outPath}.partial`;
+  const partial = `${outPath}.${randomBytes(4).toString('hex')}.partial`;
   try {
     progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
     const { plan, images, charts, packs, files } = await planBundle(spec, options, workDir, (item) => {
@@ -309,7 +309,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     await checkFreeSpace(dirname(outPath), HEADER_SIZE + payloadSize);
     progress({ stage: 'write', bytesDone: 0, bytesTotal: payloadSize });
 
-    const out = createWriteStream(partial, { mode: 0o644, highWaterMark: 4 * 1024 * 1024 });
+    const out = createWriteStream(partial, { flags: 'wx', mode: 0o644, highWaterMark: 4 * 1024 * 1024 });
     await once(out, 'open');
     let done = 0;
     let lastReport = 0;

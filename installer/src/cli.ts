@@ -245,9 +245,13 @@ Options:
     if (help) return (print(ctx.stdout, this.usage), 0);
     const trustedKeys = values.key ? await loadPublicKeys(values.key) : [];
     const opened = await openPayload(positionals[0]!, { trustedKeys });
-    const progress = progressReporter(ctx, values.quiet === true || values.json === true);
-    await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
-    progress.end();
+    try {
+      const progress = progressReporter(ctx, values.quiet === true || values.json === true);
+      await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
+      progress.end();
+    } finally {
+      await opened.close();
+    }
     if (values.json) {
       print(ctx.stdout, JSON.stringify(inspectJson(opened, true), null, 2));
       return 0;

@@ -30,7 +30,7 @@ export interface HeaderFields {
 }
 
 const CREATED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/;
-const NUMBER = /^(0|[1-9]\d{0,15})$/;
+const NUMBER = /^(0|[1-9]\d{0,14})$/; // below 2^53: the same number in JS and sh
 const HEX64 = /^[a-f0-9]{64}$/;
 
 /** Each header key: the field it fills, the pattern its value must match. */
@@ -119,12 +119,15 @@ export function parseHeader(head: Buffer): HeaderFields {
     fields[field] = NUMERIC.has(field) ? Number(value) : value;
   }
   const parsed = fields as unknown as HeaderFields;
-  const marker = text.indexOf(`\n${PAYLOAD_MARKER}\n`, end);
-  if (marker === -1 || marker + PAYLOAD_MARKER.length + 2 > parsed.payloadOffset) {
-    throw new PayloadError('AG_HEADER', 'the payload marker line is missing or after PAYLOAD_OFFSET');
-  }
   if ((parsed.keyId === '') !== (parsed.signature === '')) {
     throw new PayloadError('AG_HEADER', 'header has a KEY_ID without a SIGNATURE or the reverse');
+  }
+  // The header is not signed, and sh runs it: accept only the exact bytes this format
+  // renders from these fields, so that no command can hide in the runtime or the padding.
+  if (parsed.payloadOffset !== HEADER_SIZE || head.length < HEADER_SIZE || !head.subarray(0, HEADER_SIZE).equals(renderHeader(parsed))) {
+    throw new PayloadError('AG_HEADER', 'the sh header is not the one this format writes (it was edited or made by another tool)', {
+      hint: 'do not run this file; rebuild it with airgap build',
+    });
   }
   return parsed;
 }
@@ -238,7 +241,10 @@ while [ $# -gt 0 ]; do
     --target)
       if [ $# -lt 2 ] || [ -z "$2" ]; then err "--target needs a directory"; exit 2; fi
       target=$2; action=target; shift ;;
-    --target=*) target=$(printf '%s\n' "$1" | cut -d= -f2-); action=target ;;
+    --target=*)
+      target=$(printf '%s\n' "$1" | cut -d= -f2-)
+      if [ -z "$target" ]; then err "--target needs a directory"; exit 2; fi
+      action=target ;;
     --noexec) noexec=1 ;;
     -q|--quiet) quiet=1 ;;
     *) err "unknown option '$1' (see --help)"; exit 2 ;;

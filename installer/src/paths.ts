@@ -30,8 +30,14 @@ export function entryPathProblem(path: string): string | undefined {
 
 /**
  * The key under which two paths count as the same name on a case-insensitive or
- * normalising file system: Unicode NFKC, then lower case.
+ * normalising file system: Unicode NFKC, then a case fold (upper, then lower case, so
+ * that σ and ς meet), and default-ignorable characters (zero-width joiners…) removed.
  */
 export function collisionKey(path: string): string {
-  return path.normalize('NFKC').toLowerCase().normalize('NFKC');
+  return path
+    .normalize('NFKC')
+    .replace(/\p{Default_Ignorable_Code_Point}/gu, '')
+    .toUpperCase()
+    .toLowerCase()
+    .normalize('NFKC');
 }

@@ -7,18 +7,17 @@
  * and every entry's sha256; `openEntryStream` gives one entry's bytes by offset.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { PayloadError } from './errors.js';
 import { parseHeader, type HeaderFields } from './header.js';
-import { BLOCK_SIZE, isZeroBlock, paddingFor, parseHeaderBlock, parsePaxRecords, typeName, TYPE_FILE, TYPE_FILE_OLD, TYPE_PAX_HEADER } from './tar.js';
+import { BLOCK_SIZE, encodeFileHeader, isZeroBlock, paddingFor, parseHeaderBlock, parsePaxRecords, typeName, TYPE_FILE, TYPE_FILE_OLD, TYPE_PAX_HEADER } from './tar.js';
 import { collisionKey, entryPathProblem } from './paths.js';
-import { MAX_TOC_BYTES, parseToc, type Toc } from './toc.js';
+import { MAX_TOC_BYTES, parseToc, type Toc, type TocFile } from './toc.js';
 import { verifyBytes, type PublicKeyInfo } from './keys.js';
 import { sha256Hex, sha256Digest } from './digest.js';
-import { ANNOTATION_KIND, ANNOTATION_REF_NAME, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, TOC_PATH, blobPath } from './layout.js';
-import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor } from './oci.js';
+import { ANNOTATION_KIND, ANNOTATION_REF_NAME, FILES_DIR, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, TOC_PATH, blobPath, digestOfBlobPath, filePath } from './layout.js';
+import { MAX_MANIFEST_BYTES, isIndexMediaType, parseManifest, type Descriptor } from './oci.js';
 
 /** One tar entry as indexed: where its data is in the file. */
 export interface IndexedEntry {
@@ -29,6 +28,8 @@ export interface IndexedEntry {
   offset: number;
   /** Permission bits from the tar header. */
   mode: number;
+  /** Byte offset of the entry's first header block (its pax header, if any). */
+  headerOffset: number;
 }
 
 export interface SignatureStatus {
@@ -51,6 +52,12 @@ export interface OpenedPayload {
   signature: SignatureStatus;
   /** oci/index.json: one descriptor per image, chart and pack. */
   index: Descriptor[];
+  /**
+   * The open file: every later read goes through it, so the bytes read are those of the
+   * file that was checked even if the path is replaced meanwhile. Close it when done.
+   */
+  handle: FileHandle;
+  close(): Promise<void>;
 }
 
 export interface OpenOptions {
@@ -86,10 +93,12 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
   const seen = new Map<string, string>();
   let pos = start;
   let pax: Map<string, string> | undefined;
+  let headerOffset = start;
   for (;;) {
     if (pos + BLOCK_SIZE > end) throw new PayloadError('AG_TRUNCATED', `the payload ends inside the tar at byte ${pos} (no end-of-archive marker)`, { hint: 'copy the file again' });
     const block = await readAt(fh, pos, BLOCK_SIZE, 'tar header');
     if (isZeroBlock(block)) {
+      if (pax) throw new PayloadError('AG_TAR_HEADER', `a pax header at byte ${headerOffset} belongs to no entry`);
       await checkTrailer(fh, pos, end);
       return entries;
     }
@@ -100,9 +109,14 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
       if (raw.size > MAX_PAX_BYTES) throw new PayloadError('AG_TAR_HEADER', `pax header at byte ${pos} is larger than ${MAX_PAX_BYTES} bytes`);
       if (dataStart + raw.size > end) throw new PayloadError('AG_TRUNCATED', `pax header at byte ${pos} runs past the end of the payload`);
       pax = parsePaxRecords(await readAt(fh, dataStart, raw.size, 'pax header'), pos);
+      for (const key of pax.keys()) {
+        if (key !== 'path' && key !== 'size') throw new PayloadError('AG_TAR_HEADER', `pax header at byte ${pos} has the unsupported key '${key.slice(0, 40)}'`);
+      }
+      headerOffset = pos;
       pos = dataStart + raw.size + paddingFor(raw.size);
       continue;
     }
+    if (!pax) headerOffset = pos;
     let path = raw.name;
     let size = raw.size;
     if (pax) {
@@ -127,8 +141,12 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
     }
     seen.set(key, path);
     if (dataStart + size > end) throw new PayloadError('AG_TRUNCATED', `entry '${path}' runs past the end of the payload`, { hint: 'copy the file again' });
-    entries.push({ path, size, offset: dataStart, mode: raw.mode & 0o777 });
-    pos = dataStart + size + paddingFor(size);
+    entries.push({ path, size, offset: dataStart, mode: raw.mode & 0o777, headerOffset });
+    const padding = paddingFor(size);
+    if (padding && !isZeroBlock(await readAt(fh, dataStart + size, padding, `padding of '${path}'`))) {
+      throw new PayloadError('AG_TAR_HEADER', `the padding after entry '${path}' is not zeros`);
+    }
+    pos = dataStart + size + padding;
   }
 }
 
@@ -183,6 +201,7 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
   } catch (cause) {
     throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, { cause });
   }
+  let ok = false;
   try {
     const fileSize = (await fh.stat()).size;
     const head = Buffer.alloc(Math.min(fileSize, 4 * HEADER_SIZE));
@@ -210,31 +229,69 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
 
     const byPath = new Map(entries.map((e) => [e.path, e]));
     matchTocToIndex(toc, entries);
+    await checkCanonicalHeaders(fh, toc, entries);
     const index = await checkLayout(fh, toc, byPath);
-    return { file, fileSize, header, toc, tocBytes, entries, byPath, signature, index };
+    ok = true;
+    const handle = fh;
+    return { file, fileSize, header, toc, tocBytes, entries, byPath, signature, index, handle, close: () => handle.close() };
   } finally {
-    await fh.close();
+    if (!ok) await fh.close();
   }
 }
 
-/** Every entry but the TOC is listed in the TOC with the same size, and nothing else is. */
+/**
+ * Tar headers are not signed, so each must be exactly the one the writer makes from signed
+ * data (path and size from the TOC, mode from the TOC's file list, time from `created`):
+ * no owner, set-id bit, sparse or rename trick can ride along unsigned.
+ */
+async function checkCanonicalHeaders(fh: FileHandle, toc: Toc, entries: IndexedEntry[]): Promise<void> {
+  const mtime = Math.floor(Date.parse(toc.created) / 1000);
+  const modes = new Map(toc.files.map((f) => [f.path, f.mode]));
+  for (const entry of entries) {
+    const expected = encodeFileHeader({ path: entry.path, size: entry.size, mode: modes.get(entry.path) ?? 0o644, mtime });
+    const actual = entry.offset - entry.headerOffset === expected.length ? await readAt(fh, entry.headerOffset, expected.length, 'tar header') : undefined;
+    if (!actual?.equals(expected)) {
+      throw new PayloadError('AG_TAR_HEADER', `the tar header of '${entry.path}' is not the one this format writes (owner, mode, time or extra records differ)`);
+    }
+  }
+}
+
+/**
+ * Every entry but the TOC is listed in the TOC with the same size, and nothing else is;
+ * each is the OCI layout file, the index, a blob named by its own sha256, or a file of the
+ * TOC's file list (one entry per target, also after case folding).
+ */
 function matchTocToIndex(toc: Toc, entries: IndexedEntry[]): void {
   const listed = new Map(toc.entries.map((e) => [e.path, e]));
+  const files = new Map<string, TocFile>();
+  const targets = new Set<string>();
+  for (const f of toc.files) {
+    const key = collisionKey(f.target);
+    if (targets.has(key)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists the file ${f.target} twice`);
+    if (f.path !== filePath(f.target)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} is not stored at ${filePath(f.target)}`);
+    targets.add(key);
+    files.set(f.path, f);
+  }
   for (const entry of entries.slice(1)) {
     const t = listed.get(entry.path);
     if (!t) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is in the payload but not in the TOC`);
     if (t.size !== entry.size) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is ${entry.size} bytes, the TOC says ${t.size}`);
     listed.delete(entry.path);
+    const digest = digestOfBlobPath(entry.path);
+    if (digest !== undefined) {
+      if (digest !== `sha256:${t.sha256}`) throw new PayloadError('AG_TOC_MISMATCH', `blob '${entry.path}' has sha256 ${t.sha256} in the TOC, not its name`);
+    } else if (entry.path.startsWith(`${FILES_DIR}/`)) {
+      const f = files.get(entry.path);
+      if (!f || f.size !== t.size || f.sha256 !== t.sha256) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is not in the TOC's file list`);
+      files.delete(entry.path);
+    } else if (entry.path !== OCI_LAYOUT_PATH && entry.path !== OCI_INDEX_PATH) {
+      throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is neither a blob, a file nor the OCI layout`);
+    }
   }
   if (listed.has(TOC_PATH)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists itself`);
   const missing = [...listed.keys()];
   if (missing.length) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists '${missing[0]}'${missing.length > 1 ? ` and ${missing.length - 1} more` : ''}, missing from the payload`);
-  for (const f of toc.files) {
-    const t = toc.entries.find((e) => e.path === f.path);
-    if (!t || t.size !== f.size || t.sha256 !== f.sha256 || f.path !== `files/${f.target}`) {
-      throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} does not match its entry`);
-    }
-  }
+  for (const f of files.values()) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} has no entry`);
 }
 
 /**
@@ -247,8 +304,12 @@ async function checkLayout(fh: FileHandle, toc: Toc, byPath: Map<string, Indexed
   const indexEntry = byPath.get(OCI_INDEX_PATH);
   if (!layout || !indexEntry) throw new PayloadError('AG_LAYOUT', `the payload has no ${!layout ? OCI_LAYOUT_PATH : OCI_INDEX_PATH}`);
   let index: { manifests?: unknown };
+  const indexBytes = await readSmallEntry(fh, indexEntry, MAX_MANIFEST_BYTES);
+  if (sha256Hex(indexBytes) !== toc.entries.find((e) => e.path === OCI_INDEX_PATH)?.sha256) {
+    throw new PayloadError('AG_ENTRY_DIGEST', `${OCI_INDEX_PATH} does not match its sha256 in the TOC`);
+  }
   try {
-    index = JSON.parse((await readSmallEntry(fh, indexEntry, MAX_MANIFEST_BYTES)).toString('utf8')) as { manifests?: unknown };
+    index = JSON.parse(indexBytes.toString('utf8')) as { manifests?: unknown };
   } catch (cause) {
     if (cause instanceof PayloadError) throw cause;
     throw new PayloadError('AG_LAYOUT', `${OCI_INDEX_PATH} is not valid JSON`, { cause });
@@ -261,27 +322,32 @@ async function checkLayout(fh: FileHandle, toc: Toc, byPath: Map<string, Indexed
   }
   if (parsedIndex.kind !== 'index') throw new PayloadError('AG_LAYOUT', `${OCI_INDEX_PATH} is not an index`);
   const descriptors = parsedIndex.children;
-  const checked = new Set<string>();
+  /** Digest → whether it is an index, for every manifest already read. */
+  const checked = new Map<string, boolean>();
   const needBlob = (d: Descriptor, why: string): IndexedEntry => {
     const entry = byPath.get(blobPath(d.digest));
     if (!entry) throw new PayloadError('AG_LAYOUT', `${why} needs blob ${d.digest}, which is not in the payload`);
     if (entry.size !== d.size) throw new PayloadError('AG_LAYOUT', `blob ${d.digest} is ${entry.size} bytes, ${why} says ${d.size}`);
-    const listed = toc.entries.find((e) => e.path === entry.path);
-    if (listed && `sha256:${listed.sha256}` !== d.digest) throw new PayloadError('AG_LAYOUT', `the TOC's sha256 of ${entry.path} is not its digest`);
     return entry;
   };
   const visit = async (d: Descriptor, why: string, depth: number): Promise<void> => {
-    if (checked.has(d.digest)) return;
+    const entry = needBlob(d, why);
+    const seenAsIndex = checked.get(d.digest);
+    if (seenAsIndex !== undefined) {
+      if (seenAsIndex !== isIndexMediaType(d.mediaType)) throw new PayloadError('AG_LAYOUT', `${why} names ${d.digest} with media type ${d.mediaType}, which it is not`);
+      return;
+    }
     if (depth > 4) throw new PayloadError('AG_LAYOUT', `indexes nest too deep under ${why}`);
-    const bytes = await readSmallEntry(fh, needBlob(d, why), MAX_MANIFEST_BYTES);
+    const bytes = await readSmallEntry(fh, entry, MAX_MANIFEST_BYTES);
     if (sha256Digest(bytes) !== d.digest) throw new PayloadError('AG_ENTRY_DIGEST', `manifest ${d.digest} does not match its digest`);
-    checked.add(d.digest);
     let parsed;
     try {
       parsed = parseManifest(bytes, d.mediaType);
     } catch (cause) {
       throw new PayloadError('AG_LAYOUT', `manifest ${d.digest} ${(cause as Error).message}`, { cause });
     }
+    if (isIndexMediaType(d.mediaType) !== (parsed.kind === 'index')) throw new PayloadError('AG_LAYOUT', `${why} names ${d.digest} with media type ${d.mediaType}, which it is not`);
+    checked.set(d.digest, parsed.kind === 'index');
     if (parsed.kind === 'index') for (const child of parsed.children) await visit(child, `index ${d.digest}`, depth + 1);
     else for (const blob of parsed.blobs) needBlob(blob, `manifest ${d.digest}`);
   };
@@ -338,7 +404,7 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
       throw new PayloadError('AG_ENTRY_DIGEST', `entry '${entry.path}' does not match its sha256 in the TOC; the file is damaged or altered`, { hint: 'copy the file again' });
     }
   };
-  const stream = createReadStream(opened.file, { start: pos, end: end - 1, highWaterMark: 1024 * 1024 });
+  const stream = opened.handle.createReadStream({ start: pos, end: end - 1, highWaterMark: 1024 * 1024, autoClose: false });
   for await (const raw of stream) {
     const chunk = raw as Buffer;
     payloadHash.update(chunk);
@@ -356,7 +422,7 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
     pos = chunkEnd;
     onProgress?.({ bytesDone: pos - header.payloadOffset, bytesTotal: header.payloadSize });
   }
-  if (pos !== end) throw new PayloadError('AG_TRUNCATED', 'the file changed while it was read');
+  if (pos !== end || current !== entries.length) throw new PayloadError('AG_TRUNCATED', 'the file changed while it was read');
   if (payloadHash.digest('hex') !== header.payloadSha256) {
     throw new PayloadError('AG_PAYLOAD_DIGEST', 'the payload does not match PAYLOAD_SHA256 in the header; the file is damaged or altered', { hint: 'copy the file again' });
   }
@@ -367,5 +433,5 @@ export function openEntryStream(opened: OpenedPayload, path: string): Readable {
   const entry = opened.byPath.get(path);
   if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry '${path}' in ${opened.file}`);
   if (entry.size === 0) return Readable.from([]);
-  return createReadStream(opened.file, { start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 1024 * 1024 });
+  return opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 1024 * 1024, autoClose: false });
 }

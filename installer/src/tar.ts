@@ -202,7 +202,8 @@ export function parsePaxRecords(data: Buffer, at: number): Map<string, string> {
   while (pos < data.length) {
     if (data[pos] === 0) break; // padding
     const space = data.indexOf(0x20, pos);
-    const length = space === -1 ? NaN : Number(data.toString('ascii', pos, space));
+    const lengthText = space === -1 ? '' : data.toString('ascii', pos, space);
+    const length = /^[1-9]\d{0,5}$/.test(lengthText) ? Number(lengthText) : NaN;
     if (!Number.isInteger(length) || length <= 0 || pos + length > data.length || data[pos + length - 1] !== 0x0a) {
       throw new PayloadError('AG_TAR_HEADER', `pax header at byte ${at} has a malformed record`);
     }

@@ -21,6 +21,12 @@ export interface CraftEntry {
   linkname?: string;
   /** Leave this entry out of the default TOC. */
   unlisted?: boolean;
+  /** Permission bits written in the tar header (0o644 by default). */
+  mode?: number;
+  /** Header bytes to write instead of the canonical ones. */
+  header?: Buffer;
+  /** Padding bytes to write instead of zeros. */
+  padding?: Buffer;
 }
 
 export interface CraftOptions {
@@ -32,6 +38,8 @@ export interface CraftOptions {
   /** Change the TOC (object) or replace its bytes. */
   toc?: (toc: Toc) => Toc | Buffer;
   key?: KeyObject;
+  /** Change the rendered sh header (it stays HEADER_SIZE bytes). */
+  editHeader?: (header: string) => string;
   name?: string;
   version?: string;
 }
@@ -50,6 +58,7 @@ export async function craftBin(file: string, options: CraftOptions = {}): Promis
   const name = options.name ?? 'crafted';
   const version = options.version ?? '1.0.0';
   const created = '2026-01-01T00:00:00Z';
+  const listed = entries.filter((e) => !e.unlisted && (e.type ?? '0') === '0');
   let toc: Toc = {
     apiVersion: 'airgap/v1',
     kind: 'TableOfContents',
@@ -59,10 +68,10 @@ export async function craftBin(file: string, options: CraftOptions = {}): Promis
     images: [],
     charts: [],
     packs: [],
-    files: [],
-    entries: entries
-      .filter((e) => !e.unlisted && (e.type ?? '0') === '0')
-      .map((e) => ({ path: e.path, size: (e.data ?? Buffer.alloc(0)).length, sha256: sha(e.data ?? Buffer.alloc(0)) })),
+    files: listed
+      .filter((e) => e.path.startsWith('files/'))
+      .map((e) => ({ target: e.path.slice('files/'.length), path: e.path, size: (e.data ?? Buffer.alloc(0)).length, sha256: sha(e.data ?? Buffer.alloc(0)), mode: (e.mode ?? 0o644) & 0o777 })),
+    entries: listed.map((e) => ({ path: e.path, size: (e.data ?? Buffer.alloc(0)).length, sha256: sha(e.data ?? Buffer.alloc(0)) })),
   };
   let tocBytes: Buffer;
   if (options.toc) {
@@ -72,14 +81,16 @@ export async function craftBin(file: string, options: CraftOptions = {}): Promis
     tocBytes = serializeToc(toc);
   }
   const parts: Buffer[] = [];
-  const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime: 0 });
+  const mtime = Date.parse(created) / 1000;
+  const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime });
   const tocParts = [tocHeader, tocBytes, Buffer.alloc(paddingFor(tocBytes.length))];
   if (!options.tocLast) parts.push(...tocParts);
   for (const e of entries) {
     const data = e.data ?? Buffer.alloc(0);
     const type = e.type ?? '0';
-    const header = type === '0' ? encodeFileHeader({ path: e.path, size: data.length, mode: 0o644, mtime: 0 }) : ustarBlock(e.path, data.length, 0o644, 0, type, e.linkname ?? '');
-    parts.push(header, data, Buffer.alloc(paddingFor(data.length)));
+    const header =
+      e.header ?? (type === '0' ? encodeFileHeader({ path: e.path, size: data.length, mode: e.mode ?? 0o644, mtime }) : ustarBlock(e.path, data.length, 0o644, mtime, type, e.linkname ?? ''));
+    parts.push(header, data, e.padding ?? Buffer.alloc(paddingFor(data.length)));
   }
   if (options.tocLast) parts.push(...tocParts);
   parts.push(endOfArchive());
@@ -98,7 +109,8 @@ export async function craftBin(file: string, options: CraftOptions = {}): Promis
     keyId: options.key ? keyIdOf(createPublicKey(options.key)) : '',
     signature: options.key ? signBytes(tocBytes, options.key) : '',
   });
-  const bytes = Buffer.concat([header, payload]);
+  const edited = options.editHeader ? Buffer.from(options.editHeader(header.toString('latin1')), 'latin1').subarray(0, HEADER_SIZE) : header;
+  const bytes = Buffer.concat([edited, payload]);
   await writeFile(file, bytes, { mode: 0o755 });
   return bytes;
 }

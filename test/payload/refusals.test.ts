@@ -3,14 +3,15 @@
  * reason (a baseline crafted the same way is accepted), through the library and the CLI.
  */
 import t from 'tap';
-import { mkdtemp, readFile, writeFile, appendFile, truncate } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile, appendFile, truncate, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { craftBin } from '../helpers/craft.js';
-import { openPayload, verifyPayloadData } from '../../installer/src/reader.js';
+import { openPayload, verifyPayloadData, openEntryStream } from '../../installer/src/reader.js';
 import { keyIdOf, type PublicKeyInfo } from '../../installer/src/keys.js';
+import { ustarBlock } from '../../installer/src/tar.js';
 import { HEADER_SIZE } from '../../installer/src/layout.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
@@ -28,7 +29,11 @@ const data = Buffer.from('hello\n');
 /** Opens and fully verifies, as `airgap inspect --key` does. */
 async function check(path: string, keys: PublicKeyInfo[] = trusted) {
   const opened = await openPayload(path, { trustedKeys: keys });
-  await verifyPayloadData(opened);
+  try {
+    await verifyPayloadData(opened);
+  } finally {
+    await opened.close();
+  }
   return opened;
 }
 
@@ -168,7 +173,7 @@ t.test('damage to the bytes', async (t) => {
     const flipped = Buffer.from(bytes);
     flipped[bytes.length - 1024 - 60] = flipped[bytes.length - 1024 - 60]! ^ 0x01; // padding after the 5000 data bytes (120 bytes): only the payload digest covers it
     await writeFile(path, flipped);
-    await t.rejects(check(path), { code: 'AG_PAYLOAD_DIGEST' }, 'a flipped padding byte');
+    await t.rejects(check(path), { code: 'AG_TAR_HEADER', message: /padding/ }, 'a flipped padding byte');
   }
   await t.rejects(check(join(dir, 'does-not-exist.bin')), { code: 'AG_NOT_FOUND' });
   const notOurs = join(dir, 'elf.bin');
@@ -190,4 +195,82 @@ t.test('the CLI reports a refusal with its code, a hint and exit 1', async (t) =
   t.match(u.stderr, /AG_UNKNOWN_KEY/);
   t.match(u.stderr, /hint: trusted keys: [0-9a-f]{16} \(signer\.pub\)/);
   t.equal(u.stdout, '', 'no JSON on stdout for a refused file');
+});
+
+t.test('unsigned parts of the file are refused unless they are exactly what the format writes', async (t) => {
+  const withData = { key: signer.privateKey, entries: [{ path: 'files/a.txt', data }] };
+  const cases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
+    ['a command added to the sh runtime', { ...withData, editHeader: (h) => h.replace('\nself=$0\n', '\nself=$0; touch /tmp/airgap-pwned\n') }, 'AG_HEADER'],
+    ['a second assignment after the data block', { ...withData, editHeader: (h) => h.replace('\nself=$0\n', '\nPAYLOAD_SHA256="x"\nself=$0\n') }, 'AG_HEADER'],
+    ['bytes in the padding after the marker', { ...withData, editHeader: (h) => `${h.slice(0, 16000)}rm -rf /${h.slice(16008)}` }, 'AG_HEADER'],
+    ['a set-uid mode in a tar header', { key: signer.privateKey, entries: [{ path: 'files/a.txt', data, mode: 0o4755 }] }, 'AG_TAR_HEADER'],
+    ['an owner in a tar header', { key: signer.privateKey, entries: [{ path: 'files/a.txt', data, header: withOwner(ustarBlock('files/a.txt', data.length, 0o644, Date.parse('2026-01-01T00:00:00Z') / 1000, '0')) }] }, 'AG_TAR_HEADER'],
+    ['non-zero padding', { key: signer.privateKey, entries: [{ path: 'files/a.txt', data, padding: Buffer.alloc(512 - data.length, 0x41) }] }, 'AG_TAR_HEADER'],
+    ['a pax record with a hex length', { key: signer.privateKey, entries: [{ path: 'files/a.txt', data, header: paxHeader('0x16 path=files/a.txt\n', 'files/a.txt', data.length) }] }, 'AG_TAR_HEADER'],
+    ['a pax record other than path and size', { key: signer.privateKey, entries: [{ path: 'files/a.txt', data, header: paxHeader('30 GNU.sparse.name=renamed.txt\n', 'files/a.txt', data.length) }] }, 'AG_TAR_HEADER'],
+    ['names that meet under case folding (σ and ς)', { key: signer.privateKey, entries: [{ path: 'files/a\u03c3', data }, { path: 'files/a\u03c2', data }] }, 'AG_DUPLICATE_ENTRY'],
+    ['an entry outside oci/ and files/', { key: signer.privateKey, entries: [{ path: 'etc/cron.d/job', data }] }, 'AG_TOC_MISMATCH'],
+    ['a blob not named by its digest', { key: signer.privateKey, entries: [{ path: `oci/blobs/sha256/${'a'.repeat(64)}`, data }] }, 'AG_TOC_MISMATCH'],
+  ];
+  for (const [what, options, code] of cases) {
+    const path = file();
+    await craftBin(path, options);
+    await t.rejects(check(path), { code }, what);
+  }
+  // the edited runtime is refused by the reader; sh would run it, which is why the reader checks
+});
+
+function withOwner(block: Buffer): Buffer {
+  const b = Buffer.from(block);
+  b.write('0010000\0', 108, 8, 'ascii'); // uid 4096
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+  return b;
+}
+
+function paxHeader(records: string, path: string, size: number): Buffer {
+  const pax = Buffer.from(records);
+  const mtime = Date.parse('2026-01-01T00:00:00Z') / 1000;
+  return Buffer.concat([ustarBlock(`PaxHeaders/${path}`, pax.length, 0o644, mtime, 'x'), pax, Buffer.alloc(512 - pax.length), ustarBlock(path, size, 0o644, mtime, '0')]);
+}
+
+t.test('an index naming one manifest twice, once with a wrong size, is refused', async (t) => {
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: `sha256:${createHash('sha256').update('{}').digest('hex')}`, size: 2 }, layers: [] }));
+  const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+  const d = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: manifest.length };
+  const index = (second: object) => Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ ...d, annotations: { 'org.opencontainers.image.ref.name': 'a/b:1', 'io.airgap.kind': 'image' } }, { ...d, ...second, annotations: { 'org.opencontainers.image.ref.name': 'a/b:2', 'io.airgap.kind': 'image' } }] }));
+  const images = [1, 2].map((n) => ({ target: `a/b:${n}`, source: 'x', digest, mediaType: d.mediaType, size: 1, platforms: [] }));
+  const make = async (second: object) => {
+    const path = file();
+    await craftBin(path, {
+      key: signer.privateKey,
+      bare: true,
+      entries: [
+        { path: 'oci/oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+        { path: 'oci/index.json', data: index(second) },
+        { path: `oci/blobs/sha256/${digest.slice(7)}`, data: manifest },
+        { path: `oci/blobs/sha256/${createHash('sha256').update('{}').digest('hex')}`, data: Buffer.from('{}') },
+      ],
+      toc: (toc) => ({ ...toc, images }),
+    });
+    return path;
+  };
+  await check(await make({}));
+  await t.rejects(check(await make({ size: 999999999 })), { code: 'AG_LAYOUT' });
+  await t.rejects(check(await make({ mediaType: 'application/vnd.oci.image.index.v1+json' })), { code: 'AG_LAYOUT' });
+});
+
+t.test('verification reads the file that was opened, even if the path is replaced', async (t) => {
+  const path = file();
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data }] });
+  const opened = await openPayload(path, { trustedKeys: trusted });
+  t.teardown(() => opened.close());
+  const swapped = file();
+  await craftBin(swapped, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data: Buffer.from('HELLO\n') }] });
+  await rename(swapped, path);
+  await verifyPayloadData(opened);
+  const chunks: Buffer[] = [];
+  for await (const c of openEntryStream(opened, 'files/a.txt')) chunks.push(c as Buffer);
+  t.equal(Buffer.concat(chunks).toString(), 'hello\n');
 });
