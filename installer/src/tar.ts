@@ -13,7 +13,6 @@ export const BLOCK_SIZE = 512;
 export const TYPE_FILE = '0';
 export const TYPE_FILE_OLD = '\0';
 export const TYPE_PAX_HEADER = 'x';
-export const TYPE_PAX_GLOBAL = 'g';
 
 const TYPE_NAMES: Record<string, string> = {
   '1': 'hard link',
@@ -88,8 +87,12 @@ export function ustarBlock(name: string, size: number, mode: number, mtime: numb
   block.write('ustar\x0000', 257, 8, 'ascii');
   writeString(block, 265, 32, 'root');
   writeString(block, 297, 32, 'root');
-  const sum = checksum(block);
-  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+  return sealHeaderBlock(block);
+}
+
+/** Writes the checksum field of a 512-byte header block (POSIX ustar: six octal digits, NUL, space); returns the block. */
+export function sealHeaderBlock(block: Buffer): Buffer {
+  block.write(`${checksum(block).toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
   return block;
 }
 

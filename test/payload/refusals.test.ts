@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { craftBin } from '../helpers/craft.js';
 import { openPayload, verifyPayloadData, openEntryStream } from '../../installer/src/reader.js';
 import { keyIdOf, type PublicKeyInfo } from '../../installer/src/keys.js';
-import { ustarBlock } from '../../installer/src/tar.js';
+import { sealHeaderBlock, ustarBlock } from '../../installer/src/tar.js';
 import { HEADER_SIZE } from '../../installer/src/layout.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
@@ -223,10 +223,7 @@ t.test('unsigned parts of the file are refused unless they are exactly what the 
 function withOwner(block: Buffer): Buffer {
   const b = Buffer.from(block);
   b.write('0010000\0', 108, 8, 'ascii'); // uid 4096
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
-  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
-  return b;
+  return sealHeaderBlock(b);
 }
 
 function paxHeader(records: string, path: string, size: number): Buffer {
