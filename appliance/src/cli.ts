@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { installerCommands, runCli } from '../../installer/src/cli.js';
+import { applianceCommands } from './commands.js';
 
 function packageVersion(): string {
   try {
@@ -20,11 +21,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => interrupt.abort(new Error(`${signal} received`)));
 }
 
-const code = await runCli(process.argv.slice(2), [...installerCommands], {
+const version = packageVersion();
+const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
+const code = await runCli(process.argv.slice(2), [...installerCommands, ...applianceCommands(host, version)], {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
   interactive: process.stderr.isTTY === true,
   signal: interrupt.signal,
-}, packageVersion());
+}, version);
 process.exitCode = code;

@@ -1,0 +1,267 @@
+/**
+ * The appliance's Fastify apps. They are built here and never listen (server.ts does),
+ * so tests drive the real apps with `app.inject`.
+ *
+ *   public app (HTTPS)   /repo/…     the file repository, basic auth, listings as HTML or JSON
+ *                        /ca.crt     the appliance CA
+ *                        /           a landing page (the console comes with /api/v1)
+ *   redirect app (HTTP)  /ca.crt     the CA, so a fresh client can fetch it before trusting
+ *                        *           301 to the same path on HTTPS
+ *   admin app (socket)   /v1/status, /v1/setup, /v1/events   the local admin API
+ */
+import fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from 'pino';
+import { AirgapError, UsageError } from '../../installer/src/errors.js';
+import { parseRepoAddress, urlHost } from './address.js';
+import { secretsEqual, type Credential } from './credentials.js';
+import type { ApplianceStatus, SetupResult } from './appliance.js';
+import type { ApplianceEvent } from './store/events.js';
+
+/** Options every app shares: our pino logger, no per-request info lines (errors are still logged). */
+function baseOptions(log: Logger): FastifyServerOptions {
+  return { loggerInstance: log, logController: new LogController({ disableRequestLogging: true }) };
+}
+
+/**
+ * One error shape for every app: `{code, message, hint?}`; 5xx details of unknown errors
+ * stay in the log. `notFound: false` leaves 404 handling to the app.
+ */
+function registerErrorHandler(app: FastifyInstance, notFound = true): void {
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown; code?: string }, request, reply) => {
+    if (error instanceof AirgapError) {
+      const status = error instanceof UsageError ? 400 : error.code === 'AG_NOT_FOUND' ? 404 : 500;
+      if (status >= 500) request.log.error({ err: error }, error.message);
+      return reply.status(status).send({ code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+    if (error.validation || (error.statusCode && error.statusCode < 500)) {
+      return reply.status(error.statusCode ?? 400).send({ code: 'AG_BAD_REQUEST', message: error.message });
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.status(500).send({ code: 'AG_INTERNAL', message: 'internal error; see the daemon log' });
+  });
+  if (notFound) app.setNotFoundHandler((request, reply) => reply.status(404).send({ code: 'AG_NOT_FOUND', message: `no such path: ${request.url.split('?')[0]}` }));
+}
+
+const errorSchema = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } },
+  required: ['code', 'message'],
+} as const;
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Parses `Authorization: Basic …` (RFC 7617); undefined when absent or malformed. */
+export function parseBasicAuth(header: string | undefined): Credential | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (!match) return undefined;
+  const text = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  return colon < 0 ? undefined : { username: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+/** Checks basic auth against `expected` in constant time; answers 401 with a challenge otherwise. */
+function basicAuthHook(realm: string, expected: () => Credential) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const given = parseBasicAuth(request.headers.authorization);
+    const want = expected();
+    const userOk = given !== undefined && secretsEqual(given.username, want.username);
+    const passOk = given !== undefined && secretsEqual(given.password, want.password);
+    if (userOk && passOk) return;
+    if (given) request.log.warn({ username: given.username }, 'repository login refused');
+    return reply
+      .status(401)
+      .header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`)
+      .send({ code: 'AG_UNAUTHORIZED', message: 'the repository needs its username and password (airgap-setup prints them)' });
+  };
+}
+
+/** The path of the listing being rendered (@fastify/static's render callback does not get it). */
+const listingPath = new AsyncLocalStorage<string>();
+
+function listingHtml(route: string, dirs: Array<{ href: string; name: string }>, files: Array<{ href: string; name: string }>): string {
+  const items = [
+    ...(route !== '/repo/' ? ['<li><a href="../">../</a></li>'] : []),
+    ...dirs.map((d) => `<li><a href="${escapeHtml(d.href)}/">${escapeHtml(d.name)}/</a></li>`),
+    ...files.map((f) => `<li><a href="${escapeHtml(f.href)}">${escapeHtml(f.name)}</a></li>`),
+  ];
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Index of ${escapeHtml(route)}</title></head><body><h1>Index of ${escapeHtml(route)}</h1><ul>${items.join('')}</ul><p><a href="?format=json">JSON</a></p></body></html>`;
+}
+
+export interface PublicAppOptions {
+  log: Logger;
+  /** The folder served under /repo/. */
+  repoDir: string;
+  /** The repository account, read per request (it never changes, but setup may load it later). */
+  repositoryCredential: () => Credential;
+  caPem: () => string;
+  /** Key and certificate chain for HTTPS; without them the app is plain (tests with inject). */
+  tls?: { key: string; cert: string };
+}
+
+/** The HTTPS app: file repository, CA, landing page. */
+export async function buildPublicApp(options: PublicAppOptions): Promise<FastifyInstance> {
+  const serverOptions: FastifyServerOptions & { https?: { key: string; cert: string; minVersion: 'TLSv1.2' } } = {
+    ...baseOptions(options.log),
+    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' } } : {}),
+  };
+  const app = fastify(serverOptions) as unknown as FastifyInstance;
+  registerErrorHandler(app);
+
+  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
+  );
+
+  app.get('/', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>airgap appliance</title></head><body><h1>airgap appliance</h1><ul><li><a href="/repo/">File repository</a> (repository credentials)</li><li><a href="/ca.crt">CA certificate</a></li></ul><p>Connection details: run <code>sudo airgap-setup &lt;repo-ip&gt;</code> on the appliance.</p></body></html>'),
+  );
+
+  await app.register(async (repo) => {
+    repo.addHook('onRequest', basicAuthHook('airgap repository', options.repositoryCredential));
+    // Listings are HTML for browsers and JSON for `Accept: application/json` or ?format=json.
+    repo.addHook('onRequest', async (request) => {
+      const path = request.url.split('?')[0]!;
+      try {
+        listingPath.enterWith(decodeURIComponent(path));
+      } catch {
+        listingPath.enterWith(path);
+      }
+      const query = request.query as Record<string, string | undefined>;
+      if (query.format === undefined && /application\/json/.test(request.headers.accept ?? '') && !/text\/html/.test(request.headers.accept ?? '')) query.format = 'json';
+    });
+    await repo.register(fastifyStatic, {
+      root: options.repoDir,
+      prefix: '/repo/',
+      index: false,
+      dotfiles: 'deny',
+      redirect: true,
+      wildcard: true,
+      list: { format: 'html', render: (dirs, files) => listingHtml(listingPath.getStore() ?? '/repo/', dirs, files) },
+      cacheControl: false,
+      decorateReply: false,
+    });
+  });
+  return app;
+}
+
+export interface RedirectAppOptions {
+  log: Logger;
+  httpsPort: number;
+  caPem: () => string;
+  /** The host to redirect to when the request's Host is not a valid address or name. */
+  fallbackHost: () => string;
+}
+
+/** The HTTP app: /ca.crt, and a 301 to HTTPS for everything else. */
+export async function buildRedirectApp(options: RedirectAppOptions): Promise<FastifyInstance> {
+  const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
+  registerErrorHandler(app, false);
+  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
+  );
+  app.setNotFoundHandler(async (request, reply) => {
+    let host: string;
+    try {
+      host = parseRepoAddress(request.hostname).value;
+    } catch {
+      host = options.fallbackHost();
+    }
+    const port = options.httpsPort === 443 ? '' : `:${options.httpsPort}`;
+    return reply.redirect(`https://${urlHost(host)}${port}${request.url}`, 301);
+  });
+  return app;
+}
+
+/** What the admin API needs of the appliance. */
+export interface AdminOperations {
+  status(): Promise<ApplianceStatus>;
+  setup(repoAddress: string, actor: string): Promise<SetupResult>;
+  events(limit: number): ApplianceEvent[];
+}
+
+const credentialSchema = (extra: Record<string, unknown> = {}) => ({
+  type: 'object',
+  properties: { url: { type: 'string' }, username: { type: 'string' }, password: { type: 'string' }, ...extra },
+  required: ['url', 'username', 'password'],
+});
+
+/** JSON schema of `airgap setup --json` (DESIGN.md, "CLI contract"). */
+export const connectionDetailsSchema = {
+  type: 'object',
+  properties: {
+    repository: credentialSchema(),
+    imageRegistry: credentialSchema(),
+    packRegistry: credentialSchema(),
+    console: credentialSchema(),
+    caCertificateBase64: { type: 'string' },
+  },
+  required: ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64'],
+} as const;
+
+const open = { type: 'object', additionalProperties: true } as const;
+
+/** The admin API on the unix socket. Access control is the socket's mode (0600). */
+export async function buildAdminApp(options: { log: Logger; operations: AdminOperations }): Promise<FastifyInstance> {
+  const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
+  registerErrorHandler(app);
+  const { operations } = options;
+
+  app.get('/v1/status', {
+    schema: {
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            version: { type: 'string' },
+            healthy: { type: 'boolean' },
+            problems: { type: 'array', items: { type: 'string' } },
+            daemon: open,
+            repoAddress: { type: ['string', 'null'] },
+            repository: open,
+            console: open,
+            certificate: open,
+            registries: { type: 'array', items: open },
+            database: open,
+            disk: open,
+          },
+          required: ['version', 'healthy', 'problems', 'daemon', 'registries', 'certificate', 'database', 'disk'],
+        },
+      },
+    },
+  }, async () => operations.status());
+
+  app.post('/v1/setup', {
+    schema: {
+      body: { type: 'object', properties: { repoAddress: { type: 'string', minLength: 1, maxLength: 255 } }, required: ['repoAddress'], additionalProperties: false },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            details: connectionDetailsSchema,
+            changed: {
+              type: 'object',
+              properties: { repoAddress: { type: 'boolean' }, certificate: { type: 'boolean' }, registriesRestarted: { type: 'array', items: { type: 'string' } } },
+            },
+            warnings: { type: 'array', items: { type: 'string' } },
+          },
+        },
+        400: errorSchema,
+        500: errorSchema,
+      },
+    },
+  }, async (request) => operations.setup((request.body as { repoAddress: string }).repoAddress, 'cli'));
+
+  app.get('/v1/events', {
+    schema: {
+      querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }, additionalProperties: false },
+      response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ events: operations.events((request.query as { limit: number }).limit) }));
+
+  return app;
+}

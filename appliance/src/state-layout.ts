@@ -1,0 +1,73 @@
+/**
+ * The layout of the state dir: every path the appliance keeps is built here and nowhere
+ * else.
+ *
+ *   <state-dir>/                      mode 0700
+ *     airgap.db                       SQLite (WAL), mode 0600
+ *     admin.sock                      the local admin API, mode 0600
+ *     daemon.pid                      the running daemon's pid
+ *     pki/ca.crt ca.key               the appliance CA (made once; key 0600)
+ *     pki/server.crt server.key       the server certificate (SAN: repo address, host name)
+ *     registries/<name>/config.yml    CNCF distribution config of each bundled registry
+ *     registries/<name>/htpasswd      its credentials, bcrypt (0600)
+ *     registries/<name>/registry.pid  its pid, so a restarted daemon finds an orphan
+ *     registries/<name>/data/         its storage root
+ *     repo/                           the file repository, served under /repo/
+ *     trusted-keys/*.pub              signing keys whose .bin files are imported
+ *     inbox/                          .bin files dropped here are imported
+ */
+import { join } from 'node:path';
+
+/** The two bundled registries: images and charts, and packs. */
+export const REGISTRY_NAMES = ['images', 'packs'] as const;
+export type RegistryName = (typeof REGISTRY_NAMES)[number];
+
+export interface RegistryPaths {
+  dir: string;
+  config: string;
+  htpasswd: string;
+  pidFile: string;
+  data: string;
+}
+
+export interface StateLayout {
+  root: string;
+  database: string;
+  adminSocket: string;
+  daemonPid: string;
+  pkiDir: string;
+  caCert: string;
+  caKey: string;
+  serverCert: string;
+  serverKey: string;
+  registriesDir: string;
+  registry(name: RegistryName): RegistryPaths;
+  repoDir: string;
+  trustedKeysDir: string;
+  inboxDir: string;
+}
+
+/** Paths inside `root` (an absolute state dir). Pure: touches nothing on disk. */
+export function stateLayout(root: string): StateLayout {
+  const pkiDir = join(root, 'pki');
+  const registriesDir = join(root, 'registries');
+  return {
+    root,
+    database: join(root, 'airgap.db'),
+    adminSocket: join(root, 'admin.sock'),
+    daemonPid: join(root, 'daemon.pid'),
+    pkiDir,
+    caCert: join(pkiDir, 'ca.crt'),
+    caKey: join(pkiDir, 'ca.key'),
+    serverCert: join(pkiDir, 'server.crt'),
+    serverKey: join(pkiDir, 'server.key'),
+    registriesDir,
+    registry(name) {
+      const dir = join(registriesDir, name);
+      return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), data: join(dir, 'data') };
+    },
+    repoDir: join(root, 'repo'),
+    trustedKeysDir: join(root, 'trusted-keys'),
+    inboxDir: join(root, 'inbox'),
+  };
+}
