@@ -252,16 +252,20 @@ export class Appliance {
     if (!this.closed) recordEvent(this.db, { actor, kind, message, ...(data ? { data } : {}) });
   }
 
-  /** Starts both registries (stopping orphans of a killed daemon first) and waits for `/v2/`. */
-  async startRegistries(): Promise<void> {
+  /** Stops the registries a killed daemon left running on this state dir (they hold our ports). */
+  async stopOrphans(): Promise<void> {
     await Promise.all(
       REGISTRY_NAMES.map(async (name) => {
         const paths = this.layout.registry(name);
         const orphan = await stopOrphan(paths.pidFile, paths.config);
         if (orphan) this.event('daemon', 'registry.orphan_stopped', `stopped the ${name} registry (pid ${orphan}) an earlier daemon left running`, { registry: name, pid: orphan });
-        await this.registries[name].start();
       }),
     );
+  }
+
+  /** Starts both registries and waits until each answers `/v2/`. */
+  async startRegistries(): Promise<void> {
+    await Promise.all(REGISTRY_NAMES.map((name) => this.registries[name].start()));
   }
 
   /**

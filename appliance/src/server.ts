@@ -70,6 +70,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     await appliance.close();
   };
   try {
+    await appliance.stopOrphans();
     for (const [port, flag] of ports) await assertPortFree(config.address, port, flag);
     await appliance.startRegistries();
 

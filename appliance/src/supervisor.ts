@@ -214,7 +214,8 @@ export class SupervisedRegistry {
     }
     this.state = 'stopped';
     this.child = undefined;
-    const reason = this.tail.slice(-5).join('\n  ') || lastError;
+    const exit = child.signalCode ? `signal ${child.signalCode}` : `code ${child.exitCode}`;
+    const reason = this.tail.slice(-5).join('\n  ') || (died ? `${exit}, no output` : lastError);
     throw new RegistryStartError(
       'AG_REGISTRY_START',
       died ? `the ${this.options.name} registry exited at start: ${reason}` : `the ${this.options.name} registry did not answer ${this.options.probeUrl}: ${lastError}`,

@@ -1,0 +1,210 @@
+/**
+ * The daemon end to end: `airgap serve` with its two real docker-registry processes on
+ * 127.0.0.1, `airgap setup` through the admin socket, then curl and openssl with only
+ * what setup printed (CA in base64, usernames, passwords).
+ */
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { AIRGAP_SETUP, isAlive, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
+
+interface Details {
+  repository: { url: string; username: string; password: string };
+  imageRegistry: { url: string; username: string; password: string };
+  packRegistry: { url: string; username: string; password: string };
+  console: { url: string; username: string; password: string };
+  caCertificateBase64: string;
+}
+
+const work = await mkdtemp(join(tmpdir(), 'airgap-daemon-test-'));
+const daemon = await startDaemon();
+t.teardown(async () => {
+  await daemon.stop();
+});
+
+const first = await daemon.cli(['setup', '127.0.0.1', '--json']);
+const details = JSON.parse(first.stdout) as Details;
+const caFile = join(work, 'ca.crt');
+await writeFile(caFile, Buffer.from(details.caCertificateBase64, 'base64'));
+
+/** HTTP status of `curl --cacert <printed CA>` (never -k). */
+async function curlStatus(url: string, user?: string): Promise<number> {
+  const r = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', caFile, ...(user ? ['-u', user] : []), url], { reject: false });
+  return Number(r.stdout);
+}
+
+t.test('setup prints the contract document with the configured ports', async (t) => {
+  t.equal(first.exitCode, 0, first.stderr);
+  const { ports } = daemon;
+  t.equal(details.repository.url, `https://127.0.0.1:${ports.https}`);
+  t.equal(details.console.url, `https://127.0.0.1:${ports.https}`);
+  t.equal(details.imageRegistry.url, `https://127.0.0.1:${ports.registry}`);
+  t.equal(details.packRegistry.url, `https://127.0.0.1:${ports.packRegistry}`);
+  const passwords = [details.repository, details.imageRegistry, details.packRegistry, details.console].map((c) => c.password);
+  t.equal(new Set(passwords).size, 4, 'every account has its own password');
+  for (const p of passwords) t.match(p, /^[A-Za-z0-9]{24}$/);
+  t.match(first.stderr, /Setup completed: repo address set\./, 'the certificate made at start already covers 127.0.0.1: no restart');
+  const ca = new X509Certificate(Buffer.from(details.caCertificateBase64, 'base64'));
+  t.ok(ca.ca, 'the base64 block is the CA certificate');
+});
+
+t.test('curl with the printed CA and credentials: 200; without or with a wrong password: 401', async (t) => {
+  const { repository: repo, imageRegistry: images, packRegistry: packs } = details;
+  await mkdir(join(daemon.stateDir, 'repo', '1.0.0'), { recursive: true });
+  await writeFile(join(daemon.stateDir, 'repo', '1.0.0', 'hello.txt'), 'hello\n');
+  for (const [url, c] of [
+    [`${images.url}/v2/`, images],
+    [`${packs.url}/v2/`, packs],
+    [`${repo.url}/repo/`, repo],
+    [`${repo.url}/repo/1.0.0/hello.txt`, repo],
+  ] as const) {
+    t.equal(await curlStatus(url, `${c.username}:${c.password}`), 200, `${url} with its credentials`);
+    t.equal(await curlStatus(url), 401, `${url} without credentials`);
+    t.equal(await curlStatus(url, `${c.username}:${c.password}x`), 401, `${url} with a wrong password`);
+  }
+  t.equal(await curlStatus(`${images.url}/v2/`, `${packs.username}:${packs.password}`), 401, 'the pack account does not open the image registry');
+  const body = await execa('curl', ['-sf', '--cacert', caFile, '-u', `${repo.username}:${repo.password}`, `${repo.url}/repo/1.0.0/hello.txt`]);
+  t.equal(body.stdout, 'hello');
+  const insecure = await execa('curl', ['-s', '-o', '/dev/null', `${images.url}/v2/`], { reject: false });
+  t.equal(insecure.exitCode, 60, 'curl without the CA refuses the certificate');
+});
+
+t.test('the http port serves /ca.crt and redirects everything else to https', async (t) => {
+  const ca = await execa('curl', ['-sf', `http://127.0.0.1:${daemon.ports.http}/ca.crt`]);
+  t.equal(`${ca.stdout}\n`, Buffer.from(details.caCertificateBase64, 'base64').toString());
+  const redirect = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://127.0.0.1:${daemon.ports.http}/repo/x?y=1`]);
+  t.equal(redirect.stdout, `301 https://127.0.0.1:${daemon.ports.https}/repo/x?y=1`);
+});
+
+t.test('openssl s_client: the registries and the repository present the repo IP in the SAN, chained to the CA', async (t) => {
+  for (const port of [daemon.ports.registry, daemon.ports.packRegistry, daemon.ports.https]) {
+    const r = await execa('sh', ['-c', `openssl s_client -connect 127.0.0.1:${port} -CAfile ${caFile} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName`]);
+    t.match(r.stdout, /IP Address:127\.0\.0\.1/, `port ${port}`);
+    const verify = await execa('sh', ['-c', `openssl s_client -connect 127.0.0.1:${port} -CAfile ${caFile} -verify_return_error -verify_ip 127.0.0.1 </dev/null 2>&1`], { reject: false });
+    t.match(verify.stdout, /Verify return code: 0 \(ok\)/, `port ${port} verifies against the printed CA`);
+  }
+});
+
+t.test('setup twice: identical output, nothing changed, no restart', async (t) => {
+  const pids = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
+  const config = await stat(join(daemon.stateDir, 'registries', 'images', 'config.yml'));
+  const cert = await readFile(join(daemon.stateDir, 'pki', 'server.crt'), 'utf8');
+  const a = await daemon.cli(['setup', '127.0.0.1']);
+  const b = await daemon.cli(['setup', '127.0.0.1']);
+  t.equal(a.exitCode, 0);
+  t.equal(a.stdout, b.stdout, 'same text both times');
+  t.match(b.stderr, /Setup completed: nothing changed\./);
+  const again = await daemon.cli(['setup', '127.0.0.1', '--json']);
+  t.equal(again.stdout, first.stdout, 'same JSON as the first run');
+  t.same([await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')], pids, 'registries not restarted');
+  t.equal((await stat(join(daemon.stateDir, 'registries', 'images', 'config.yml'))).mtimeMs, config.mtimeMs, 'config not rewritten');
+  t.equal(await readFile(join(daemon.stateDir, 'pki', 'server.crt'), 'utf8'), cert, 'certificate kept');
+  // The text form carries the same details.
+  for (const c of [details.repository, details.imageRegistry, details.packRegistry, details.console]) {
+    t.match(a.stdout, c.url);
+    t.match(a.stdout, c.username);
+    t.match(a.stdout, c.password);
+  }
+  t.match(a.stdout, /Registry CA certificate \(base64, one line\)\n[A-Za-z0-9+/=]+$/);
+  t.match(a.stdout, details.caCertificateBase64);
+});
+
+t.test('airgap-setup is airgap setup', async (t) => {
+  const r = await execa(AIRGAP_SETUP, ['127.0.0.1', '--json', '--state-dir', daemon.stateDir]);
+  t.equal(r.stdout, first.stdout);
+});
+
+t.test('a new repo address re-issues the server certificate from the same CA', async (t) => {
+  const before = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
+  const r = await daemon.cli(['setup', 'localhost', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as Details;
+  t.equal(d.caCertificateBase64, details.caCertificateBase64, 'CA kept');
+  t.same([d.imageRegistry.password, d.repository.password], [details.imageRegistry.password, details.repository.password], 'credentials kept');
+  t.equal(d.imageRegistry.url, `https://localhost:${daemon.ports.registry}`);
+  t.match(r.stderr, /server certificate issued; images and packs registries restarted/);
+  const cert = new X509Certificate(await readFile(join(daemon.stateDir, 'pki', 'server.crt')));
+  t.match(cert.subjectAltName, /^DNS:localhost/, 'the repo address comes first in the SAN');
+  t.not(await registryPid(daemon.stateDir, 'images'), before[0], 'registries restarted with the new certificate');
+  const https = await execa('sh', ['-c', `openssl s_client -connect 127.0.0.1:${daemon.ports.https} -CAfile ${caFile} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]);
+  t.match(https.stdout, cert.fingerprint256, 'the HTTPS server reloaded it without a restart');
+  t.equal(await curlStatus(`${d.imageRegistry.url}/v2/`, `${d.imageRegistry.username}:${d.imageRegistry.password}`), 200, 'https://localhost works with the same CA');
+  const back = await daemon.cli(['setup', '127.0.0.1', '--json']);
+  t.equal(back.stdout, first.stdout);
+});
+
+t.test('status reports every part', async (t) => {
+  const r = await daemon.cli(['status', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as {
+    healthy: boolean;
+    repoAddress: string;
+    registries: Array<{ name: string; state: string; healthy: boolean; version: string; pid: number }>;
+    database: { schemaVersion: number; sizeBytes: number };
+    disk: { totalBytes: number; freeBytes: number; path: string };
+    certificate: { subjectAltNames: string[] };
+  };
+  t.equal(s.healthy, true);
+  t.equal(s.repoAddress, '127.0.0.1');
+  t.same(s.registries.map((x) => [x.name, x.state, x.healthy]), [['images', 'running', true], ['packs', 'running', true]]);
+  t.match(s.registries[0]!.version, /^\d+\.\d+/);
+  t.equal(s.database.schemaVersion, 1);
+  t.ok(s.disk.totalBytes > 0 && s.disk.freeBytes > 0);
+  t.equal(s.disk.path, join(daemon.stateDir, 'registries'));
+  t.equal(s.certificate.subjectAltNames[0], 'IP:127.0.0.1');
+  const text = await daemon.cli(['status']);
+  t.match(text.stdout, /airgap .*: healthy/);
+  t.match(text.stdout, /images\s+https:\/\/127\.0\.0\.1:\d+\s+running\s+ok/);
+});
+
+t.test('a killed registry is restarted, and the event is recorded', async (t) => {
+  const old = await registryPid(daemon.stateDir, 'images');
+  process.kill(old, 'SIGKILL');
+  const restarted = await waitFor(async () => {
+    const r = await daemon.cli(['status', '--json']);
+    const s = JSON.parse(r.stdout || '{}') as { registries?: Array<{ name: string; state: string; healthy: boolean; restarts: number; pid: number }> };
+    const images = s.registries?.find((x) => x.name === 'images');
+    return images !== undefined && images.state === 'running' && images.healthy && images.restarts === 1 && images.pid !== old;
+  });
+  t.ok(restarted, 'running again with a new pid, restarts = 1');
+  t.equal(await curlStatus(`${details.imageRegistry.url}/v2/`, `${details.imageRegistry.username}:${details.imageRegistry.password}`), 200);
+  const db = await import('better-sqlite3');
+  const conn = new db.default(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  const kinds = (conn.prepare("SELECT kind FROM events WHERE kind LIKE 'registry.%'").all() as Array<{ kind: string }>).map((e) => e.kind);
+  conn.close();
+  t.ok(kinds.includes('registry.exited') && kinds.includes('registry.restarted'), `events: ${kinds.join(', ')}`);
+});
+
+t.test('secrets and the admin socket are private', async (t) => {
+  const mode = async (p: string) => (await stat(join(daemon.stateDir, p))).mode & 0o777;
+  t.equal(await mode('.'), 0o700);
+  t.equal(await mode('admin.sock'), 0o600);
+  t.equal(await mode('airgap.db'), 0o600);
+  t.equal(await mode('pki/ca.key'), 0o600);
+  t.equal(await mode('pki/server.key'), 0o600);
+  t.equal(await mode('registries/images/htpasswd'), 0o600);
+  const htpasswd = await readFile(join(daemon.stateDir, 'registries', 'images', 'htpasswd'), 'utf8');
+  t.match(htpasswd, new RegExp(`^${details.imageRegistry.username}:\\$2[aby]\\$`), 'bcrypt');
+  t.notMatch(htpasswd, details.imageRegistry.password);
+});
+
+t.test('SIGTERM stops the daemon and both registries; a restart keeps CA and credentials', async (t) => {
+  const pids = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
+  const result = await daemon.stop();
+  t.equal(result.exitCode, 0, daemon.output().slice(-2000));
+  t.ok(await waitFor(() => pids.every((p) => !isAlive(p)), 5), 'no registry left running');
+  t.notOk(await stat(join(daemon.stateDir, 'admin.sock')).then(() => true, () => false), 'socket removed');
+  t.notOk(await stat(join(daemon.stateDir, 'daemon.pid')).then(() => true, () => false), 'pid file removed');
+  const down = await daemon.cli(['status']);
+  t.equal(down.exitCode, 1);
+  t.match(down.stderr, /the airgap daemon is not running .*\[AG_DAEMON_DOWN\]\n  hint: start it: airgap serve/);
+
+  const again = await startDaemon({ stateDir: daemon.stateDir, ports: daemon.ports });
+  t.teardown(() => again.stop());
+  const r = await again.cli(['setup', '127.0.0.1', '--json']);
+  t.equal(r.stdout, first.stdout, 'same CA, URLs and credentials after a restart');
+  t.match(r.stderr, /nothing changed/);
+});
