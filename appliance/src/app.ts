@@ -21,7 +21,12 @@ import type { ApplianceEvent } from './store/events.js';
 
 /** Options every app shares: our pino logger, no per-request info lines (errors are still logged). */
 function baseOptions(log: Logger): FastifyServerOptions {
-  return { loggerInstance: log, logController: new LogController({ disableRequestLogging: true }) };
+  return {
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Unknown body properties are refused (400), not silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
+  };
 }
 
 /**
@@ -82,9 +87,11 @@ function basicAuthHook(realm: string, expected: () => Credential) {
 /** The path of the listing being rendered (@fastify/static's render callback does not get it). */
 const listingPath = new AsyncLocalStorage<string>();
 
-function listingHtml(route: string, dirs: Array<{ href: string; name: string }>, files: Array<{ href: string; name: string }>): string {
+function listingHtml(path: string, dirs: Array<{ href: string; name: string }>, files: Array<{ href: string; name: string }>): string {
+  const route = path.endsWith('/') ? path : `${path}/`;
+  const parent = route.replace(/[^/]+\/$/, '');
   const items = [
-    ...(route !== '/repo/' ? ['<li><a href="../">../</a></li>'] : []),
+    ...(route !== '/repo/' ? [`<li><a href="${escapeHtml(parent)}">../</a></li>`] : []),
     ...dirs.map((d) => `<li><a href="${escapeHtml(d.href)}/">${escapeHtml(d.name)}/</a></li>`),
     ...files.map((f) => `<li><a href="${escapeHtml(f.href)}">${escapeHtml(f.name)}</a></li>`),
   ];

@@ -263,9 +263,16 @@ export class Appliance {
     );
   }
 
-  /** Starts both registries and waits until each answers `/v2/`. */
+  /**
+   * Starts both registries (in parallel) and waits until each answers `/v2/`. When one
+   * fails, stops the other and throws the first failure in REGISTRY_NAMES order.
+   */
   async startRegistries(): Promise<void> {
-    await Promise.all(REGISTRY_NAMES.map((name) => this.registries[name].start()));
+    const results = await Promise.allSettled(REGISTRY_NAMES.map((name) => this.registries[name].start()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failed) return;
+    await Promise.all(REGISTRY_NAMES.map((name) => this.registries[name].stop()));
+    throw failed.reason;
   }
 
   /**

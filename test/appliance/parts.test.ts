@@ -1,0 +1,152 @@
+/**
+ * The appliance's parts on their own, with real files: config resolution, address
+ * rules, the SQLite store and its migrations, the PKI, credentials and htpasswd, the
+ * registry config.
+ */
+import t from 'tap';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdtemp, readFile, stat, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
+import { parse as parseYaml } from 'yaml';
+import Database from 'better-sqlite3';
+import { httpsUrl, parseListenAddress, parseRepoAddress } from '../../appliance/src/address.js';
+import { resolveServeConfig, resolveStateDir } from '../../appliance/src/config.js';
+import { ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyPassword } from '../../appliance/src/credentials.js';
+import { caBase64, ensurePki } from '../../appliance/src/pki.js';
+import { renderRegistryConfig } from '../../appliance/src/registry-config.js';
+import { stateLayout } from '../../appliance/src/state-layout.js';
+import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../appliance/src/store/db.js';
+import { listEvents, recordEvent } from '../../appliance/src/store/events.js';
+import { getSetting, setSetting } from '../../appliance/src/store/settings.js';
+
+const work = await mkdtemp(join(tmpdir(), 'airgap-parts-'));
+
+t.test('repo addresses: IPv4, IPv6, DNS names; nothing else', async (t) => {
+  t.same(parseRepoAddress('10.0.0.5'), { value: '10.0.0.5', kind: 'ipv4' });
+  t.same(parseRepoAddress(' 10.0.0.5 '), { value: '10.0.0.5', kind: 'ipv4' });
+  t.same(parseRepoAddress('FD00:0:0::5'), { value: 'fd00::5', kind: 'ipv6' });
+  t.same(parseRepoAddress('[fd00::5]'), { value: 'fd00::5', kind: 'ipv6' });
+  t.same(parseRepoAddress('Repo.Example.internal.'), { value: 'repo.example.internal', kind: 'dns' });
+  t.same(parseRepoAddress('airgap'), { value: 'airgap', kind: 'dns' });
+  for (const bad of ['', 'https://10.0.0.5', '10.0.0.5:443', '10.0.0', '999.1.1.1', 'fe80::1%eth0', 'a_b.example', '-a.example', 'a..b', `${'a'.repeat(64)}.example`, '10.0.0.5/24', 'host name']) {
+    t.throws(() => parseRepoAddress(bad), { code: 'AG_USAGE' }, `refuses '${bad}'`);
+  }
+  t.equal(httpsUrl('10.0.0.5', 443), 'https://10.0.0.5');
+  t.equal(httpsUrl('fd00::5', 5000), 'https://[fd00::5]:5000');
+  t.equal(parseListenAddress('[::]'), '::');
+  t.throws(() => parseListenAddress('localhost'), { code: 'AG_USAGE' });
+});
+
+t.test('serve config: embedded defaults for root and for users; flags and env win', async (t) => {
+  const user = { env: { HOME: '/home/ada' }, uid: 1000, cwd: '/work' };
+  const root = { env: {}, uid: 0, cwd: '/' };
+  t.match(resolveServeConfig({}, user), { stateDir: '/home/ada/.local/state/airgap', address: '127.0.0.1', httpsPort: 8443, httpPort: 8080, registryPort: 5000, packRegistryPort: 8000 });
+  t.match(resolveServeConfig({}, root), { stateDir: '/var/lib/airgap', address: '0.0.0.0', httpsPort: 443, httpPort: 80, registryPort: 5000, packRegistryPort: 8000 });
+  t.equal(resolveStateDir(undefined, { ...user, env: { XDG_STATE_HOME: '/xdg' } }), '/xdg/airgap');
+  t.equal(resolveStateDir(undefined, { ...user, env: { AIRGAP_STATE_DIR: 'rel' } }), '/work/rel');
+  t.equal(resolveStateDir('/flag', { ...user, env: { AIRGAP_STATE_DIR: '/env' } }), '/flag');
+  t.match(resolveServeConfig({ httpsPort: '9443', address: '::1' }, user), { httpsPort: 9443, address: '::1' });
+  t.throws(() => resolveServeConfig({ httpPort: '0' }, user), { code: 'AG_USAGE' });
+  t.throws(() => resolveServeConfig({ httpPort: '8443' }, user), /must differ/);
+  t.throws(() => resolveServeConfig({ logLevel: 'loud' }, user), /--log-level/);
+});
+
+t.test('database: created 0600, WAL, migrated once; a newer schema or a non-database is refused', async (t) => {
+  const path = join(work, 'state.db');
+  const db = openDatabase(path);
+  t.equal(schemaVersion(db), SCHEMA_VERSION);
+  t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+  t.equal((await stat(path)).mode & 0o777, 0o600);
+  t.equal(setSetting(db, 'k', 'v1'), true);
+  t.equal(setSetting(db, 'k', 'v1'), false, 'unchanged value reports no change');
+  recordEvent(db, { actor: 'test', kind: 'registry.exited', message: 'm', data: { code: 1 } });
+  recordEvent(db, { actor: 'test', kind: 'setup.applied', message: 'n' });
+  db.close();
+  const again = openDatabase(path);
+  t.equal(getSetting(again, 'k'), 'v1', 'reopened with its data; migrations not re-run');
+  t.same(listEvents(again, { kind: 'registry.' }).map((e) => [e.kind, e.data]), [['registry.exited', { code: 1 }]]);
+  t.same(listEvents(again).map((e) => e.kind), ['setup.applied', 'registry.exited'], 'newest first');
+  again.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+  again.close();
+  t.throws(() => openDatabase(path), { code: 'AG_DB_NEWER' });
+  const junk = join(work, 'junk.db');
+  await writeFile(junk, 'this is not a database, just some text that is long enough to have a header'.repeat(20));
+  t.throws(() => openDatabase(junk), { code: 'AG_DB_OPEN' });
+});
+
+t.test('PKI: the CA is made once; the server certificate follows the names, from the same CA', async (t) => {
+  const layout = stateLayout(join(work, 'pki-state'));
+  const first = await ensurePki(layout, ['10.0.0.5', 'airgap-box', 'localhost', '127.0.0.1', '::1']);
+  t.equal(first.caCreated, true);
+  t.equal(first.serverCertIssued, true);
+  t.same(first.server.subjectAltNames, ['IP:10.0.0.5', 'DNS:airgap-box', 'DNS:localhost', 'IP:127.0.0.1', 'IP:::1']);
+  const ca = new X509Certificate(first.tls.caPem);
+  const server = new X509Certificate(first.tls.certPem);
+  t.ok(ca.ca, 'CA:TRUE');
+  t.notOk(server.ca, 'the server certificate is not a CA');
+  t.ok(server.checkIssued(ca) && server.verify(ca.publicKey), 'signed by the CA');
+  t.ok(server.checkPrivateKey(createPrivateKey(first.tls.keyPem)));
+  t.ok(server.checkIP('10.0.0.5') && server.checkHost('airgap-box'));
+  t.match(server.keyUsage ?? [], ['1.3.6.1.5.5.7.3.1'], 'serverAuth EKU');
+  t.ok(new Date(server.validTo).getTime() - Date.now() <= 826 * 86_400_000, 'at most 825 days');
+  t.match(first.tls.certPem, /END CERTIFICATE-----\n-----BEGIN CERTIFICATE/, 'server.crt carries the chain');
+  t.equal((await stat(layout.caKey)).mode & 0o777, 0o600);
+  t.equal((await stat(layout.serverKey)).mode & 0o777, 0o600);
+
+  const same = await ensurePki(layout, ['10.0.0.5', 'airgap-box', 'localhost', '127.0.0.1', '::1']);
+  t.same([same.caCreated, same.serverCertIssued], [false, false], 'same names: nothing re-made');
+  t.equal(same.tls.certPem, first.tls.certPem);
+
+  const moved = await ensurePki(layout, ['10.0.0.9', 'airgap-box', 'localhost', '127.0.0.1', '::1']);
+  t.same([moved.caCreated, moved.serverCertIssued], [false, true], 'new address: new server certificate');
+  t.equal(moved.tls.caPem, first.tls.caPem, 'CA kept');
+  t.equal(caBase64(moved.tls.caPem), Buffer.from(first.tls.caPem).toString('base64'));
+  t.ok(new X509Certificate(moved.tls.certPem).checkIP('10.0.0.9'));
+  t.notOk(new X509Certificate(moved.tls.certPem).checkIP('10.0.0.5'));
+
+  await writeFile(layout.serverCert, 'garbage');
+  t.equal((await ensurePki(layout, ['10.0.0.9', 'airgap-box', 'localhost', '127.0.0.1', '::1'])).serverCertIssued, true, 'an unreadable server certificate is re-issued');
+
+  await rm(layout.caKey);
+  await t.rejects(ensurePki(layout, ['10.0.0.9']), { code: 'AG_CA_UNREADABLE' }, 'a CA certificate without its key is not silently replaced');
+  t.equal(await readFile(layout.caCert, 'utf8'), first.tls.caPem);
+});
+
+t.test('credentials: strong, made once, kept; scrypt and bcrypt checks', async (t) => {
+  const passwords = new Set(Array.from({ length: 200 }, generatePassword));
+  t.equal(passwords.size, 200);
+  for (const p of passwords) t.match(p, /^[A-HJ-NP-Za-km-z2-9]{24}$/);
+  const db = new Database(':memory:');
+  db.exec((await import('../../appliance/src/store/migrations.js')).MIGRATIONS[0]!);
+  const a = ensureCredentials(db);
+  const b = ensureCredentials(db);
+  t.same(a, b, 'the second call returns the same accounts');
+  t.same(Object.keys(a), ['repository', 'imageRegistry', 'packRegistry', 'console']);
+  const hash = hashPassword('s3cret');
+  t.ok(verifyPassword('s3cret', hash));
+  t.notOk(verifyPassword('s3creT', hash));
+  t.notOk(verifyPassword('s3cret', 'plain$x$y'));
+  const line = htpasswdFor(a.imageRegistry);
+  t.match(line, new RegExp(`^${a.imageRegistry.username}:\\$2b\\$06\\$`));
+  t.ok(bcrypt.compareSync(a.imageRegistry.password, line.trim().split(':')[1]!));
+  t.equal(htpasswdFor(a.imageRegistry, line), line, 'an up-to-date file is kept as it is');
+  t.not(htpasswdFor({ ...a.imageRegistry, password: 'other' }, line), line, 'a different password is re-hashed');
+});
+
+t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging', async (t) => {
+  const layout = stateLayout('/var/lib/airgap');
+  const input = { name: 'images', paths: layout.registry('images'), address: '0.0.0.0', port: 5000, serverCert: layout.serverCert, serverKey: layout.serverKey, httpSecret: 's' };
+  const text = renderRegistryConfig(input);
+  t.equal(renderRegistryConfig(input), text);
+  const config = parseYaml(text) as Record<string, any>;
+  t.equal(config.version, 0.1);
+  t.equal(config.http.addr, '0.0.0.0:5000');
+  t.same(config.http.tls, { certificate: '/var/lib/airgap/pki/server.crt', key: '/var/lib/airgap/pki/server.key', minimumtls: 'tls1.2' });
+  t.equal(config.auth.htpasswd.path, '/var/lib/airgap/registries/images/htpasswd');
+  t.equal(config.storage.filesystem.rootdirectory, '/var/lib/airgap/registries/images/data');
+  t.equal(config.storage.delete.enabled, true);
+  t.equal(config.storage.maintenance.uploadpurging.enabled, true);
+  t.equal(parseYaml(renderRegistryConfig({ ...input, address: '::', port: 8000 })).http.addr, '[::]:8000');
+});
