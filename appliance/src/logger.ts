@@ -5,6 +5,6 @@ import pretty from 'pino-pretty';
 /** A logger writing to `stream` at `level`; pretty, synchronous lines when `tty` is true. */
 export function createLogger(level: string, stream: NodeJS.WritableStream, tty: boolean): Logger {
   const options = { level, base: { service: 'airgap' }, timestamp: pino.stdTimeFunctions.isoTime };
-  if (tty) return pino(options, pretty({ colorize: true, sync: true, destination: stream as NodeJS.WritableStream & { fd?: number }, ignore: 'pid,hostname,service' }) as unknown as NodeJS.WritableStream);
+  if (tty) return pino(options, pretty({ colorize: true, sync: true, destination: stream as NodeJS.WritableStream & { fd?: number }, ignore: 'hostname,service' }) as unknown as NodeJS.WritableStream);
   return pino(options, stream as unknown as pino.DestinationStream);
 }

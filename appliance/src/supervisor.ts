@@ -152,10 +152,19 @@ export class SupervisedRegistry {
     await unlink(this.options.pidFile).catch(() => {});
   }
 
-  /** Stop, then start (a changed config or certificate). */
+  /**
+   * Stop, then start (a changed config or certificate). When the new process does not
+   * come up, the error is thrown and the supervisor keeps retrying with backoff, as
+   * after a crash.
+   */
   async restart(): Promise<void> {
     await this.stop();
-    await this.start();
+    try {
+      await this.start();
+    } catch (err) {
+      this.scheduleRetry(err as Error);
+      throw err;
+    }
   }
 
   private async spawnAndWait(): Promise<void> {
@@ -259,13 +268,17 @@ export class SupervisedRegistry {
       this.restarts += 1;
       this.options.onEvent('registry.restarted', `the ${this.options.name} registry was restarted`, { registry: this.options.name, pid: this.child?.pid });
     } catch (err) {
-      if (this.stopping) return;
-      const delay = BACKOFF_SECONDS[Math.min(this.failures, BACKOFF_SECONDS.length - 1)]!;
-      this.failures += 1;
-      this.state = 'backoff';
-      this.options.log.error({ err, delay }, `restart of the ${this.options.name} registry failed; next try in ${delay} s`);
-      this.options.onEvent('registry.restart_failed', (err as Error).message, { registry: this.options.name, delaySeconds: delay });
-      this.backoffTimer = setTimeout(() => void this.restartAfterCrash(), delay * 1000);
+      this.scheduleRetry(err as Error);
     }
+  }
+
+  private scheduleRetry(err: Error): void {
+    if (this.stopping) return;
+    const delay = BACKOFF_SECONDS[Math.min(this.failures, BACKOFF_SECONDS.length - 1)]!;
+    this.failures += 1;
+    this.state = 'backoff';
+    this.options.log.error({ err, delay }, `restart of the ${this.options.name} registry failed; next try in ${delay} s`);
+    this.options.onEvent('registry.restart_failed', err.message, { registry: this.options.name, delaySeconds: delay });
+    this.backoffTimer = setTimeout(() => void this.restartAfterCrash(), delay * 1000);
   }
 }
