@@ -27,4 +27,61 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_at ON events (at);
   `,
+  // 2: releases and their artifacts, imports (jobs) and the blob journal
+  `
+  CREATE TABLE imports (
+    id             INTEGER PRIMARY KEY,
+    file           TEXT NOT NULL,          -- absolute path of the .bin
+    source         TEXT NOT NULL,          -- cli | inbox | upload
+    actor          TEXT NOT NULL,
+    options        TEXT NOT NULL,          -- JSON: { allowDowngrade }
+    state          TEXT NOT NULL,          -- queued | running | imported | unchanged | failed
+    stage          TEXT,                   -- open | preflight | images | charts | packs | files | tags | commit
+    name           TEXT,
+    version        TEXT,
+    payload_sha256 TEXT,
+    created_at     TEXT NOT NULL,
+    started_at     TEXT,
+    finished_at    TEXT,
+    resumed        INTEGER NOT NULL DEFAULT 0,   -- times it was resumed after a daemon restart
+    error_code     TEXT,
+    error_message  TEXT,
+    error_hint     TEXT,
+    result         TEXT                    -- JSON: the summary airgap import --json prints
+  );
+  CREATE INDEX imports_state ON imports (state);
+  CREATE TABLE import_blobs (
+    import_id  INTEGER NOT NULL REFERENCES imports (id),
+    registry   TEXT NOT NULL,              -- images | packs
+    repository TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    action     TEXT NOT NULL,              -- pushed | mounted | present
+    at         TEXT NOT NULL,
+    PRIMARY KEY (import_id, registry, repository, digest)
+  );
+  CREATE INDEX import_blobs_digest ON import_blobs (registry, digest);
+  CREATE TABLE releases (
+    version        TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    created        TEXT NOT NULL,          -- from the TOC
+    payload_sha256 TEXT NOT NULL,
+    toc_sha256     TEXT NOT NULL,
+    key_id         TEXT,                   -- NULL: imported unsigned (allowed explicitly)
+    import_id      INTEGER NOT NULL REFERENCES imports (id),
+    imported_at    TEXT NOT NULL,
+    current        INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE UNIQUE INDEX releases_one_current ON releases (current) WHERE current = 1;
+  CREATE TABLE artifacts (
+    release_version TEXT NOT NULL REFERENCES releases (version),
+    kind            TEXT NOT NULL,         -- image | chart | pack | file
+    target          TEXT NOT NULL,         -- repository:tag, or the path under /repo/<version>/
+    digest          TEXT NOT NULL,         -- sha256:<hex> of the manifest, index or file
+    size            INTEGER NOT NULL,
+    media_type      TEXT,
+    platforms       TEXT,                  -- JSON array, images only
+    PRIMARY KEY (release_version, kind, target)
+  );
+  `,
 ];

@@ -1,0 +1,137 @@
+/**
+ * The push plan of an opened .bin: for every image, chart and pack, the registry and
+ * repository it goes to, its manifests in push order (children before the index that
+ * names them) and the blobs they need. Reads manifests from the .bin (small entries) and
+ * checks each against its digest; blobs are not read here.
+ */
+import { PayloadError } from '../../../installer/src/errors.js';
+import { sha256Digest } from '../../../installer/src/digest.js';
+import { ANNOTATION_KIND, ANNOTATION_REF_NAME, blobPath } from '../../../installer/src/layout.js';
+import { splitTarget } from '../../../installer/src/names.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor } from '../../../installer/src/oci.js';
+import { readSmallEntry, type OpenedPayload } from '../../../installer/src/reader.js';
+import type { TocFile } from '../../../installer/src/toc.js';
+import type { RegistryName } from '../state-layout.js';
+
+export type ArtifactKindPushed = 'image' | 'chart' | 'pack';
+
+export interface PlannedBlob {
+  digest: string;
+  /** Bytes. */
+  size: number;
+  /** Tar entry path: `oci/blobs/sha256/<hex>`. */
+  path: string;
+}
+
+export interface PlannedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface PlannedArtifact {
+  kind: ArtifactKindPushed;
+  registry: RegistryName;
+  repository: string;
+  tag: string;
+  /** `repository:tag` */
+  target: string;
+  /** Digest and media type of the top manifest or index (what the tag points at). */
+  digest: string;
+  mediaType: string;
+  /** Bytes of every manifest and blob. */
+  size: number;
+  platforms: string[];
+  /** Push order: children first, the top manifest or index last. */
+  manifests: PlannedManifest[];
+  /** Config and layer blobs, each once. */
+  blobs: PlannedBlob[];
+}
+
+export interface ImportPlan {
+  artifacts: PlannedArtifact[];
+  files: TocFile[];
+  /** Sum of the blob sizes, counted once per registry and repository. */
+  blobBytes: number;
+  fileBytes: number;
+}
+
+function registryFor(kind: ArtifactKindPushed): RegistryName {
+  return kind === 'pack' ? 'packs' : 'images';
+}
+
+/**
+ * Builds the plan. Throws PayloadError AG_LAYOUT when index.json names something the
+ * TOC does not list, AG_ENTRY_DIGEST when a manifest's bytes do not match its digest.
+ */
+export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
+  const { toc } = opened;
+  const platformsOf = new Map(toc.images.map((i) => [i.target, i.platforms]));
+  const manifestCache = new Map<string, PlannedManifest & { children: Descriptor[]; blobs: Descriptor[] }>();
+
+  const readManifest = async (d: Descriptor) => {
+    const cached = manifestCache.get(d.digest);
+    if (cached) return cached;
+    const entry = opened.byPath.get(blobPath(d.digest));
+    if (!entry) throw new PayloadError('AG_LAYOUT', `manifest ${d.digest} is not in the payload`);
+    const bytes = await readSmallEntry(opened.handle, entry, MAX_MANIFEST_BYTES);
+    if (sha256Digest(bytes) !== d.digest) throw new PayloadError('AG_ENTRY_DIGEST', `manifest ${d.digest} does not match its digest; the file is damaged`, { hint: 'copy the file again' });
+    const parsed = parseManifest(bytes, d.mediaType);
+    const value = {
+      digest: d.digest,
+      mediaType: parsed.mediaType,
+      bytes,
+      children: parsed.kind === 'index' ? parsed.children : [],
+      blobs: parsed.kind === 'manifest' ? parsed.blobs : [],
+    };
+    manifestCache.set(d.digest, value);
+    return value;
+  };
+
+  const artifacts: PlannedArtifact[] = [];
+  for (const descriptor of opened.index) {
+    const target = descriptor.annotations?.[ANNOTATION_REF_NAME];
+    const kind = (descriptor.annotations?.[ANNOTATION_KIND] ?? 'image') as ArtifactKindPushed;
+    const split = target ? splitTarget(target) : undefined;
+    if (!target || !split || !['image', 'chart', 'pack'].includes(kind)) {
+      throw new PayloadError('AG_LAYOUT', `index.json names ${descriptor.digest} without a valid target or kind`);
+    }
+    const manifests: PlannedManifest[] = [];
+    const blobs = new Map<string, PlannedBlob>();
+    const seen = new Set<string>();
+    const visit = async (d: Descriptor): Promise<void> => {
+      if (seen.has(d.digest)) return;
+      seen.add(d.digest);
+      const m = await readManifest(d);
+      for (const child of m.children) await visit(child);
+      for (const b of m.blobs) blobs.set(b.digest, { digest: b.digest, size: b.size, path: blobPath(b.digest) });
+      manifests.push({ digest: m.digest, mediaType: m.mediaType, bytes: m.bytes });
+    };
+    await visit(descriptor);
+    const top = manifests[manifests.length - 1]!;
+    const size = manifests.reduce((n, m) => n + m.bytes.length, 0) + [...blobs.values()].reduce((n, b) => n + b.size, 0);
+    artifacts.push({
+      kind,
+      registry: registryFor(kind),
+      repository: split.repository,
+      tag: split.tag,
+      target,
+      digest: top.digest,
+      mediaType: top.mediaType,
+      size,
+      platforms: platformsOf.get(target) ?? [],
+      manifests,
+      blobs: [...blobs.values()],
+    });
+  }
+  const perRepository = new Set<string>();
+  let blobBytes = 0;
+  for (const a of artifacts) {
+    for (const b of a.blobs) {
+      const key = `${a.registry} ${a.repository} ${b.digest}`;
+      if (!perRepository.has(key)) blobBytes += b.size;
+      perRepository.add(key);
+    }
+  }
+  return { artifacts, files: toc.files, blobBytes, fileBytes: toc.files.reduce((n, f) => n + f.size, 0) };
+}
