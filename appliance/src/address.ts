@@ -27,13 +27,27 @@ export function parseRepoAddress(input: string): RepoAddress {
   const text = input.trim();
   const unbracketed = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
   const family = isIP(unbracketed);
-  if (family === 4) return { value: unbracketed, kind: 'ipv4' };
-  if (family === 6 && !unbracketed.includes('%')) return { value: normaliseIpv6(unbracketed), kind: 'ipv6' };
+  if (family === 4 || (family === 6 && !unbracketed.includes('%'))) {
+    const value = family === 4 ? unbracketed : normaliseIpv6(unbracketed);
+    const problem = unusableIp(value);
+    if (problem) throw new UsageError(`${value} is ${problem}, not an address clients can reach`, { hint: 'give the address of this appliance that clients use, e.g. airgap-setup 10.0.0.5' });
+    return { value, kind: family === 4 ? 'ipv4' : 'ipv6' };
+  }
   const name = text.toLowerCase().replace(/\.$/, '');
   if (DNS_NAME.test(name) && !/^[0-9.]+$/.test(name)) return { value: name, kind: 'dns' };
   throw new UsageError(`'${input}' is not an IPv4 address, an IPv6 address or a DNS name`, {
     hint: 'give the address clients use to reach this appliance, e.g. airgap-setup 10.0.0.5 (no scheme, no port)',
   });
+}
+
+/** Why an IP cannot be a repo address (unspecified, broadcast, multicast), or undefined. */
+function unusableIp(ip: string): string | undefined {
+  if (ip === '0.0.0.0' || ip === '::') return 'the unspecified address';
+  if (ip === '255.255.255.255') return 'the broadcast address';
+  const first = Number(ip.split('.')[0]);
+  if (!ip.includes(':') && first >= 224 && first <= 239) return 'a multicast address';
+  if (/^ff[0-9a-f]{2}:/i.test(ip)) return 'a multicast address';
+  return undefined;
 }
 
 /** Compresses an IPv6 address to one canonical text form (RFC 5952) via the URL parser. */

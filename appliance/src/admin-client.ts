@@ -88,3 +88,54 @@ export async function callAdmin<T>(stateDir: string, method: 'GET' | 'POST', pat
     }
   }
 }
+
+/**
+ * GET `path` on the admin socket and calls `onLine` with each JSON line of the NDJSON
+ * answer; resolves when the daemon ends it. Rejects with the raw socket error when the
+ * connection fails or drops (the caller may reconnect), DaemonError on an HTTP error.
+ */
+export function streamAdmin(stateDir: string, path: string, onLine: (value: unknown) => void): Promise<void> {
+  const layout = stateLayout(stateDir);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: layout.adminSocket, method: 'GET', path }, (res) => {
+      let buffered = '';
+      let failed = false;
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (!line.trim()) continue;
+          try {
+            const value = JSON.parse(line) as { code?: string; message?: string; hint?: string };
+            if ((res.statusCode ?? 0) >= 400) {
+              failed = true;
+              reject(new DaemonError(value.code ?? 'AG_DAEMON_ERROR', value.message ?? `the daemon answered ${res.statusCode}`, value.hint ? { hint: value.hint } : {}));
+            } else onLine(value);
+          } catch (cause) {
+            failed = true;
+            reject(cause instanceof AirgapError ? cause : new DaemonError('AG_DAEMON_PROTOCOL', 'the daemon sent a line that is not JSON', { cause }));
+          }
+        }
+      });
+      res.on('end', () => {
+        if (failed) return;
+        if (buffered.trim()) {
+          try {
+            onLine(JSON.parse(buffered));
+          } catch {
+            /* a cut line: the connection dropped */
+          }
+        }
+        if ((res.statusCode ?? 0) >= 400) reject(new DaemonError('AG_DAEMON_ERROR', `the daemon answered ${res.statusCode}`));
+        else resolve();
+      });
+      res.on('error', reject);
+      res.on('aborted', () => reject(Object.assign(new Error('the daemon closed the connection'), { code: 'ECONNRESET' })));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

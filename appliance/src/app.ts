@@ -18,12 +18,17 @@ import { parseRepoAddress, urlHost } from './address.js';
 import { secretsEqual, type Credential } from './credentials.js';
 import type { ApplianceStatus, SetupResult } from './appliance.js';
 import type { ApplianceEvent } from './store/events.js';
+import type { ImportRow } from './store/imports.js';
+import type { ImportUpdate } from './import/runner.js';
+import { PassThrough } from 'node:stream';
 
 /** Options every app shares: our pino logger, no per-request info lines (errors are still logged). */
 function baseOptions(log: Logger): FastifyServerOptions {
   return {
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
+    // Closing does not wait for slow downloads or followers: the daemon must stop on SIGTERM.
+    forceCloseConnections: true,
     // Unknown body properties are refused (400), not silently dropped.
     ajv: { customOptions: { removeAdditional: false } },
   };
@@ -146,7 +151,8 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
       prefix: '/repo/',
       index: false,
       dotfiles: 'deny',
-      redirect: true,
+      // A folder without its slash is listed as it is (the listing's links are absolute).
+      redirect: false,
       wildcard: true,
       list: { format: 'html', render: (dirs, files) => listingHtml(listingPath.getStore() ?? '/repo/', dirs, files) },
       cacheControl: false,
@@ -160,7 +166,9 @@ export interface RedirectAppOptions {
   log: Logger;
   httpsPort: number;
   caPem: () => string;
-  /** The host to redirect to when the request's Host is not a valid address or name. */
+  /** The repo address set by setup (redirects go there), or null before setup. */
+  repoAddress: () => string | null;
+  /** The host to redirect to before setup when the request's Host is not a valid address or name. */
   fallbackHost: () => string;
 }
 
@@ -172,14 +180,19 @@ export async function buildRedirectApp(options: RedirectAppOptions): Promise<Fas
     reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
   );
   app.setNotFoundHandler(async (request, reply) => {
-    let host: string;
-    try {
-      host = parseRepoAddress(request.hostname).value;
-    } catch {
-      host = options.fallbackHost();
+    // The repo address once setup ran; before that the request's own host when it is a
+    // valid address or name. Only the path and query of the request are kept.
+    let host = options.repoAddress();
+    if (!host) {
+      try {
+        host = parseRepoAddress(request.hostname).value;
+      } catch {
+        host = options.fallbackHost();
+      }
     }
+    const target = new URL(request.url, 'http://placeholder');
     const port = options.httpsPort === 443 ? '' : `:${options.httpsPort}`;
-    return reply.redirect(`https://${urlHost(host)}${port}${request.url}`, 301);
+    return reply.redirect(`https://${urlHost(host)}${port}${target.pathname}${target.search}`, 301);
   });
   return app;
 }
@@ -189,6 +202,17 @@ export interface AdminOperations {
   status(): Promise<ApplianceStatus>;
   setup(repoAddress: string, actor: string): Promise<SetupResult>;
   events(limit: number): ApplianceEvent[];
+  /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
+  queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
+  listImports(limit: number): ImportRow[];
+  getImport(id: number): ImportRow | undefined;
+  /**
+   * Calls `onUpdate` with the import's live state now and on every change, then `onDone`
+   * with its final row (at once when it is finished). Returns an unsubscribe function.
+   */
+  followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
+  releases(): unknown;
+  artifacts(kind: string | undefined): unknown[];
 }
 
 const credentialSchema = (extra: Record<string, unknown> = {}) => ({
@@ -269,6 +293,64 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
       response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } },
     },
   }, async (request) => ({ events: operations.events((request.query as { limit: number }).limit) }));
+
+  app.post('/v1/imports', {
+    schema: {
+      body: {
+        type: 'object',
+        properties: { file: { type: 'string', minLength: 1, maxLength: 4096 }, allowDowngrade: { type: 'boolean', default: false } },
+        required: ['file'],
+        additionalProperties: false,
+      },
+      response: { 202: { type: 'object', properties: { import: open, queuePosition: { type: 'integer' } } }, 400: errorSchema, 404: errorSchema },
+    },
+  }, async (request, reply) => {
+    const body = request.body as { file: string; allowDowngrade: boolean };
+    return reply.status(202).send(await operations.queueImport(body, 'cli'));
+  });
+
+  app.get('/v1/imports', {
+    schema: {
+      querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }, additionalProperties: false },
+      response: { 200: { type: 'object', properties: { imports: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ imports: operations.listImports((request.query as { limit: number }).limit) }));
+
+  const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
+  const notFound = (id: number) => new AirgapError('AG_NOT_FOUND', `there is no import ${id}`, { hint: "list them with 'airgap status'" });
+
+  app.get('/v1/imports/:id', { schema: { params: idParams, response: { 200: open, 404: errorSchema } } }, async (request) => {
+    const { id } = request.params as { id: number };
+    const row = operations.getImport(id);
+    if (!row) throw notFound(id);
+    return row;
+  });
+
+  // NDJSON: {"type":"update",…} lines while the import is queued or running, then one {"type":"done","import":…}.
+  app.get('/v1/imports/:id/follow', { schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params as { id: number };
+    if (!operations.getImport(id)) throw notFound(id);
+    const stream = new PassThrough();
+    const unsubscribe = operations.followImport(
+      id,
+      (update) => stream.write(`${JSON.stringify({ type: 'update', ...update })}\n`),
+      (row) => {
+        stream.end(`${JSON.stringify({ type: 'done', import: row })}\n`);
+      },
+    );
+    request.raw.on('close', unsubscribe);
+    stream.on('close', unsubscribe);
+    return reply.type('application/x-ndjson').send(stream);
+  });
+
+  app.get('/v1/releases', { schema: { response: { 200: open } } }, async () => operations.releases());
+
+  app.get('/v1/artifacts', {
+    schema: {
+      querystring: { type: 'object', properties: { kind: { type: 'string', enum: ['image', 'chart', 'pack', 'file'] } }, additionalProperties: false },
+      response: { 200: { type: 'object', properties: { artifacts: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ artifacts: operations.artifacts((request.query as { kind?: string }).kind) }));
 
   return app;
 }

@@ -5,7 +5,7 @@
  * Fastify.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rm, stat, statfs, chmod, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,9 @@ import { openDatabase, schemaVersion, type Db } from './store/db.js';
 import { recordEvent } from './store/events.js';
 import { getSetting, setSetting } from './store/settings.js';
 import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from './supervisor.js';
+import { Importer } from './import/runner.js';
+import { writeReleasesJson } from './import/commit.js';
+import { HttpsRegistry, type PushTarget } from './push-client.js';
 
 /** Settings keys. */
 const REPO_ADDRESS = 'repo.address';
@@ -130,6 +133,14 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Whether `pid` runs `airgap serve` (after a hard reset, the pid in a stale file may be another program's). */
+async function isAirgapDaemon(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  if (cmdline === undefined) return true; // no /proc: trust the pid
+  const args = cmdline.split('\0');
+  return args.includes('serve') && args.some((a) => /airgap|cli\.js$/.test(a));
+}
+
 /**
  * Takes the state dir for this daemon: a pid file made with O_EXCL. A pid file whose
  * process is gone is stale and replaced. Throws AG_DAEMON_RUNNING when a live daemon
@@ -145,7 +156,7 @@ async function lockStateDir(layout: StateLayout): Promise<void> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number((await readFile(layout.daemonPid, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 1 && pid !== process.pid && pidAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 1 && pid !== process.pid && pidAlive(pid) && (await isAirgapDaemon(pid))) {
         throw new StateDirError('AG_DAEMON_RUNNING', `another airgap daemon (pid ${pid}) is running with the state dir ${layout.root}`, {
           hint: "use that one ('airgap status'), or stop it first",
         });
@@ -170,6 +181,7 @@ export class Appliance {
   readonly layout: StateLayout;
   readonly db: Db;
   readonly registries: Record<RegistryName, SupervisedRegistry>;
+  readonly importer: Importer;
   private tlsMaterial: TlsMaterial;
   private certificate: ServerCertificateInfo;
   private credentials: Record<AccountName, Credential>;
@@ -206,10 +218,34 @@ export class Appliance {
             credential: () => this.credentials[registryAccount(name)],
             log: log.child({ registry: name }),
             onEvent: (kind, message, data) => this.event('daemon', kind, message, data),
+            fingerprint: () => this.registryFingerprint(name),
           }),
         ];
       }),
     ) as Record<RegistryName, SupervisedRegistry>;
+    this.importer = new Importer({
+      db,
+      log: log.child({ component: 'import' }),
+      layout,
+      targets: () => this.pushTargets(),
+      registryProblems: async () =>
+        REGISTRY_NAMES.filter((name) => this.registries[name].status().state !== 'running').map((name) => `the ${name} registry is ${this.registries[name].status().state}`),
+      allowUnsigned: config.allowUnsigned,
+      onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),
+    });
+  }
+
+  /** Push clients for the bundled registries, over loopback, trusting the appliance CA. */
+  pushTargets(): Record<RegistryName, PushTarget> {
+    const host = loopbackFor(this.options.config.address);
+    const make = (name: RegistryName) =>
+      new HttpsRegistry({
+        url: httpsUrl(host, registryPort(this.options.config, name)),
+        caPem: this.tlsMaterial.caPem,
+        credentials: this.credentials[registryAccount(name)],
+        label: `${name} registry`,
+      });
+    return { images: make('images'), packs: make('packs') };
   }
 
   /**
@@ -221,8 +257,10 @@ export class Appliance {
   static async open(options: ApplianceOptions): Promise<Appliance> {
     const { config } = options;
     const layout = stateLayout(config.stateDir);
+    const existed = await stat(layout.root).then(() => true, () => false);
     await checkStateDir(layout.root);
-    await chmod(layout.root, 0o700).catch(() => {});
+    // A folder we made is ours to close; an existing one (given with --state-dir) keeps its mode.
+    if (!existed) await chmod(layout.root, 0o700).catch(() => {});
     await lockStateDir(layout);
     let db: Db | undefined;
     try {
@@ -231,8 +269,9 @@ export class Appliance {
       if (!getSetting(db, REGISTRY_HTTP_SECRET)) setSetting(db, REGISTRY_HTTP_SECRET, randomBytes(32).toString('base64url'));
       const pki = await ensurePki(layout, certificateNames(config, getSetting(db, REPO_ADDRESS)));
       const appliance = new Appliance(options, layout, db, pki);
-      if (pki.caCreated) appliance.event('daemon', 'pki.ca_created', 'made the appliance CA', { fingerprintSha256: pki.server.fingerprintSha256 });
+      if (pki.caCreated) appliance.event('daemon', 'pki.ca_created', 'made the appliance CA', { fingerprintSha256: new X509Certificate(pki.tls.caPem).fingerprint256 });
       await appliance.writeRegistryFiles();
+      await writeReleasesJson(db, layout.repoDir);
       appliance.registryVersion = await registryVersion(config.registryBinary);
       return appliance;
     } catch (err) {
@@ -249,7 +288,24 @@ export class Appliance {
   /** Records an event and logs it. */
   event(actor: string, kind: string, message: string, data?: Record<string, unknown>): void {
     this.options.log.info({ event: kind, ...data }, message);
-    if (!this.closed) recordEvent(this.db, { actor, kind, message, ...(data ? { data } : {}) });
+    if (this.closed) return;
+    try {
+      recordEvent(this.db, { actor, kind, message, ...(data ? { data } : {}) });
+    } catch (err) {
+      // Called from process exit handlers and timers: a full disk must not take the daemon down.
+      this.options.log.error({ err, event: kind }, 'could not record the event in the database');
+    }
+  }
+
+  /** A digest of every file a registry reads; a running registry started from others needs a restart. */
+  private async registryFingerprint(name: RegistryName): Promise<string> {
+    const paths = this.layout.registry(name);
+    const hash = createHash('sha256');
+    for (const file of [paths.config, paths.htpasswd, this.layout.serverCert, this.layout.serverKey]) {
+      hash.update(await readFile(file).catch(() => Buffer.alloc(0)));
+      hash.update('\0');
+    }
+    return hash.digest('hex');
   }
 
   /** Stops the registries a killed daemon left running on this state dir (they hold our ports). */
@@ -358,17 +414,24 @@ export class Appliance {
       this.tlsMaterial = pki.tls;
       this.certificate = pki.server;
       if (pki.serverCertIssued) this.options.onTlsChange?.(pki.tls);
-      const filesChanged = await this.writeRegistryFiles();
-      const restart = REGISTRY_NAMES.filter((n) => pki.serverCertIssued || filesChanged.includes(n));
-      for (const name of restart) await this.registries[name].restart();
-      const changed = { repoAddress: addressChanged, certificate: pki.serverCertIssued, registriesRestarted: restart };
+      await this.writeRegistryFiles();
+      // Restart every registry whose running process started from other files: changed
+      // now, or left behind by an earlier setup whose restart failed.
+      const restart: RegistryName[] = [];
+      for (const name of REGISTRY_NAMES) {
+        if (this.registries[name].startedWith !== (await this.registryFingerprint(name))) restart.push(name);
+      }
+      const outcomes = await Promise.allSettled(restart.map((name) => this.registries[name].restart()));
+      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      const changed = { repoAddress: addressChanged, certificate: pki.serverCertIssued, registriesRestarted: restart.filter((_, i) => outcomes[i]!.status === 'fulfilled') };
       if (addressChanged || pki.serverCertIssued || restart.length) {
-        this.event(actor, 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? ': new server certificate' : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}`, {
+        this.event(actor, 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? ': new server certificate' : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}${failed ? ' (a restart failed)' : ''}`, {
           ...changed,
           repoAddress: address.value,
           subjectAltNames: pki.server.subjectAltNames,
         });
       }
+      if (failed) throw failed.reason;
       return { details: this.connectionDetails(), changed, warnings };
     });
   }
@@ -425,6 +488,7 @@ export class Appliance {
   /** Stops the registries, closes the database and releases the state dir. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.importer.close();
     await Promise.all(REGISTRY_NAMES.map((n) => this.registries[n].stop()));
     this.event('daemon', 'daemon.stopped', 'the daemon stopped');
     this.closed = true;

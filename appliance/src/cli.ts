@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { installerCommands, runCli } from '../../installer/src/cli.js';
 import { applianceCommands } from './commands.js';
+import { importCommands } from './import-commands.js';
 
 function packageVersion(): string {
   try {
@@ -17,13 +18,19 @@ function packageVersion(): string {
 }
 
 const interrupt = new AbortController();
+const serving = process.argv[2] === 'serve';
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => interrupt.abort(new Error(`${signal} received`)));
+  process.on(signal, () => {
+    if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
+    // The daemon finishes stopping its registries; any other command gives up at once.
+    if (serving) process.stderr.write(`airgap: ${signal} again: already stopping the daemon and its registries\n`);
+    else process.exit(130);
+  });
 }
 
 const version = packageVersion();
 const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
-const code = await runCli(process.argv.slice(2), [...installerCommands, ...applianceCommands(host, version)], {
+const code = await runCli(process.argv.slice(2), [...installerCommands, ...applianceCommands(host, version), ...importCommands(host)], {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,

@@ -85,6 +85,7 @@ export function applianceCommands(host: Omit<Host, 'env'>, version: string): Com
     summary: 'run the appliance daemon (registries, file repository, admin API)',
     usage: `airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]
              [--registry-port N] [--pack-registry-port N] [--log-level LEVEL]
+             [--allow-unsigned]
 
 Runs the appliance in the foreground until SIGTERM or Ctrl-C: two supervised
 docker-registry processes (images and charts on --registry-port, packs on
@@ -103,6 +104,8 @@ Options:
   --registry-port N          image registry
   --pack-registry-port N     pack registry
   --log-level LEVEL          fatal, error, warn, info (default), debug, trace
+  --allow-unsigned           import .bin files that are unsigned or signed by a key
+                             not in <state-dir>/trusted-keys/ (off by default)
   -h, --help                 this help`,
     async run(args, ctx) {
       const { values, help } = parseCommandArgs(this, args, {
@@ -113,6 +116,7 @@ Options:
         'registry-port': { type: 'string' },
         'pack-registry-port': { type: 'string' },
         'log-level': { type: 'string' },
+        'allow-unsigned': { type: 'boolean' },
       }, { min: 0, max: 0 });
       if (help) return (print(ctx.stdout, this.usage), 0);
       const config = resolveServeConfig({
@@ -123,6 +127,7 @@ Options:
         registryPort: values['registry-port'],
         packRegistryPort: values['pack-registry-port'],
         logLevel: values['log-level'],
+        allowUnsigned: values['allow-unsigned'],
       }, { ...host, env: ctx.env });
       const log = createLogger(config.logLevel, ctx.stdout, (ctx.stdout as { isTTY?: boolean }).isTTY === true);
       if (ctx.signal?.aborted) return 130;

@@ -28,6 +28,8 @@ export interface ServeConfig {
   registryBinary: string;
   /** pino level: fatal, error, warn, info, debug, trace. */
   logLevel: string;
+  /** Import unsigned and unknown-key .bin files (explicit operator choice; off by default). */
+  allowUnsigned: boolean;
 }
 
 export interface ServeFlags {
@@ -38,6 +40,7 @@ export interface ServeFlags {
   registryPort?: string | undefined;
   packRegistryPort?: string | undefined;
   logLevel?: string | undefined;
+  allowUnsigned?: boolean | undefined;
 }
 
 export interface Host {
@@ -92,6 +95,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     packRegistryPort: port('pack-registry-port', flags.packRegistryPort, ports.packRegistry),
     registryBinary: host.env.AIRGAP_REGISTRY_BIN || 'docker-registry',
     logLevel,
+    allowUnsigned: flags.allowUnsigned === true,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {

@@ -176,6 +176,12 @@ export async function ensurePki(layout: StateLayout, names: string[]): Promise<E
   // Only a key left by an interrupted first run is replaced: no client can trust a CA
   // whose certificate was never written. A certificate without its key is damage.
   const caCreated = !haveCert;
+  if (caCreated && (await exists(layout.serverCert))) {
+    // A server certificate without its CA: the CA existed and clients trust it; never replace it silently.
+    throw new PkiError('AG_CA_UNREADABLE', `the appliance CA certificate ${layout.caCert} is missing, but ${layout.serverCert} was issued by it`, {
+      hint: `restore ca.crt from a backup; or move ${layout.pkiDir} away to make a new CA (every client must then trust the new one)`,
+    });
+  }
   if (caCreated) await makeCa(layout);
   else if (!haveKey) await readCa(layout); // throws AG_CA_UNREADABLE with the hint
   const { caPem, caKeyPem, ca } = await readCa(layout);

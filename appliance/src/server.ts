@@ -15,6 +15,12 @@ import { Appliance } from './appliance.js';
 import { buildAdminApp, buildPublicApp, buildRedirectApp } from './app.js';
 import type { ServeConfig } from './config.js';
 import { listEvents } from './store/events.js';
+import { listImports, type ImportRow } from './store/imports.js';
+import { listArtifacts, type ArtifactKind } from './store/releases.js';
+import { releasesDocument } from './import/commit.js';
+import type { Importer, ImportUpdate } from './import/runner.js';
+import { isAbsolute } from 'node:path';
+import { access, constants, stat } from 'node:fs/promises';
 
 export class ListenError extends AirgapError {}
 
@@ -41,6 +47,54 @@ export async function assertPortFree(address: string, port: number, flag: string
   });
 }
 
+/** app.listen, with the errors of assertPortFree when the port was taken meanwhile. */
+async function listenOn(app: FastifyInstance, address: string, port: number, flag: string): Promise<void> {
+  try {
+    await app.listen({ host: address, port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') await assertPortFree(address, port, flag);
+    throw err;
+  }
+}
+
+/** The file an admin asks to import: an absolute path to a readable regular file. */
+async function checkImportFile(file: string): Promise<string> {
+  if (!isAbsolute(file)) throw new AirgapError('AG_USAGE', `the file to import must be an absolute path, not '${file}'`);
+  const s = await stat(file).catch(() => undefined);
+  if (!s) throw new AirgapError('AG_NOT_FOUND', `there is no file ${file}`, { hint: 'check the path; the daemon reads the file itself' });
+  if (!s.isFile()) throw new AirgapError('AG_USAGE', `${file} is not a regular file`);
+  await access(file, constants.R_OK).catch((cause: unknown) => {
+    throw new AirgapError('AG_NOT_FOUND', `the daemon cannot read ${file}`, { cause, hint: 'make it readable by the daemon user' });
+  });
+  return file;
+}
+
+/** Subscribes to one import's updates; see AdminOperations.followImport. */
+function followImport(importer: Importer, id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void {
+  const update = (u: ImportUpdate | undefined) => {
+    if (u?.importId === id) onUpdate(u);
+  };
+  const finished = (row: ImportRow | undefined) => {
+    if (row?.id !== id) return;
+    unsubscribe();
+    onDone(row);
+  };
+  const unsubscribe = () => {
+    importer.off('update', update);
+    importer.off('finished', finished);
+  };
+  importer.on('update', update);
+  importer.on('finished', finished);
+  const now = importer.snapshot(id);
+  if (now) onUpdate(now);
+  else {
+    const row = importer.get(id);
+    if (row && row.state !== 'queued' && row.state !== 'running') finished(row);
+  }
+  return unsubscribe;
+}
+
 /**
  * Starts the daemon for `config`. On failure it undoes what it started (registries,
  * listeners, the state dir lock) and throws the typed error.
@@ -64,7 +118,9 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
   });
   const apps: FastifyInstance[] = [];
   const close = async () => {
-    for (const app of apps.reverse()) await app.close().catch((err: unknown) => log.error({ err }, 'closing a listener failed'));
+    // Listeners get 5 s; the registries are stopped whatever happens to them.
+    const closing = Promise.all(apps.reverse().map((app) => app.close().catch((err: unknown) => log.error({ err }, 'closing a listener failed'))));
+    await Promise.race([closing, new Promise((r) => setTimeout(r, 5000).unref())]);
     apps.length = 0;
     await unlink(appliance.layout.adminSocket).catch(() => {});
     await appliance.close();
@@ -82,16 +138,17 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },
     });
     apps.push(publicApp);
-    await publicApp.listen({ host: config.address, port: config.httpsPort });
+    await listenOn(publicApp, config.address, config.httpsPort, '--https-port');
 
     const redirectApp = await buildRedirectApp({
       log: log.child({ listener: 'http' }),
       httpsPort: config.httpsPort,
       caPem: () => appliance.tls.caPem,
-      fallbackHost: () => appliance.repoAddress() ?? '127.0.0.1',
+      repoAddress: () => appliance.repoAddress(),
+      fallbackHost: () => (config.address === '0.0.0.0' || config.address === '::' ? '127.0.0.1' : config.address),
     });
     apps.push(redirectApp);
-    await redirectApp.listen({ host: config.address, port: config.httpPort });
+    await listenOn(redirectApp, config.address, config.httpPort, '--http-port');
 
     const adminApp = await buildAdminApp({
       log: log.child({ listener: 'admin' }),
@@ -99,6 +156,16 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         status: () => appliance.status(),
         setup: (address, actor) => appliance.setup(address, actor),
         events: (limit) => listEvents(appliance.db, { limit }),
+        queueImport: async (request, actor) => {
+          const file = await checkImportFile(request.file);
+          const row = appliance.importer.enqueue({ file, source: 'cli', actor, options: { allowDowngrade: request.allowDowngrade } });
+          return { import: row, queuePosition: appliance.importer.snapshot(row.id)?.queuePosition ?? 0 };
+        },
+        listImports: (limit) => listImports(appliance.db, limit),
+        getImport: (id) => appliance.importer.get(id),
+        followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),
+        releases: () => releasesDocument(appliance.db),
+        artifacts: (kind) => listArtifacts(appliance.db, kind ? { kind: kind as ArtifactKind } : {}),
       },
     });
     apps.push(adminApp);
@@ -110,6 +177,8 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     await close();
     throw err;
   }
+  const resumed = appliance.importer.resumeUnfinished();
+  if (resumed) log.warn({ imports: resumed }, `resuming ${resumed} import(s) the last run of the daemon left unfinished`);
   const details = appliance.connectionDetails();
   appliance.event('daemon', 'daemon.started', `airgap ${version} ready`, {
     pid: process.pid,

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { AirgapError } from '../../installer/src/errors.js';
 import { writeFileAtomic } from '../../installer/src/fs-util.js';
+import { Mutex } from './mutex.js';
 
 export class RegistryStartError extends AirgapError {}
 
@@ -42,6 +43,8 @@ export interface SupervisorOptions {
   onEvent: (kind: string, message: string, data: Record<string, unknown>) => void;
   /** Seconds to wait for `/v2/` after a spawn (default 30). */
   startTimeoutSeconds?: number;
+  /** A digest of the files the process reads (config, htpasswd, certificate), taken at each spawn. */
+  fingerprint: () => Promise<string>;
 }
 
 /** Backoff between restarts, seconds; the last one repeats. */
@@ -99,7 +102,11 @@ export async function stopOrphan(pidFile: string, configPath: string): Promise<n
   return pid;
 }
 
-/** One supervised registry. Not reentrant: the daemon serialises start, stop and restart. */
+/**
+ * One supervised registry. Start, stop, restart and crash restarts run one at a time
+ * (a lock), so a setup that restarts a registry while it is coming back from a crash
+ * never leaves two processes or an untracked one.
+ */
 export class SupervisedRegistry {
   private child: ChildProcess | undefined;
   private state: RegistryState = 'stopped';
@@ -110,8 +117,11 @@ export class SupervisedRegistry {
   private lastExit: RegistryStatus['lastExit'] = null;
   private backoffTimer: NodeJS.Timeout | undefined;
   private exited: Promise<void> = Promise.resolve();
+  private readonly lock = new Mutex();
   /** The last lines the process printed, for error messages. */
   private tail: string[] = [];
+  /** The fingerprint of the files the running process started with. */
+  startedWith: string | undefined;
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -131,15 +141,43 @@ export class SupervisedRegistry {
    * (with the process's last lines) when it exits first or does not answer in time.
    */
   async start(): Promise<void> {
-    this.stopping = false;
     clearTimeout(this.backoffTimer);
-    await this.spawnAndWait();
+    await this.lock.run(async () => {
+      this.stopping = false;
+      await this.spawnAndWait();
+    });
   }
 
   /** Stops the process: SIGTERM, then SIGKILL after 15 s. Idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.backoffTimer);
+    // A process still coming up is told at once, so the lock is not held for its start timeout.
+    if (this.state === 'starting') this.child?.kill('SIGTERM');
+    await this.lock.run(() => this.stopNow());
+  }
+
+  /**
+   * Stop, then start (a changed config or certificate). When the new process does not
+   * come up, the error is thrown and the supervisor keeps retrying with backoff, as
+   * after a crash.
+   */
+  async restart(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.backoffTimer);
+    try {
+      await this.lock.run(async () => {
+        await this.stopNow();
+        this.stopping = false;
+        await this.spawnAndWait();
+      });
+    } catch (err) {
+      this.scheduleRetry(err as Error);
+      throw err;
+    }
+  }
+
+  private async stopNow(): Promise<void> {
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -149,28 +187,15 @@ export class SupervisedRegistry {
     }
     this.state = 'stopped';
     this.child = undefined;
+    this.startedWith = undefined;
     await unlink(this.options.pidFile).catch(() => {});
-  }
-
-  /**
-   * Stop, then start (a changed config or certificate). When the new process does not
-   * come up, the error is thrown and the supervisor keeps retrying with backoff, as
-   * after a crash.
-   */
-  async restart(): Promise<void> {
-    await this.stop();
-    try {
-      await this.start();
-    } catch (err) {
-      this.scheduleRetry(err as Error);
-      throw err;
-    }
   }
 
   private async spawnAndWait(): Promise<void> {
     const { binary, configPath, log } = this.options;
     this.state = 'starting';
     this.tail = [];
+    const fingerprint = await this.options.fingerprint();
     let child: ChildProcess;
     const spawned = new Promise<void>((resolve, reject) => {
       child = spawn(binary, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -205,8 +230,10 @@ export class SupervisedRegistry {
       if (child.exitCode !== null || child.signalCode !== null) break;
       try {
         const status = await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential());
-        if (status === 200) {
+        // A 200 counts only while our own child lives (not another process on the port).
+        if (status === 200 && child.exitCode === null && child.signalCode === null) {
           this.state = 'running';
+          this.startedWith = fingerprint;
           log.info({ pid: child.pid }, 'registry ready');
           return;
         }
@@ -255,21 +282,24 @@ export class SupervisedRegistry {
     this.failures += 1;
     this.state = 'backoff';
     this.child = undefined;
+    this.startedWith = undefined;
     const message = `the ${this.options.name} registry exited (${signal ? `signal ${signal}` : `code ${code}`}); restarting in ${delay} s`;
     this.options.log.warn({ code, signal, delay, tail: this.tail.slice(-5) }, message);
     this.options.onEvent('registry.exited', message, { registry: this.options.name, code, signal, delaySeconds: delay });
     this.backoffTimer = setTimeout(() => void this.restartAfterCrash(), delay * 1000);
   }
 
-  private async restartAfterCrash(): Promise<void> {
-    if (this.stopping) return;
-    try {
-      await this.spawnAndWait();
-      this.restarts += 1;
-      this.options.onEvent('registry.restarted', `the ${this.options.name} registry was restarted`, { registry: this.options.name, pid: this.child?.pid });
-    } catch (err) {
-      this.scheduleRetry(err as Error);
-    }
+  private restartAfterCrash(): Promise<void> {
+    return this.lock.run(async () => {
+      if (this.stopping) return;
+      try {
+        await this.spawnAndWait();
+        this.restarts += 1;
+        this.options.onEvent('registry.restarted', `the ${this.options.name} registry was restarted`, { registry: this.options.name, pid: this.child?.pid });
+      } catch (err) {
+        this.scheduleRetry(err as Error);
+      }
+    });
   }
 
   private scheduleRetry(err: Error): void {

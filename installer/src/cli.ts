@@ -62,7 +62,9 @@ function print(stream: NodeJS.WritableStream, text: string): void {
   stream.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-/** A progress reporter: one live line on a terminal, plain lines every 10% elsewhere. */
+const BAR_WIDTH = 24;
+
+/** A progress reporter: one live bar on a terminal, plain lines every 10% elsewhere. */
 export function progressReporter(ctx: CliContext, quiet: boolean) {
   const started = Date.now();
   let lastPlain = -1;
@@ -82,7 +84,8 @@ export function progressReporter(ctx: CliContext, quiet: boolean) {
       const eta = rate > 0 ? (total - done) / rate : 0;
       const text = `${label} ${String(pct).padStart(3)}%  ${formatBytes(done)} / ${formatBytes(total)}  ${formatBytes(rate)}/s${done < total ? `  ETA ${formatDuration(eta)}` : ''}`;
       if (ctx.interactive) {
-        ctx.stderr.write(`\r\x1b[K${text}`);
+        const filled = Math.round((done / total) * BAR_WIDTH);
+        ctx.stderr.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${text}`);
         live = true;
       } else if (pct >= lastPlain + 10 || done === total) {
         lastPlain = pct - (pct % 10);

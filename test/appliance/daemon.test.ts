@@ -9,7 +9,8 @@ import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { AIRGAP_SETUP, isAlive, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
+import { SCHEMA_VERSION } from '../../appliance/src/store/db.js';
+import { AIRGAP_SETUP, isAlive, registriesOf, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
 
 interface Details {
   repository: { url: string; username: string; password: string };
@@ -136,6 +137,28 @@ t.test('a new repo address re-issues the server certificate from the same CA', a
   t.equal(back.stdout, first.stdout);
 });
 
+t.test('an address that is not this machine\'s: a warning, and it is used', async (t) => {
+  const r = await daemon.cli(['setup', '192.0.2.10', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(r.stderr, /airgap: warning: 192\.0\.2\.10 is not an address of this machine's interfaces/);
+  t.equal((JSON.parse(r.stdout) as Details).repository.url, `https://192.0.2.10:${daemon.ports.https}`);
+  const back = await daemon.cli(['setup', '127.0.0.1']);
+  t.notMatch(back.stderr, /warning/);
+});
+
+t.test('setup while a killed registry is coming back: one process per registry, both on the new certificate', async (t) => {
+  process.kill(await registryPid(daemon.stateDir, 'images'), 'SIGKILL');
+  const r = await daemon.cli(['setup', 'localhost']);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.ok(await waitFor(async () => (await registriesOf(daemon.stateDir)).length === 2 && JSON.parse((await daemon.cli(['status', '--json'])).stdout).healthy === true), 'healthy again');
+  t.equal((await registriesOf(daemon.stateDir)).length, 2, 'no extra or untracked process');
+  for (const port of [daemon.ports.registry, daemon.ports.packRegistry]) {
+    const san = await execa('sh', ['-c', `openssl s_client -connect 127.0.0.1:${port} -CAfile ${caFile} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName`]);
+    t.match(san.stdout, /DNS:localhost, IP Address:127\.0\.0\.1/, `port ${port} serves the localhost certificate`);
+  }
+  t.equal((await daemon.cli(['setup', '127.0.0.1', '--json'])).stdout, first.stdout);
+});
+
 t.test('status reports every part', async (t) => {
   const r = await daemon.cli(['status', '--json']);
   t.equal(r.exitCode, 0, r.stderr);
@@ -151,7 +174,7 @@ t.test('status reports every part', async (t) => {
   t.equal(s.repoAddress, '127.0.0.1');
   t.same(s.registries.map((x) => [x.name, x.state, x.healthy]), [['images', 'running', true], ['packs', 'running', true]]);
   t.match(s.registries[0]!.version, /^\d+\.\d+/);
-  t.equal(s.database.schemaVersion, 1);
+  t.equal(s.database.schemaVersion, SCHEMA_VERSION);
   t.ok(s.disk.totalBytes > 0 && s.disk.freeBytes > 0);
   t.equal(s.disk.path, join(daemon.stateDir, 'registries'));
   t.equal(s.certificate.subjectAltNames[0], 'IP:127.0.0.1');
@@ -191,9 +214,16 @@ t.test('secrets and the admin socket are private', async (t) => {
   t.notMatch(htpasswd, details.imageRegistry.password);
 });
 
-t.test('SIGTERM stops the daemon and both registries; a restart keeps CA and credentials', async (t) => {
+t.test('SIGTERM stops the daemon and both registries, even during a slow download; a restart keeps CA and credentials', async (t) => {
   const pids = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
+  await writeFile(join(daemon.stateDir, 'repo', '1.0.0', 'big.bin'), Buffer.alloc(20 * 1024 * 1024));
+  const slow = execa('curl', ['-s', '-o', '/dev/null', '--limit-rate', '100k', '--cacert', caFile, '-u', `${details.repository.username}:${details.repository.password}`, `${details.repository.url}/repo/1.0.0/big.bin`], { reject: false });
+  await new Promise((r) => setTimeout(r, 500));
+  const stopping = Date.now();
   const result = await daemon.stop();
+  t.ok(Date.now() - stopping < 10_000, 'stopped without waiting for the download');
+  slow.kill(); // what the kernel had buffered still trickles in; the daemon is gone
+  await slow;
   t.equal(result.exitCode, 0, daemon.output().slice(-2000));
   t.ok(await waitFor(() => pids.every((p) => !isAlive(p)), 5), 'no registry left running');
   t.notOk(await stat(join(daemon.stateDir, 'admin.sock')).then(() => true, () => false), 'socket removed');

@@ -3,31 +3,21 @@
  * sentence and a non-zero exit, and leaves no lock, socket or registry process behind.
  */
 import t, { type Test } from 'tap';
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { airgap, freePorts, isAlive, registryPid, serveArgs, startDaemon, waitFor } from '../helpers/appliance.js';
+import { SCHEMA_VERSION } from '../../appliance/src/store/db.js';
+import { airgap, freePorts, isAlive, registriesOf, registryPid, serveArgs, startDaemon, waitFor } from '../helpers/appliance.js';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
-
-/** Processes whose command line mentions `stateDir` (registries a daemon left behind). */
-async function processesUsing(stateDir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(`${stateDir}/`) && cmdline.includes('docker-registry')) pids.push(Number(name));
-  }
-  return pids;
-}
 
 /** Asserts that a failed start left nothing running or locked. */
 async function assertClean(t: Test, stateDir: string): Promise<void> {
   t.notOk(await exists(join(stateDir, 'daemon.pid')), 'no pid file left');
   t.notOk(await exists(join(stateDir, 'admin.sock')), 'no socket left');
-  t.same(await processesUsing(stateDir), [], 'no registry process left');
+  t.same(await registriesOf(stateDir), [], 'no registry process left');
 }
 
 async function newStateDir(): Promise<string> {
@@ -53,6 +43,9 @@ t.test('usage errors exit 2 with one sentence', async (t) => {
     [['setup', '10.0.0.5:443'], /is not an IPv4 address/],
     [['setup', '1.2.3'], /is not an IPv4 address/],
     [['setup', 'fe80::1%eth0'], /is not an IPv4 address/],
+    [['setup', '0.0.0.0'], /0\.0\.0\.0 is the unspecified address, not an address clients can reach/],
+    [['setup', '[::]'], /:: is the unspecified address/],
+    [['setup', '239.1.1.1'], /is a multicast address/],
     [['setup', '-x'], /Unknown option '-x'/],
     [['status', 'extra'], /unexpected argument 'extra'/],
   ];
@@ -105,6 +98,7 @@ t.test('an unusable state dir', async (t) => {
   const r = await airgap(serveArgs(join(dir, 'a-file', 'state'), await freePorts()));
   t.equal(r.exitCode, 1);
   t.match(r.stderr, /the state dir .*a-file\/state is not usable: .* \[AG_STATE_DIR\]\n  hint: run as root, or pass --state-dir/);
+  t.equal(await readFile(join(dir, 'a-file'), 'utf8'), 'x', 'nothing written in its place');
 });
 
 t.test('a damaged CA or a newer database is refused, not replaced', async (t) => {
@@ -124,8 +118,16 @@ t.test('a damaged CA or a newer database is refused, not replaced', async (t) =>
   db.close();
   const newer = await airgap(serveArgs(daemon.stateDir, daemon.ports));
   t.equal(newer.exitCode, 1);
-  t.match(newer.stderr, /the database has schema 99, newer than this airgap's 1 \[AG_DB_NEWER\]/);
+  t.match(newer.stderr, new RegExp(`the database has schema 99, newer than this airgap's ${SCHEMA_VERSION} \\[AG_DB_NEWER\\]`));
   await assertClean(t, daemon.stateDir);
+});
+
+t.test('a stale pid file of another program (pid reused after a hard reset) does not block the start', async (t) => {
+  const stateDir = await newStateDir();
+  await writeFile(join(stateDir, 'daemon.pid'), `${process.pid}\n`); // alive, but not an airgap daemon
+  const daemon = await startDaemon({ stateDir });
+  t.teardown(() => daemon.stop());
+  t.equal((await daemon.cli(['status'])).exitCode, 0);
 });
 
 t.test('one daemon per state dir; a killed daemon leaves orphans that the next one stops', async (t) => {

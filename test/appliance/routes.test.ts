@@ -4,12 +4,12 @@
  * error shapes.
  */
 import t from 'tap';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pino } from 'pino';
 import { buildAdminApp, buildPublicApp, buildRedirectApp, parseBasicAuth, type AdminOperations } from '../../appliance/src/app.js';
-import { UsageError } from '../../installer/src/errors.js';
+import { AirgapError, UsageError } from '../../installer/src/errors.js';
 import { parseRepoAddress } from '../../appliance/src/address.js';
 
 const log = pino({ level: 'silent' });
@@ -69,10 +69,18 @@ t.test('listings: HTML for browsers, JSON on request; dotfiles hidden; names esc
 });
 
 t.test('no way out of the repository folder', async (t) => {
-  for (const url of ['/repo/../state.db', '/repo/%2e%2e/state.db', '/repo/1.0.0/..%2f..%2fstate.db', '/repo/%2e%2e%2fstate.db']) {
+  // A secret beside the repository folder, where a traversal would land.
+  const secret = join(repoDir, '..', `${basename(repoDir)}-secret.txt`);
+  await writeFile(secret, 'TOP-SECRET');
+  t.teardown(() => rm(secret, { force: true }));
+  const name = basename(secret);
+  for (const url of [`/repo/../${name}`, `/repo/%2e%2e/${name}`, `/repo/1.0.0/..%2f..%2f..%2f${name}`, `/repo/%2e%2e%2f${name}`, `/repo/..%5c${name}`, `/repo/%2e%2e/%2e%2e/${basename(repoDir)}/1.0.0/manifests/a.yaml`]) {
     const r = await app.inject({ url, headers: auth });
-    t.not(r.statusCode, 200, url);
+    t.ok(r.statusCode === 403 || r.statusCode === 404 || r.statusCode === 400, `${url}: ${r.statusCode}`);
+    t.notMatch(r.body, /TOP-SECRET/, url);
   }
+  const direct = await app.inject({ url: `/repo/1.0.0/manifests/a.yaml`, headers: auth });
+  t.equal(direct.statusCode, 200, 'the control request works');
   const missing = await app.inject({ url: '/repo/2.0.0/none', headers: auth });
   t.equal(missing.statusCode, 404);
 });
@@ -91,7 +99,7 @@ t.test('/ca.crt and the landing page need no login', async (t) => {
 });
 
 t.test('the HTTP app serves the CA and redirects the rest to HTTPS', async (t) => {
-  const http = await buildRedirectApp({ log, httpsPort: 443, caPem: () => CA, fallbackHost: () => '10.0.0.5' });
+  const http = await buildRedirectApp({ log, httpsPort: 443, caPem: () => CA, repoAddress: () => null, fallbackHost: () => '10.0.0.5' });
   t.teardown(() => http.close());
   t.equal((await http.inject({ url: '/ca.crt' })).body, CA);
   const r = await http.inject({ url: '/repo/x?y=1', headers: { host: '10.0.0.5' } });
@@ -101,9 +109,13 @@ t.test('the HTTP app serves the CA and redirects the rest to HTTPS', async (t) =
   t.equal(v6.headers.location, 'https://[fd00::5]/');
   const evil = await http.inject({ url: '/', headers: { host: 'evil.example/"><script>' } });
   t.equal(evil.headers.location, 'https://10.0.0.5/', 'a bad Host header falls back to the repo address');
-  const other = await buildRedirectApp({ log, httpsPort: 8443, caPem: () => CA, fallbackHost: () => '10.0.0.5' });
+  const other = await buildRedirectApp({ log, httpsPort: 8443, caPem: () => CA, repoAddress: () => null, fallbackHost: () => '10.0.0.5' });
   t.teardown(() => other.close());
   t.equal((await other.inject({ url: '/a', headers: { host: 'repo.example:8080' } })).headers.location, 'https://repo.example:8443/a');
+  const configured = await buildRedirectApp({ log, httpsPort: 443, caPem: () => CA, repoAddress: () => '10.0.0.7', fallbackHost: () => '127.0.0.1' });
+  t.teardown(() => configured.close());
+  t.equal((await configured.inject({ url: '/repo/?x=1', headers: { host: 'evil.example' } })).headers.location, 'https://10.0.0.7/repo/?x=1', 'after setup: always the repo address, whatever the Host');
+  t.equal((await configured.inject({ url: 'http://evil.example/steal?y=2', headers: { host: 'evil.example' } })).headers.location, 'https://10.0.0.7/steal?y=2', 'absolute-form request: only path and query kept');
 });
 
 t.test('admin API: validation, error shapes, the setup contract', async (t) => {
@@ -124,6 +136,14 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
       };
     },
     events: (limit) => Array.from({ length: limit }, (_, i) => ({ id: i, at: 'now', actor: 'daemon', kind: 'k', message: 'm' })),
+    async queueImport(request) {
+      throw new AirgapError('AG_NOT_FOUND', `there is no file ${request.file}`);
+    },
+    listImports: () => [],
+    getImport: () => undefined,
+    followImport: () => () => {},
+    releases: () => ({ current: null, releases: [] }),
+    artifacts: () => [],
   };
   const admin = await buildAdminApp({ log, operations });
   t.teardown(() => admin.close());
@@ -146,4 +166,10 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
   t.equal((await admin.inject({ url: '/v1/events?limit=3' })).json().events.length, 3);
   t.equal((await admin.inject({ url: '/v1/events' })).json().events.length, 50, 'default limit');
   t.equal((await admin.inject({ url: '/v1/events?limit=0' })).statusCode, 400);
+  const missing = await admin.inject({ method: 'POST', url: '/v1/imports', payload: { file: '/nope.bin' } });
+  t.equal(missing.statusCode, 404);
+  t.same(missing.json(), { code: 'AG_NOT_FOUND', message: 'there is no file /nope.bin' });
+  t.equal((await admin.inject({ url: '/v1/imports/7' })).statusCode, 404);
+  t.equal((await admin.inject({ url: '/v1/imports/x' })).statusCode, 400);
+  t.equal((await admin.inject({ url: '/v1/artifacts?kind=nope' })).statusCode, 400);
 });

@@ -3,7 +3,7 @@
  * free ports and a temp state dir; its two docker-registry processes are real. Stops it
  * (SIGTERM) when the test ends.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,8 +108,11 @@ export async function startDaemon(options: { stateDir?: string; ports?: DaemonPo
     if (ready) return daemon;
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.kill('SIGKILL');
+  // SIGTERM first: a daemon that is up but slow stops its registries; SIGKILL would orphan them.
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
   await child;
+  clearTimeout(timer);
   throw new Error(`the daemon did not start:\n${out}`);
 }
 
@@ -125,6 +128,17 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pids of docker-registry processes whose command line names a file in `stateDir`. */
+export async function registriesOf(stateDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(`${stateDir}/`) && cmdline.includes('docker-registry')) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** Polls `check` every 100 ms until it returns true or `seconds` pass. */
