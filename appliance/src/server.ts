@@ -15,6 +15,7 @@ import { Appliance } from './appliance.js';
 import { buildAdminApp, buildPublicApp, buildRedirectApp } from './app.js';
 import type { ServeConfig } from './config.js';
 import { listEvents } from './store/events.js';
+import { InboxWatcher } from './inbox.js';
 import { listImports, type ImportRow } from './store/imports.js';
 import { listArtifacts, type ArtifactKind } from './store/releases.js';
 import { releasesDocument } from './import/commit.js';
@@ -117,7 +118,9 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     },
   });
   const apps: FastifyInstance[] = [];
+  let stopInbox = async () => {};
   const close = async () => {
+    await stopInbox();
     // Listeners get 5 s; the registries are stopped whatever happens to them.
     const closing = Promise.all(apps.reverse().map((app) => app.close().catch((err: unknown) => log.error({ err }, 'closing a listener failed'))));
     await Promise.race([closing, new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -173,12 +176,20 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     await unlink(appliance.layout.adminSocket).catch(() => {});
     await adminApp.listen({ path: appliance.layout.adminSocket });
     await chmod(appliance.layout.adminSocket, 0o600);
+    const resumed = appliance.importer.resumeUnfinished();
+    if (resumed) log.warn({ imports: resumed }, `resuming ${resumed} import(s) the last run of the daemon left unfinished`);
+    const inbox = new InboxWatcher({
+      dir: appliance.layout.inboxDir,
+      importer: appliance.importer,
+      log: log.child({ component: 'inbox' }),
+      onEvent: (actor, kind, message, data) => appliance.event(actor, kind, message, data),
+    });
+    await inbox.start();
+    stopInbox = () => inbox.stop();
   } catch (err) {
     await close();
     throw err;
   }
-  const resumed = appliance.importer.resumeUnfinished();
-  if (resumed) log.warn({ imports: resumed }, `resuming ${resumed} import(s) the last run of the daemon left unfinished`);
   const details = appliance.connectionDetails();
   appliance.event('daemon', 'daemon.started', `airgap ${version} ready`, {
     pid: process.pid,

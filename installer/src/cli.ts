@@ -87,8 +87,8 @@ export function progressReporter(ctx: CliContext, quiet: boolean) {
         const filled = Math.round((done / total) * BAR_WIDTH);
         ctx.stderr.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${text}`);
         live = true;
-      } else if (pct >= lastPlain + 10 || done === total) {
-        lastPlain = pct - (pct % 10);
+      } else if (pct >= lastPlain + 10 || (done === total && lastPlain < 100)) {
+        lastPlain = done === total ? 100 : pct - (pct % 10);
         print(ctx.stderr, text);
       }
     },

@@ -19,6 +19,7 @@ import {
   finishImport,
   getImport,
   journalOf,
+  latestImportOf,
   markStarted,
   setIdentity,
   setStage,
@@ -129,6 +130,11 @@ export class Importer extends EventEmitter {
   /** The import's row (state, error, result). */
   get(id: number): ImportRow | undefined {
     return getImport(this.options.db, id);
+  }
+
+  /** The newest import of `file` (the inbox asks after a restart). */
+  latestOf(file: string): ImportRow | undefined {
+    return latestImportOf(this.options.db, file);
   }
 
   /** The live view of a queued or running import; undefined once it is finished. */

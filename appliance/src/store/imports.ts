@@ -67,6 +67,12 @@ export function listImports(db: Db, limit = 50): ImportRow[] {
   return (db.prepare(`SELECT ${COLUMNS} FROM imports ORDER BY id DESC LIMIT ?`).all(limit) as RawImportRow[]).map(toRow);
 }
 
+/** The newest import of `file`, if any. */
+export function latestImportOf(db: Db, file: string): ImportRow | undefined {
+  const raw = db.prepare(`SELECT ${COLUMNS} FROM imports WHERE file = ? ORDER BY id DESC LIMIT 1`).get(file) as RawImportRow | undefined;
+  return raw ? toRow(raw) : undefined;
+}
+
 /** Imports a daemon left queued or running, oldest first (resumed at start-up). */
 export function unfinishedImports(db: Db): ImportRow[] {
   return (db.prepare(`SELECT ${COLUMNS} FROM imports WHERE state IN ('queued', 'running') ORDER BY id`).all() as RawImportRow[]).map(toRow);
