@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { AirgapError } from '../../../installer/src/errors.js';
+import { AirgapError, PayloadError } from '../../../installer/src/errors.js';
 import type { OpenedPayload } from '../../../installer/src/reader.js';
 import type { PushTarget } from '../push-client.js';
 import type { RegistryName, StateLayout } from '../state-layout.js';
@@ -275,8 +275,12 @@ export class Importer extends EventEmitter {
         return;
       }
       const e = err instanceof AirgapError ? err : undefined;
+      const defaultHint =
+        e instanceof PayloadError
+          ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
+          : "nothing changed on the box; see 'airgap status' and the daemon log, then import again";
       const failure = e
-        ? { code: e.code, message: e.message, hint: e.hint }
+        ? { code: e.code, message: e.message, hint: e.hint ?? defaultHint }
         : { code: 'AG_IMPORT_FAILED', message: `the import failed in stage ${stage}: ${(err as Error).message}`, hint: 'see the daemon log; the earlier release is still current' };
       if (!e) log.error({ err, stage }, 'import failed');
       failImport(db, id, failure);

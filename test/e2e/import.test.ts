@@ -1,0 +1,274 @@
+/**
+ * The whole flow of the product on loopback: build signed .bin files, start the appliance
+ * (real docker-registry processes), run airgap-setup, import, and get everything back with
+ * standard tools (skopeo, curl, umoci) using only what setup printed. Then re-import,
+ * upgrade, refusals that change nothing, and the ./airgap-v<version>.bin way in.
+ */
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import Database from 'better-sqlite3';
+import { buildBundle } from '../../installer/src/builder.js';
+import { generateSigningKeys, loadPrivateKey } from '../../installer/src/keys.js';
+import { openPayload } from '../../installer/src/reader.js';
+import { blobPath, digestOfBlobPath } from '../../installer/src/layout.js';
+import { makeBusyboxLayout, writeSyntheticLayout, makeChart, makePack, makeFiles, layerTar } from '../helpers/fixtures.js';
+import { stringify } from 'yaml';
+import { craftBin } from '../helpers/craft.js';
+import { startDaemon } from '../helpers/appliance.js';
+
+interface Details {
+  repository: { url: string; username: string; password: string };
+  imageRegistry: { url: string; username: string; password: string };
+  packRegistry: { url: string; username: string; password: string };
+  caCertificateBase64: string;
+}
+
+interface Result {
+  status: string;
+  action: string;
+  version: string;
+  images: number;
+  charts: number;
+  packs: number;
+  files: number;
+  blobsPushed: number;
+  blobsSkipped: number;
+  blobsMounted: number;
+  bytesPushed: number;
+  seconds: number;
+}
+
+const work = await mkdtemp(join(tmpdir(), 'airgap-import-test-'));
+const keys = await generateSigningKeys(join(work, 'keys'));
+
+// Content: busybox (umoci), a three-layer image, a multi-arch image sharing a layer, a chart, a pack, files.
+const shared = randomBytes(300_000);
+const kept = randomBytes(250_000);
+const busyboxDigest = await makeBusyboxLayout(join(work, 'images'), work);
+const v1Images = await writeSyntheticLayout(join(work, 'images'), [
+  { ref: 'app-1', layers: [shared, kept, randomBytes(200_000)] },
+  { ref: 'multiarch', layers: [shared, randomBytes(50_000)], platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }] },
+]);
+const changedLayer = randomBytes(220_000);
+/** writeSyntheticLayout names layer i `layer-<i>.bin`: the changed one is the third. */
+const changedLayerDigest = `sha256:${createHash('sha256').update(layerTar('layer-2.bin', changedLayer)).digest('hex')}`;
+const v2Images = await writeSyntheticLayout(join(work, 'images'), [{ ref: 'app-2', layers: [shared, kept, changedLayer] }]);
+await makeChart(join(work, 'charts'), 'hello', '0.1.0');
+await makePack(join(work, 'packs'), 'cilium', '1.14.2');
+const files = await makeFiles(join(work, 'manifests'));
+
+async function build(version: string, images: Array<{ source: string; target: string }>, signed = true, out = work): Promise<string> {
+  const spec = join(work, `bundle-${version}-${signed ? 's' : 'u'}-${images.length}.yaml`);
+  await writeFile(spec, stringify({
+    apiVersion: 'airgap/v1',
+    kind: 'Bundle',
+    name: 'demo',
+    version,
+    images,
+    charts: [{ source: './charts/hello-0.1.0.tgz' }],
+    packs: [{ source: './packs/cilium' }],
+    files: [{ source: './manifests/', target: 'manifests/' }],
+  }));
+  await mkdir(out, { recursive: true });
+  const result = await buildBundle({ specPath: spec, out, ...(signed ? { privateKeyPath: keys.privateKeyPath } : {}) });
+  return result.path;
+}
+
+const baseImages = [
+  { source: 'oci:./images:busybox', target: 'library/busybox:1.35' },
+  { source: 'oci:./images:multiarch', target: 'apps/multiarch:1' },
+];
+const v1 = await build('1.0.0', [...baseImages, { source: 'oci:./images:app-1', target: 'apps/app:1' }]);
+const v2 = await build('1.1.0', [...baseImages, { source: 'oci:./images:app-2', target: 'apps/app:2' }], true, join(work, 'v2'));
+
+const daemon = await startDaemon();
+t.teardown(() => daemon.stop());
+await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
+const setup = await daemon.cli(['setup', '127.0.0.1', '--json']);
+const details = JSON.parse(setup.stdout) as Details;
+const certDir = join(work, 'certs');
+await mkdir(certDir);
+await writeFile(join(certDir, 'ca.crt'), Buffer.from(details.caCertificateBase64, 'base64'));
+const registryHost = details.imageRegistry.url.replace('https://', '');
+const packHost = details.packRegistry.url.replace('https://', '');
+const imageCreds = `${details.imageRegistry.username}:${details.imageRegistry.password}`;
+const packCreds = `${details.packRegistry.username}:${details.packRegistry.password}`;
+
+async function importFile(file: string, extra: string[] = []): Promise<{ exitCode: number | undefined; result?: Result; stderr: string; stdout: string }> {
+  const r = await daemon.cli(['import', file, '--json', ...extra]);
+  return { exitCode: r.exitCode, stderr: r.stderr, stdout: r.stdout, ...(r.exitCode === 0 ? { result: JSON.parse(r.stdout) as Result } : {}) };
+}
+
+/** sha256 of the manifest skopeo gets for `ref` with the printed CA and credentials. */
+async function remoteDigest(ref: string, creds = imageCreds, host = registryHost): Promise<string> {
+  const raw = await execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', creds, `docker://${host}/${ref}`], { encoding: 'buffer', stripFinalNewline: false });
+  return `sha256:${createHash('sha256').update(raw.stdout).digest('hex')}`;
+}
+
+/** What a refused import must not change: catalogs, tags, releases. */
+async function boxState(): Promise<string> {
+  const catalog = async (url: string, creds: string) => (await execa('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), '-u', creds, `${url}/v2/_catalog`])).stdout;
+  const releases = (await daemon.cli(['releases', '--json'])).stdout;
+  const tags = [];
+  for (const repo of ['library/busybox', 'apps/app', 'apps/multiarch', 'charts/hello']) {
+    tags.push((await execa('curl', ['-s', '--cacert', join(certDir, 'ca.crt'), '-u', imageCreds, `${details.imageRegistry.url}/v2/${repo}/tags/list`])).stdout);
+  }
+  return JSON.stringify([await catalog(details.imageRegistry.url, imageCreds), await catalog(details.packRegistry.url, packCreds), releases, tags]);
+}
+
+t.test('first import: everything lands where DESIGN.md says', async (t) => {
+  const r = await importFile(v1);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(r.result, { status: 'imported', action: 'install', version: '1.0.0', images: 3, charts: 1, packs: 1, files: Object.keys(files).length });
+  t.ok(r.result!.blobsPushed > 0 && r.result!.bytesPushed > 0);
+  t.ok(r.result!.blobsMounted >= 1, 'the layer shared by two repositories is mounted, not uploaded twice');
+});
+
+t.test('skopeo with the printed CA and credentials gets the same digests as the sources', async (t) => {
+  t.equal(await remoteDigest('library/busybox:1.35'), busyboxDigest);
+  t.equal(await remoteDigest('apps/app:1'), v1Images['app-1']!.digest);
+  t.equal(await remoteDigest('apps/multiarch:1'), v1Images.multiarch!.digest, 'the multi-arch index is kept whole');
+  const opened = await openPayload(v1);
+  const chart = opened.toc.charts[0]!;
+  const pack = opened.toc.packs[0]!;
+  await opened.close();
+  t.equal(await remoteDigest('charts/hello:0.1.0'), chart.digest, 'the chart is in the image registry');
+  t.equal(await remoteDigest('packs/cilium:1.14.2', packCreds, packHost), pack.digest, 'the pack is in the pack registry');
+  const wrong = await execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', packCreds, `docker://${registryHost}/library/busybox:1.35`], { reject: false });
+  t.not(wrong.exitCode, 0, 'the pack account cannot read the image registry');
+});
+
+t.test('the busybox image pulled back with skopeo runs', async (t) => {
+  const pulled = join(work, 'pulled');
+  await execa('skopeo', ['copy', '--src-cert-dir', certDir, '--src-creds', imageCreds, `docker://${registryHost}/library/busybox:1.35`, `oci:${pulled}:busybox`]);
+  const bundle = join(work, 'unpacked');
+  const rootless = process.getuid?.() !== 0;
+  await execa('umoci', ['unpack', ...(rootless ? ['--rootless'] : []), '--image', `${pulled}:busybox`, bundle]);
+  const run = rootless
+    ? await execa(join(bundle, 'rootfs', 'bin', 'busybox'), ['echo', 'hello from the air gap'])
+    : await execa('chroot', [join(bundle, 'rootfs'), '/bin/sh', '-c', 'echo hello from the air gap']);
+  t.equal(run.stdout, 'hello from the air gap');
+});
+
+t.test('curl gets the files and releases.json with the repository credentials', async (t) => {
+  const creds = `${details.repository.username}:${details.repository.password}`;
+  for (const [target, content] of Object.entries(files)) {
+    const r = await execa('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), '-u', creds, `${details.repository.url}/repo/1.0.0/manifests/${target}`], { encoding: 'buffer', stripFinalNewline: false });
+    t.ok(Buffer.from(r.stdout).equals(content), target);
+  }
+  const releases = JSON.parse((await execa('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), '-u', creds, `${details.repository.url}/repo/releases.json`])).stdout) as { current: string; releases: Array<{ version: string; files: Array<{ path: string }> }> };
+  t.equal(releases.current, '1.0.0');
+  t.same(releases.releases[0]!.files.map((f) => f.path).sort(), Object.keys(files).map((f) => `1.0.0/manifests/${f}`).sort());
+});
+
+t.test('re-import of the installed release: unchanged, nothing pushed', async (t) => {
+  const r = await importFile(v1);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(r.result, { status: 'unchanged', blobsPushed: 0, bytesPushed: 0 });
+  t.ok(r.result!.seconds < 1, `${r.result!.seconds} s`);
+});
+
+// Refusals: each leaves catalogs, tags and releases as they were.
+t.test('refused files change nothing', async (t) => {
+  const before = await boxState();
+  const refusals: Array<[string, () => Promise<string>, RegExp]> = [
+    ['unsigned', () => build('1.2.0', baseImages, false, join(work, 'unsigned')), /AG_UNSIGNED/],
+    ['truncated', async () => {
+      const f = join(work, 'truncated.bin');
+      await copyFile(v2, f);
+      await truncate(f, (await stat(f)).size - 1000);
+      return f;
+    }, /AG_TRUNCATED/],
+    ['path traversal', async () => {
+      const f = join(work, 'traversal.bin');
+      await craftBin(f, { version: '1.3.0', key: (await loadPrivateKey(keys.privateKeyPath)).key, entries: [{ path: 'files/../../../etc/cron.d/x', data: Buffer.from('* * * * * root id\n') }] });
+      return f;
+    }, /AG_ENTRY_PATH/],
+    ['tampered layer', async () => {
+      // Flip one byte inside the layer that only v2 has: found while it streams, before any tag moves.
+      const f = join(work, 'tampered.bin');
+      await copyFile(v2, f);
+      const opened = await openPayload(f);
+      const entry = opened.byPath.get(blobPath(changedLayerDigest));
+      await opened.close();
+      const fh = await open(f, 'r+');
+      const byte = Buffer.alloc(1);
+      await fh.read(byte, 0, 1, entry!.offset + 1000);
+      byte[0] = byte[0]! ^ 0xff;
+      await fh.write(byte, 0, 1, entry!.offset + 1000);
+      await fh.close();
+      return f;
+    }, /AG_ENTRY_DIGEST|DIGEST_INVALID/],
+  ];
+  for (const [what, make, code] of refusals) {
+    const r = await importFile(await make());
+    t.equal(r.exitCode, 1, what);
+    t.match(r.stderr, code, what);
+    t.match(r.stderr, /hint: /, `${what}: says what to do next`);
+    t.equal(await boxState(), before, `${what}: catalog, tags and releases unchanged`);
+  }
+  const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  t.same(db.prepare('SELECT version, current FROM releases').all(), [{ version: '1.0.0', current: 1 }]);
+  db.close();
+});
+
+t.test('upgrade: pushes only the blobs that changed; the new release becomes current', async (t) => {
+  const one = await openPayload(v1);
+  const two = await openPayload(v2);
+  const oldBlobs = new Set(one.entries.map((e) => digestOfBlobPath(e.path)).filter(Boolean));
+  const newBytes = two.entries.filter((e) => digestOfBlobPath(e.path) && !oldBlobs.has(digestOfBlobPath(e.path))).reduce((n, e) => n + e.size, 0);
+  await one.close();
+  await two.close();
+  const r = await importFile(v2);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(r.result, { status: 'imported', action: 'upgrade', version: '1.1.0' });
+  t.ok(r.result!.bytesPushed <= newBytes, `pushed ${r.result!.bytesPushed} bytes; new blobs are ${newBytes} bytes`);
+  t.ok(r.result!.bytesPushed >= changedLayer.length, 'the changed layer was pushed');
+  t.equal(await remoteDigest('apps/app:2'), v2Images['app-2']!.digest);
+  t.equal(await remoteDigest('apps/app:1'), v1Images['app-1']!.digest, 'the earlier release stays pullable');
+  const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string };
+  t.equal(releases.current, '1.1.0');
+});
+
+t.test('an older release is refused unless --allow-downgrade', async (t) => {
+  const old = await build('0.9.0', baseImages, true, join(work, 'old'));
+  const before = await boxState();
+  const refused = await importFile(old);
+  t.equal(refused.exitCode, 1);
+  t.match(refused.stderr, /0\.9\.0 is older than the current release 1\.1\.0 \[AG_DOWNGRADE\]\n  hint: .*--allow-downgrade/);
+  t.equal(await boxState(), before);
+  const allowed = await importFile(old, ['--allow-downgrade']);
+  t.equal(allowed.exitCode, 0, allowed.stderr);
+  t.match(allowed.result, { action: 'downgrade', blobsPushed: 0 });
+  t.equal(JSON.parse((await daemon.cli(['releases', '--json'])).stdout).current, '0.9.0');
+});
+
+t.test('the same version with other content is refused', async (t) => {
+  const other = await build('1.0.0', baseImages, true, join(work, 'other'));
+  const r = await importFile(other);
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /release 1\.0\.0 is already on the box with different content .*\[AG_VERSION_CONFLICT\]/);
+});
+
+t.test('./airgap-v<version>.bin on the box: verify, then import, in the original words', async (t) => {
+  const v3 = await build('1.2.0', baseImages, true, join(work, 'v3'));
+  const r = await execa(v3, [], {
+    reject: false,
+    env: { AIRGAP_STATE_DIR: daemon.stateDir, PATH: `${join(import.meta.dirname, '..', '..', 'scripts')}:${process.env.PATH}` },
+    all: true,
+  });
+  t.equal(r.exitCode, 0, String(r.all));
+  const out = String(r.all);
+  const order = ['Integrity verified', 'Setting up Images', 'Setting up Charts', 'Setting up Packs', 'Setting up Files', 'Setup Completed: demo 1.2.0 upgraded from 0.9.0'];
+  let at = -1;
+  for (const line of order) {
+    const i = out.indexOf(line);
+    t.ok(i > at, `'${line}' comes next`);
+    at = i;
+  }
+});
