@@ -37,13 +37,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Reconnects for up to `reconnectSeconds` when the daemon goes away (it resumes the
  * import when it starts again). Returns the final row.
  */
-async function followImport(stateDir: string, id: number, ctx: CliContext, quiet: boolean, reconnectSeconds = 180): Promise<ImportRow> {
+async function followImport(stateDir: string, id: number, ctx: CliContext, output: { progress: boolean; notices: boolean }, reconnectSeconds = 180): Promise<ImportRow> {
+  const quiet = !output.progress;
   let stage: string | null = null;
   let reporter = progressReporter(ctx, quiet);
   let queuedSaid = -1;
   let final: ImportRow | undefined;
   let lostAt: number | undefined;
   const say = (text: string) => reporter.line(text);
+  // Waiting and reconnecting are said even with --json (on stderr): a silent wait looks like a hang.
+  const notice = (text: string) => {
+    if (!output.notices) return;
+    reporter.end();
+    print(ctx.stderr, text);
+  };
   const onLine = (value: unknown) => {
     lostAt = undefined;
     const message = value as ({ type: 'update' } & ImportUpdate) | { type: 'done'; import: ImportRow };
@@ -52,7 +59,7 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, quiet
       return;
     }
     if (message.state === 'queued') {
-      if (message.queuePosition !== queuedSaid) say(`Waiting in the queue: ${message.queuePosition} import(s) ahead of this one`);
+      if (message.queuePosition !== queuedSaid) notice(`Waiting in the queue: ${message.queuePosition} import(s) ahead of this one`);
       queuedSaid = message.queuePosition;
       return;
     }
@@ -79,7 +86,7 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, quiet
       if (lostAt === undefined) {
         lostAt = Date.now();
         reporter.end();
-        say('The daemon went away; waiting for it to come back and resume the import…');
+        notice('The daemon went away; waiting for it to come back and resume the import…');
       }
       if (Date.now() - lostAt > reconnectSeconds * 1000) {
         throw new AirgapError('AG_DAEMON_DOWN', `lost the daemon while following import ${id}`, { hint: "start the daemon again; it resumes the import. 'airgap status' shows it" });
@@ -137,11 +144,12 @@ Exit codes: 0 imported or unchanged, 1 refused or failed (the message says why),
       const stateDir = stateDirOf(values['state-dir'], ctx);
       const file = resolve(ctx.env.PWD && !positionals[0]!.startsWith('/') ? ctx.env.PWD : host.cwd, positionals[0]!);
       const quiet = values.quiet === true || values.json === true;
+      const output = { progress: !quiet, notices: values.quiet !== true };
       const queued = await callAdmin<{ import: ImportRow; queuePosition: number }>(stateDir, 'POST', '/v1/imports', { file, allowDowngrade: values['allow-downgrade'] === true }, {
         onWait: (m) => print(ctx.stderr, m),
       });
       if (!quiet) print(ctx.stderr, `Import ${queued.import.id}: ${file}`);
-      const row = await followImport(stateDir, queued.import.id, ctx, quiet);
+      const row = await followImport(stateDir, queued.import.id, ctx, output);
       if (row.state === 'failed') {
         const e = row.error ?? { code: 'AG_IMPORT_FAILED', message: 'the import failed' };
         throw new AirgapError(e.code, e.message, e.hint ? { hint: e.hint } : {});
