@@ -72,13 +72,66 @@ sh airgap-v1.0.0.bin --check
 step "airgap inspect airgap-v1.0.0.bin --key keys/airgap-signing.pub"
 "$airgap" inspect airgap-v1.0.0.bin --key keys/airgap-signing.pub --quiet
 
-step "sh airgap-v1.0.0.bin --target extracted && skopeo inspect"
-sh airgap-v1.0.0.bin --target extracted --quiet
-skopeo inspect "oci:extracted/oci:library/busybox:1.35" | head -12
+step "The appliance: airgap serve (state in demo/state, 127.0.0.1, ports 8443 8080 5000 8000)"
+export AIRGAP_STATE_DIR="$demo/state"
+mkdir -p "$AIRGAP_STATE_DIR/trusted-keys"
+cp keys/airgap-signing.pub "$AIRGAP_STATE_DIR/trusted-keys/demo.pub"
+"$airgap" serve --address 127.0.0.1 --https-port 8443 --http-port 8080 --registry-port 5000 --pack-registry-port 8000 >appliance.log 2>&1 &
+daemon=$!
+stop() {
+  if kill -0 "$daemon" 2>/dev/null; then
+    echo; echo "Stopping the appliance..."
+    kill -TERM "$daemon"; wait "$daemon" || true
+  fi
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+ready=0
+for _ in $(seq 1 120); do
+  if "$airgap" status >/dev/null 2>&1; then ready=1; break; fi
+  kill -0 "$daemon" 2>/dev/null || break
+  sleep 0.5
+done
+if [ "$ready" -ne 1 ]; then
+  echo "the appliance did not start; the end of $demo/appliance.log:" >&2
+  tail -n 20 appliance.log >&2
+  exit 1
+fi
+echo "running (pid $daemon); log in $demo/appliance.log"
 
+step "airgap-setup 127.0.0.1"
+"$root/scripts/airgap-setup" 127.0.0.1
+"$airgap" setup 127.0.0.1 --json >setup.json 2>/dev/null
+
+step "./airgap-v1.0.0.bin (on the box: verify, then import)"
+PATH="$root/scripts:$PATH" ./airgap-v1.0.0.bin
+
+step "Pull it back with standard tools, using only what airgap-setup printed"
+mkdir -p certs
+json() { node -e "const d=JSON.parse(require('fs').readFileSync('setup.json','utf8')); console.log($1)"; }
+json "Buffer.from(d.caCertificateBase64, 'base64').toString().trimEnd()" >certs/ca.crt
+images_creds=$(json "d.imageRegistry.username + ':' + d.imageRegistry.password")
+packs_creds=$(json "d.packRegistry.username + ':' + d.packRegistry.password")
+repo_creds=$(json "d.repository.username + ':' + d.repository.password")
+echo "\$ skopeo inspect --cert-dir certs --creds airgap-images:*** docker://127.0.0.1:5000/library/busybox:1.35"
+skopeo inspect --cert-dir certs --creds "$images_creds" docker://127.0.0.1:5000/library/busybox:1.35 | head -8
+echo "\$ skopeo copy ... docker://127.0.0.1:5000/library/busybox:1.35 oci:pulled:busybox"
+skopeo copy --quiet --src-cert-dir certs --src-creds "$images_creds" docker://127.0.0.1:5000/library/busybox:1.35 oci:pulled:busybox
+echo "\$ skopeo inspect ... docker://127.0.0.1:8000/packs/cilium:1.14.2 (the pack registry)"
+skopeo inspect --raw --cert-dir certs --creds "$packs_creds" docker://127.0.0.1:8000/packs/cilium:1.14.2 | head -c 200; echo
+echo "\$ curl --cacert certs/ca.crt -u airgap-repo:*** https://127.0.0.1:8443/repo/1.0.0/manifests/namespace.yaml"
+curl -sf --cacert certs/ca.crt -u "$repo_creds" https://127.0.0.1:8443/repo/1.0.0/manifests/namespace.yaml
+
+step "Again: importing the same release is a no-op"
+"$airgap" import airgap-v1.0.0.bin
+
+"$airgap" releases
 cat <<MSG
 
-Done. The signed payload is $demo/airgap-v1.0.0.bin.
-Copy it to an appliance and run it there ('./airgap-v1.0.0.bin'); the appliance side
-(import, registries, airgap-setup) arrives with the next releases of this project.
+The appliance runs on 127.0.0.1 (repository https://127.0.0.1:8443, registries :5000 and :8000).
+Try: AIRGAP_STATE_DIR=$demo/state $airgap status
 MSG
+if [ "${AIRGAP_DEMO_KEEP:-1}" = "1" ] && [ -t 0 ]; then
+  echo "Press Ctrl-C to stop it."
+  wait "$daemon"
+fi
