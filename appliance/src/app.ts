@@ -259,6 +259,8 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
             registries: { type: 'array', items: open },
             database: open,
             disk: open,
+            release: open,
+            imports: { type: 'array', items: open },
           },
           required: ['version', 'healthy', 'problems', 'daemon', 'registries', 'certificate', 'database', 'disk'],
         },

@@ -25,6 +25,8 @@ import { getSetting, setSetting } from './store/settings.js';
 import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from './supervisor.js';
 import { Importer } from './import/runner.js';
 import { writeReleasesJson } from './import/commit.js';
+import { currentRelease, listReleases } from './store/releases.js';
+import { unfinishedImports } from './store/imports.js';
 import { HttpsRegistry, type PushTarget } from './push-client.js';
 
 /** Settings keys. */
@@ -61,6 +63,10 @@ export interface ApplianceStatus {
   registries: Array<RegistryStatus & { url: string; healthy: boolean; version: string }>;
   database: { path: string; schemaVersion: number; sizeBytes: number };
   disk: { path: string; totalBytes: number; freeBytes: number; usedBytes: number };
+  /** The current release, and how many are on the box. */
+  release: { current: string | null; name: string | null; installed: number };
+  /** Imports not finished yet (running first). */
+  imports: Array<{ id: number; state: string; stage: string | null; file: string; version: string | null }>;
 }
 
 export interface ApplianceOptions {
@@ -464,6 +470,7 @@ export class Appliance {
     };
     if (disk.totalBytes > 0 && disk.freeBytes / disk.totalBytes < 0.05) problems.push(`the registry volume has only ${Math.round((disk.freeBytes / disk.totalBytes) * 100)}% free`);
     const now = Date.now();
+    const current = currentRelease(this.db);
     return {
       version: this.options.version,
       healthy: problems.length === 0,
@@ -482,6 +489,10 @@ export class Appliance {
       registries,
       database: { path: this.layout.database, schemaVersion: schemaVersion(this.db), sizeBytes: (await stat(this.layout.database)).size },
       disk,
+      release: { current: current?.version ?? null, name: current?.name ?? null, installed: listReleases(this.db).length },
+      imports: unfinishedImports(this.db)
+        .sort((a, b) => (a.state === b.state ? a.id - b.id : a.state === 'running' ? -1 : 1))
+        .map((i) => ({ id: i.id, state: i.state, stage: i.stage, file: i.file, version: i.version })),
     };
   }
 

@@ -63,6 +63,8 @@ function renderStatus(s: ApplianceStatus): string {
       ['daemon', `pid ${s.daemon.pid}, up ${formatDuration(s.daemon.uptimeSeconds)}, listening on ${s.daemon.address}`],
       ['state dir', s.daemon.stateDir],
       ['repo address', s.repoAddress ?? "not set: run 'airgap setup <repo-ip>'"],
+      ['release', s.release.current ? `${s.release.name} ${s.release.current} (${s.release.installed} on the box)` : "none yet: run a .bin, or 'airgap import FILE.bin'"],
+      ...s.imports.map((i) => ['import', `#${i.id} ${i.state}${i.stage ? ` (${i.stage})` : ''}: ${i.version ?? ''} ${i.file}`]),
       ['repository', s.repository.url],
       ['certificate', `${s.certificate.subjectAltNames.join(', ')}; valid until ${s.certificate.notAfter.slice(0, 10)}`],
       ['database', `schema ${s.database.schemaVersion}, ${formatBytes(s.database.sizeBytes)}`],

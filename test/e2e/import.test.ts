@@ -233,6 +233,11 @@ t.test('upgrade: pushes only the blobs that changed; the new release becomes cur
   t.equal(await remoteDigest('apps/app:1'), v1Images['app-1']!.digest, 'the earlier release stays pullable');
   const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string };
   t.equal(releases.current, '1.1.0');
+  const status = JSON.parse((await daemon.cli(['status', '--json'])).stdout) as { release: { current: string; installed: number }; imports: unknown[] };
+  t.same([status.release.current, status.release.installed, status.imports.length], ['1.1.0', 2, 0], 'status shows the current release and no import in progress');
+  t.match((await daemon.cli(['status'])).stdout, /release +demo 1\.1\.0 \(2 on the box\)/);
+  const images = JSON.parse((await daemon.cli(['images', '--json'])).stdout) as { images: Array<{ target: string; releases: string[] }> };
+  t.same(images.images.find((i) => i.target === 'library/busybox:1.35')?.releases, ['1.0.0', '1.1.0'], 'one line per image, with the releases that carry it');
 });
 
 t.test('an older release is refused unless --allow-downgrade', async (t) => {
