@@ -6,17 +6,10 @@ import { request } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { AirgapError } from '../../installer/src/errors.js';
 import { stateLayout } from './state-layout.js';
+import { pidAlive } from './pids.js';
 
 export class DaemonError extends AirgapError {}
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function once(socketPath: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {

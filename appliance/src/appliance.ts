@@ -28,6 +28,7 @@ import { writeReleasesJson } from './import/commit.js';
 import { currentRelease, listReleases } from './store/releases.js';
 import { unfinishedImports } from './store/imports.js';
 import { HttpsRegistry, type PushTarget } from './push-client.js';
+import { pidAlive } from './pids.js';
 
 /** Settings keys. */
 const REPO_ADDRESS = 'repo.address';
@@ -130,14 +131,6 @@ async function checkStateDir(dir: string): Promise<void> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Whether `pid` runs `airgap serve` (after a hard reset, the pid in a stale file may be another program's). */
 async function isAirgapDaemon(pid: number): Promise<boolean> {

@@ -25,30 +25,16 @@ const stateDirOption = { 'state-dir': { type: 'string' } } as const;
 
 /** The text block `airgap setup` prints: what an admin copies into the platform installer. */
 export function renderConnectionDetails(d: ConnectionDetails): string {
+  const account = (urlLabel: string, c: { url: string; username: string; password: string }) => [[urlLabel, c.url], ['Username:', c.username], ['Password:', c.password]];
   return [
     'Repository details',
-    table([
-      ['URL:', d.repository.url],
-      ['Username:', d.repository.username],
-      ['Password:', d.repository.password],
-    ]),
+    table(account('URL:', d.repository)),
     '',
     'Registry details',
-    table([
-      ['Image registry URL:', d.imageRegistry.url],
-      ['Username:', d.imageRegistry.username],
-      ['Password:', d.imageRegistry.password],
-      ['Pack registry URL:', d.packRegistry.url],
-      ['Username:', d.packRegistry.username],
-      ['Password:', d.packRegistry.password],
-    ]),
+    table([...account('Image registry URL:', d.imageRegistry), ...account('Pack registry URL:', d.packRegistry)]),
     '',
     'Console login',
-    table([
-      ['URL:', d.console.url],
-      ['Username:', d.console.username],
-      ['Password:', d.console.password],
-    ]),
+    table(account('URL:', d.console)),
     '',
     'Registry CA certificate (base64, one line)',
     d.caCertificateBase64,

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { AirgapError } from '../../installer/src/errors.js';
 import { writeFileAtomic } from '../../installer/src/fs-util.js';
 import { Mutex } from './mutex.js';
+import { pidAlive } from './pids.js';
 
 export class RegistryStartError extends AirgapError {}
 
@@ -72,14 +73,6 @@ export function probeHttps(url: string, caPem: string, credential?: { username: 
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Stops a registry that an earlier daemon started with `configPath` and left running
@@ -96,8 +89,8 @@ export async function stopOrphan(pidFile: string, configPath: string): Promise<n
     return undefined;
   }
   process.kill(pid, 'SIGTERM');
-  for (let waited = 0; isAlive(pid) && waited < STOP_GRACE_MS; waited += 100) await sleep(100);
-  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  for (let waited = 0; pidAlive(pid) && waited < STOP_GRACE_MS; waited += 100) await sleep(100);
+  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
   await unlink(pidFile).catch(() => {});
   return pid;
 }

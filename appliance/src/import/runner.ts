@@ -29,7 +29,7 @@ import {
   type ImportSource,
 } from '../store/imports.js';
 import { commitRelease, writeReleasesJson } from './commit.js';
-import { newCounters, type ImportContext, type Stage, type StageProgress } from './context.js';
+import { newCounters, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport } from './open.js';
 import { planImport, type ImportPlan } from './plan.js';
@@ -53,7 +53,7 @@ export interface ImportUpdate {
 }
 
 /** What `airgap import --json` prints (also stored as the import's result). */
-export interface ImportResult {
+export interface ImportResult extends ImportCounters {
   importId: number;
   file: string;
   name: string;
@@ -67,13 +67,6 @@ export interface ImportResult {
   charts: number;
   packs: number;
   files: number;
-  blobsPushed: number;
-  blobsMounted: number;
-  blobsSkipped: number;
-  bytesPushed: number;
-  manifestsPushed: number;
-  tagsPushed: number;
-  filesWritten: number;
   resumed: boolean;
   seconds: number;
 }
