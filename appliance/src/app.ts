@@ -11,6 +11,8 @@
  */
 import fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
+import { registerApi, type ConsoleOperations } from './api.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AirgapError, UsageError } from '../../installer/src/errors.js';
@@ -41,7 +43,8 @@ function baseOptions(log: Logger): FastifyServerOptions {
 function registerErrorHandler(app: FastifyInstance, notFound = true): void {
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown; code?: string }, request, reply) => {
     if (error instanceof AirgapError) {
-      const status = error instanceof UsageError ? 400 : error.code === 'AG_NOT_FOUND' ? 404 : 500;
+      const explicit = (error as { statusCode?: unknown }).statusCode;
+      const status = typeof explicit === 'number' ? explicit : error instanceof UsageError ? 400 : error.code === 'AG_NOT_FOUND' ? 404 : 500;
       if (status >= 500) request.log.error({ err: error }, error.message);
       return reply.status(status).send({ code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
     }
@@ -112,6 +115,10 @@ export interface PublicAppOptions {
   caPem: () => string;
   /** Key and certificate chain for HTTPS; without them the app is plain (tests with inject). */
   tls?: { key: string; cert: string };
+  /** The console API under /api/v1; absent, the app serves the repository only. */
+  api?: ConsoleOperations;
+  /** The console's static files (web/), served at /. */
+  webDir?: string;
 }
 
 /** The HTTPS app: file repository, CA, landing page. */
@@ -127,11 +134,29 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
     reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
   );
 
-  app.get('/', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>airgap appliance</title></head><body><h1>airgap appliance</h1><ul><li><a href="/repo/">File repository</a> (repository credentials)</li><li><a href="/ca.crt">CA certificate</a></li></ul><p>Connection details: run <code>sudo airgap-setup &lt;repo-ip&gt;</code> on the appliance.</p></body></html>'),
-  );
+  if (options.api) {
+    await app.register(fastifySwagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'airgap appliance API', version: 'v1', description: 'The console API: status, connection details, content, imports, uploads, events.' },
+        components: { securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: 'airgap_session' }, basic: { type: 'http', scheme: 'basic' } } },
+        security: [{ session: [] }, { basic: [] }],
+      },
+      hideUntagged: true,
+    });
+    await registerApi(app, options.api, { secureCookie: options.tls !== undefined });
+  }
+
+  if (options.webDir) {
+    // The console: static files, no CDN; every other path falls through to the 404 handler.
+    await app.register(fastifyStatic, { root: options.webDir, prefix: '/', index: 'index.html', wildcard: false, decorateReply: false, cacheControl: false, dotfiles: 'deny' });
+  } else {
+    app.get('/', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>airgap appliance</title></head><body><h1>airgap appliance</h1><ul><li><a href="/repo/">File repository</a> (repository credentials)</li><li><a href="/ca.crt">CA certificate</a></li></ul><p>Connection details: run <code>sudo airgap-setup &lt;repo-ip&gt;</code> on the appliance.</p></body></html>'),
+    );
+  }
 
   await app.register(async (repo) => {
     repo.addHook('onRequest', basicAuthHook('airgap repository', options.repositoryCredential));
@@ -335,7 +360,8 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     const stream = new PassThrough();
     const unsubscribe = operations.followImport(
       id,
-      (update) => stream.write(`${JSON.stringify({ type: 'update', ...update })}\n`),
+      // A follower that does not read (a stopped terminal) loses updates, never the end.
+      (update) => void (stream.writableNeedDrain || stream.write(`${JSON.stringify({ type: 'update', ...update })}\n`)),
       (row) => {
         stream.end(`${JSON.stringify({ type: 'done', import: row })}\n`);
       },

@@ -27,6 +27,7 @@ import { Importer } from './import/runner.js';
 import { writeReleasesJson } from './import/commit.js';
 import { currentRelease, listReleases } from './store/releases.js';
 import { unfinishedImports } from './store/imports.js';
+import { getCredential } from './store/credentials.js';
 import { HttpsRegistry, type PushTarget } from './push-client.js';
 import { pidAlive } from './pids.js';
 
@@ -232,6 +233,10 @@ export class Appliance {
       allowUnsigned: config.allowUnsigned,
       onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),
     });
+    // An uploaded .bin is the appliance's copy: removed once its import has ended.
+    this.importer.on('finished', (row?: { source: string; file: string }) => {
+      if (row?.source === 'upload' && row.file.startsWith(`${layout.uploadsDir}/`)) void rm(row.file, { force: true });
+    });
   }
 
   /** Push clients for the bundled registries, over loopback, trusting the appliance CA. */
@@ -390,6 +395,12 @@ export class Appliance {
       console: { url, ...this.credentials.console },
       caCertificateBase64: caBase64(this.tlsMaterial.caPem),
     };
+  }
+
+  /** The console account with the scrypt hash of its password (the console checks the hash). */
+  consoleAccount(): { username: string; passwordHash: string } {
+    const row = getCredential(this.db, 'console')!;
+    return { username: row.username, passwordHash: row.passwordHash };
   }
 
   /** The credential of one account (for the repository's basic auth, the console). */

@@ -30,6 +30,8 @@ export interface ServeConfig {
   logLevel: string;
   /** Import unsigned and unknown-key .bin files (explicit operator choice; off by default). */
   allowUnsigned: boolean;
+  /** Largest .bin the console accepts, bytes (AIRGAP_MAX_UPLOAD_BYTES; default 100 GiB). */
+  maxUploadBytes: number;
 }
 
 export interface ServeFlags {
@@ -96,6 +98,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     registryBinary: host.env.AIRGAP_REGISTRY_BIN || 'docker-registry',
     logLevel,
     allowUnsigned: flags.allowUnsigned === true,
+    maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : 100 * 1024 ** 3,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {

@@ -6,6 +6,7 @@
  */
 import { readdir, readlink, rename, stat, mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Importer } from './import/runner.js';
 import type { ImportRow } from './store/imports.js';
@@ -40,6 +41,11 @@ export async function isOpenByAnyProcess(path: string): Promise<boolean> {
     }
   }
   return false;
+}
+
+/** The name a claimed file had in the inbox (claim() prefixes `<ms>-<hex>-`). */
+function originalName(claimed: string): string {
+  return claimed.replace(/^\d+-[0-9a-f]{8}-/, '');
 }
 
 /** A free name for `name` in `dir`: `name`, else `name.<n>`. */
@@ -110,7 +116,8 @@ export class InboxWatcher {
   }
 
   private async claim(path: string): Promise<void> {
-    const dest = await freeName(inboxDirs(this.options.dir).processing, basename(path));
+    // A name never used before, so an old import row of the same path cannot be mistaken for this file's.
+    const dest = join(inboxDirs(this.options.dir).processing, `${Date.now()}-${randomBytes(4).toString('hex')}-${basename(path)}`);
     await rename(path, dest);
     this.options.log.info({ file: dest }, 'inbox: a complete .bin arrived');
     this.options.importer.enqueue({ file: dest, source: 'inbox', actor: 'inbox', options: {} });
@@ -121,7 +128,7 @@ export class InboxWatcher {
     const dirs = inboxDirs(this.options.dir);
     if (!row.file.startsWith(`${dirs.processing}/`)) return;
     const failed = row.state === 'failed';
-    const dest = await freeName(failed ? dirs.failed : dirs.processed, basename(row.file));
+    const dest = await freeName(failed ? dirs.failed : dirs.processed, originalName(basename(row.file)));
     try {
       await rename(row.file, dest);
       if (failed) {

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirgapError, RegistryError } from '../../installer/src/errors.js';
 import type { Credentials } from '../../installer/src/registry-client.js';
+import { MANIFEST_ACCEPT } from '../../installer/src/oci.js';
 
 export interface PushTarget {
   /** For messages: `images registry (https://10.0.0.5:5000)`. */
@@ -29,6 +30,8 @@ export interface PushTarget {
   tagDigest(repository: string, tag: string): Promise<string | undefined>;
   /** PUT /v2/<name>/manifests/<reference>; returns the registry's Docker-Content-Digest. */
   putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer): Promise<string>;
+  /** Points `repository:tag` at the manifest `digest` already in the repository. */
+  retag(repository: string, tag: string, digest: string): Promise<void>;
   /** Tags of `repository` (empty when the repository does not exist). */
   listTags(repository: string): Promise<string[]>;
   /** Every repository (GET /v2/_catalog, all pages). */
@@ -155,18 +158,15 @@ export class HttpsRegistry implements PushTarget {
   }
 
   async hasManifest(repository: string, digest: string): Promise<boolean> {
-    const res = await this.send('HEAD', `/v2/${repository}/manifests/${digest}`, { headers: { accept: '*/*' } });
+    // distribution answers 404 to OCI manifests unless their media type is accepted.
+    const res = await this.send('HEAD', `/v2/${repository}/manifests/${digest}`, { headers: { accept: MANIFEST_ACCEPT } });
     if (res.status === 200) return true;
     if (res.status === 404) return false;
     this.fail(`HEAD manifest ${digest} in ${repository}`, res);
   }
 
   async tagDigest(repository: string, tag: string): Promise<string | undefined> {
-    const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, {
-      headers: {
-        accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json',
-      },
-    });
+    const res = await this.send('HEAD', `/v2/${repository}/manifests/${tag}`, { headers: { accept: MANIFEST_ACCEPT } });
     if (res.status === 404) return undefined;
     if (res.status !== 200) this.fail(`HEAD ${repository}:${tag}`, res);
     return res.headers['docker-content-digest'] as string | undefined;
@@ -176,6 +176,12 @@ export class HttpsRegistry implements PushTarget {
     const res = await this.send('PUT', `/v2/${repository}/manifests/${reference}`, { headers: { 'content-type': mediaType, 'content-length': bytes.length }, body: bytes });
     if (res.status !== 201) this.fail(`PUT manifest ${repository}:${reference}`, res);
     return (res.headers['docker-content-digest'] as string | undefined) ?? '';
+  }
+
+  async retag(repository: string, tag: string, digest: string): Promise<void> {
+    const res = await this.send('GET', `/v2/${repository}/manifests/${digest}`, { headers: { accept: MANIFEST_ACCEPT } });
+    if (res.status !== 200) this.fail(`GET manifest ${digest} of ${repository}`, res);
+    await this.putManifest(repository, tag, String(res.headers['content-type']), res.body);
   }
 
   async listTags(repository: string): Promise<string[]> {

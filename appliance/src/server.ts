@@ -20,8 +20,9 @@ import { listImports, type ImportRow } from './store/imports.js';
 import { listArtifacts, type ArtifactKind } from './store/releases.js';
 import { releasesDocument } from './import/commit.js';
 import type { Importer, ImportUpdate } from './import/runner.js';
-import { isAbsolute } from 'node:path';
-import { access, constants, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { access, constants, stat, statfs } from 'node:fs/promises';
+import type { ConsoleOperations } from './api.js';
 
 export class ListenError extends AirgapError {}
 
@@ -46,6 +47,44 @@ export async function assertPortFree(address: string, port: number, flag: string
     });
     server.listen({ host: address, port, exclusive: true }, () => server.close(() => resolve()));
   });
+}
+
+/** The console's static files: `web/` of the release (found upward from this module). */
+async function findWebDir(): Promise<string | undefined> {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'web');
+    if (await stat(join(candidate, 'index.html')).then((s) => s.isFile(), () => false)) return candidate;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+/** The console API's view of the appliance. */
+function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOperations {
+  return {
+    consoleAccount: () => appliance.consoleAccount(),
+    status: () => appliance.status(),
+    connectionDetails: () => appliance.connectionDetails(),
+    caPem: () => appliance.tls.caPem,
+    releases: () => releasesDocument(appliance.db),
+    artifacts: (kind) => listArtifacts(appliance.db, { kind }),
+    listImports: (limit) => listImports(appliance.db, limit),
+    getImport: (id) => appliance.importer.get(id),
+    followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),
+    queueUpload: (file, actor, allowDowngrade) => {
+      const row = appliance.importer.enqueue({ file, source: 'upload', actor, options: { allowDowngrade } });
+      return { import: row, queuePosition: appliance.importer.snapshot(row.id)?.queuePosition ?? 0 };
+    },
+    events: (limit) => listEvents(appliance.db, { limit }),
+    recordEvent: (actor, kind, message, data) => appliance.event(actor, kind, message, data),
+    uploadsDir: appliance.layout.uploadsDir,
+    freeBytes: async (dir) => {
+      const fs = await statfs(dir);
+      return fs.bavail * fs.bsize;
+    },
+    maxUploadBytes: config.maxUploadBytes,
+  };
 }
 
 /** app.listen, with the errors of assertPortFree when the port was taken meanwhile. */
@@ -133,12 +172,15 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     for (const [port, flag] of ports) await assertPortFree(config.address, port, flag);
     await appliance.startRegistries();
 
+    const webDir = await findWebDir();
     publicApp = await buildPublicApp({
       log: log.child({ listener: 'https' }),
       repoDir: appliance.layout.repoDir,
       repositoryCredential: () => appliance.credential('repository'),
       caPem: () => appliance.tls.caPem,
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },
+      api: consoleOperations(appliance, config),
+      ...(webDir ? { webDir } : {}),
     });
     apps.push(publicApp);
     await listenOn(publicApp, config.address, config.httpsPort, '--https-port');

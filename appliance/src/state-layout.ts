@@ -15,6 +15,7 @@
  *     repo/                           the file repository, served under /repo/
  *     trusted-keys/*.pub              signing keys whose .bin files are imported
  *     inbox/                          .bin files dropped here are imported
+ *     uploads/                        .bin files uploaded in the console, until imported
  */
 import { join } from 'node:path';
 
@@ -45,6 +46,7 @@ export interface StateLayout {
   repoDir: string;
   trustedKeysDir: string;
   inboxDir: string;
+  uploadsDir: string;
 }
 
 /** Paths inside `root` (an absolute state dir). Pure: touches nothing on disk. */
@@ -69,5 +71,6 @@ export function stateLayout(root: string): StateLayout {
     repoDir: join(root, 'repo'),
     trustedKeysDir: join(root, 'trusted-keys'),
     inboxDir: join(root, 'inbox'),
+    uploadsDir: join(root, 'uploads'),
   };
 }

@@ -229,6 +229,7 @@ t.test('upgrade: pushes only the blobs that changed; the new release becomes cur
   t.match(r.result, { status: 'imported', action: 'upgrade', version: '1.1.0' });
   t.ok(r.result!.bytesPushed <= newBytes, `pushed ${r.result!.bytesPushed} bytes; new blobs are ${newBytes} bytes`);
   t.ok(r.result!.bytesPushed >= changedLayer.length, 'the changed layer was pushed');
+  t.equal((r.result as unknown as { manifestsPushed: number }).manifestsPushed, 1, 'only the new image manifest is pushed; the registry has the others (HEAD)');
   t.equal(await remoteDigest('apps/app:2'), v2Images['app-2']!.digest);
   t.equal(await remoteDigest('apps/app:1'), v1Images['app-1']!.digest, 'the earlier release stays pullable');
   const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string };
@@ -243,6 +244,10 @@ t.test('upgrade: pushes only the blobs that changed; the new release becomes cur
 t.test('an older release is refused unless --allow-downgrade', async (t) => {
   const old = await build('0.9.0', baseImages, true, join(work, 'old'));
   const before = await boxState();
+  const again = await importFile(v1);
+  t.equal(again.exitCode, 1, 'an installed release that is not current is an older release too');
+  t.match(again.stderr, /1\.0\.0 is older than the current release 1\.1\.0 \[AG_DOWNGRADE\]/);
+  t.equal(await boxState(), before, 'no tag moved back');
   const refused = await importFile(old);
   t.equal(refused.exitCode, 1);
   t.match(refused.stderr, /0\.9\.0 is older than the current release 1\.1\.0 \[AG_DOWNGRADE\]\n  hint: .*--allow-downgrade/);
@@ -258,6 +263,19 @@ t.test('the same version with other content is refused', async (t) => {
   const r = await importFile(other);
   t.equal(r.exitCode, 1);
   t.match(r.stderr, /release 1\.0\.0 is already on the box with different content .*\[AG_VERSION_CONFLICT\]/);
+});
+
+t.test('charts and packs keep their namespaces: an image may not take a chart tag', async (t) => {
+  const evil = await build('5.0.0', [{ source: 'oci:./images:busybox', target: 'charts/hello:0.1.0' }], true, join(work, 'evil')).catch((err: Error) => err);
+  if (evil instanceof Error) {
+    t.match(evil.message, /charts/, 'the builder refuses it already');
+    return;
+  }
+  const before = await boxState();
+  const r = await importFile(evil);
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /the image target 'charts\/hello:0\.1\.0' is not allowed: images may not use charts\/ or packs\/ \[AG_LAYOUT\]/);
+  t.equal(await boxState(), before);
 });
 
 t.test('./airgap-v<version>.bin on the box: verify, then import, in the original words', async (t) => {
@@ -276,4 +294,20 @@ t.test('./airgap-v<version>.bin on the box: verify, then import, in the original
     t.ok(i > at, `'${line}' comes next`);
     at = i;
   }
+});
+
+t.test('a releases.json that cannot be written does not undo a committed import', async (t) => {
+  const list = join(daemon.stateDir, 'repo', 'releases.json');
+  const { rm } = await import('node:fs/promises');
+  await rm(list);
+  await mkdir(list); // a folder in its place: the rename onto it fails
+  const v4 = await build('1.3.0', baseImages, true, join(work, 'v4'));
+  const r = await importFile(v4);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.equal(JSON.parse((await daemon.cli(['releases', '--json'])).stdout).current, '1.3.0');
+  const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  t.same(db.prepare("SELECT state FROM imports ORDER BY id DESC LIMIT 1").get(), { state: 'imported' });
+  t.ok((db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'repo.releases_json_failed'").get() as { n: number }).n >= 1, 'the failure is an event');
+  db.close();
+  await rm(list, { recursive: true });
 });

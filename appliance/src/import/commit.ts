@@ -8,20 +8,22 @@ import { writeFileAtomic } from '../../../installer/src/fs-util.js';
 import type { OpenedPayload } from '../../../installer/src/reader.js';
 import type { Db } from '../store/db.js';
 import { finishImport } from '../store/imports.js';
-import { currentRelease, insertRelease, listArtifacts, listReleases, type ArtifactRow } from '../store/releases.js';
+import { currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
 import type { ImportPlan } from './plan.js';
 
 /** Name of the release list at the top of the repository. */
 export const RELEASES_JSON = 'releases.json';
 
 /**
- * Records the release (unless it is there: a repair) and finishes the import, in one
+ * Records the release (unless it is there already) and finishes the import, in one
  * transaction. `makeCurrent`: the release becomes the current one.
  */
 export function commitRelease(db: Db, args: { importId: number; opened: OpenedPayload; plan: ImportPlan; makeCurrent: boolean; alreadyRecorded: boolean; result: unknown }): void {
   const { opened, plan } = args;
   db.transaction(() => {
-    if (!args.alreadyRecorded) {
+    if (args.alreadyRecorded) {
+      if (args.makeCurrent) makeCurrent(db, opened.toc.version);
+    } else {
       const artifacts: Array<Omit<ArtifactRow, 'releaseVersion'>> = [
         ...plan.artifacts.map((a) => ({ kind: a.kind, target: a.target, digest: a.digest, size: a.size, mediaType: a.mediaType, platforms: a.kind === 'image' ? a.platforms : null })),
         ...plan.files.map((f) => ({ kind: 'file' as const, target: f.target, digest: `sha256:${f.sha256}`, size: f.size, mediaType: null, platforms: null })),
@@ -63,7 +65,7 @@ export function releasesDocument(db: Db): unknown {
         created: r.created,
         importedAt: r.importedAt,
         current: r.current,
-        payloadSha256: r.payloadSha256,
+        tocSha256: r.tocSha256,
         files: of('file').map((f) => ({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') })),
         images: of('image').map((a) => ({ target: a.target, digest: a.digest })),
         charts: of('chart').map((a) => ({ target: a.target, digest: a.digest })),

@@ -57,9 +57,10 @@ export async function runPool<T>(items: T[], limit: number, signal: AbortSignal,
   let failure: unknown;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (failure === undefined && next < items.length) {
-      signal.throwIfAborted();
       const item = items[next++]!;
       try {
+        // Inside the try: on abort every lane stops taking work and Promise.all waits for those in flight.
+        signal.throwIfAborted();
         await worker(item);
       } catch (err) {
         failure ??= err;

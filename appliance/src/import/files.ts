@@ -1,12 +1,12 @@
 /**
  * Import stage "files": the release's files go into the repository under
- * `/repo/<version>/<target>`. They are written into a hidden folder `.<version>.partial`
+ * `/repo/<version>/<target>`. They are written into a hidden folder `.<version>.partial-<id>`
  * (each file: temp, hash in flight, fsync, chmod, rename) and the folder becomes
  * `<version>` only at commit, so a failed import never shows a half-filled release.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,9 +16,26 @@ import { openEntryStream } from '../../../installer/src/reader.js';
 import type { TocFile } from '../../../installer/src/toc.js';
 import type { ImportContext } from './context.js';
 
-/** `repo/<version>` and its staging folder `repo/.<version>.partial`. */
-export function releaseDirs(repoDir: string, version: string): { final: string; partial: string } {
-  return { final: join(repoDir, version), partial: join(repoDir, `.${version}.partial`) };
+/** `repo/<version>` and its staging folder `repo/.<version>.partial-<import id>`. */
+export function releaseDirs(repoDir: string, version: string, importId = 0): { final: string; partial: string } {
+  return { final: join(repoDir, version), partial: join(repoDir, `.${version}.partial-${importId}`) };
+}
+
+/** Removes staging folders of `version` left by other (failed) imports, and temp files in ours. */
+async function cleanStaging(repoDir: string, version: string, importId: number): Promise<void> {
+  const mine = releaseDirs(repoDir, version, importId).partial;
+  for (const name of await readdir(repoDir)) {
+    const path = join(repoDir, name);
+    if (name.startsWith(`.${version}.partial`) && path !== mine) await rm(path, { recursive: true, force: true });
+  }
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.name.startsWith('.') && entry.name.endsWith('.tmp')) await rm(path, { force: true });
+    }
+  };
+  await walk(mine);
 }
 
 async function sha256OfFile(path: string): Promise<string> {
@@ -41,8 +58,9 @@ async function alreadyThere(path: string, file: TocFile): Promise<boolean> {
  */
 export async function installFiles(ctx: ImportContext, repoDir: string, version: string): Promise<void> {
   const files = ctx.plan.files;
-  const dirs = releaseDirs(repoDir, version);
+  const dirs = releaseDirs(repoDir, version, ctx.importId);
   const installed = await stat(dirs.final).then((s) => s.isDirectory(), () => false);
+  if (!installed) await cleanStaging(repoDir, version, ctx.importId);
   const root = installed ? dirs.final : dirs.partial;
   await mkdir(root, { recursive: true, mode: 0o755 });
   const bytesTotal = ctx.plan.fileBytes;
@@ -97,9 +115,9 @@ async function writeVerified(ctx: ImportContext, file: TocFile, dest: string, on
   }
 }
 
-/** Makes `.<version>.partial` the visible `<version>` folder (idempotent). */
-export async function publishFiles(repoDir: string, version: string): Promise<void> {
-  const dirs = releaseDirs(repoDir, version);
+/** Makes this import's staging folder the visible `<version>` folder (idempotent). */
+export async function publishFiles(repoDir: string, version: string, importId: number): Promise<void> {
+  const dirs = releaseDirs(repoDir, version, importId);
   const partial = await stat(dirs.partial).then(() => true, () => false);
   if (!partial) return;
   await rename(dirs.partial, dirs.final);

@@ -6,7 +6,7 @@
  */
 import { PayloadError } from '../../../installer/src/errors.js';
 import { sha256Digest } from '../../../installer/src/digest.js';
-import { ANNOTATION_KIND, ANNOTATION_REF_NAME, blobPath } from '../../../installer/src/layout.js';
+import { ANNOTATION_KIND, ANNOTATION_REF_NAME, CHART_REPOSITORY_PREFIX, PACK_REPOSITORY_PREFIX, blobPath } from '../../../installer/src/layout.js';
 import { splitTarget } from '../../../installer/src/names.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor } from '../../../installer/src/oci.js';
 import { readSmallEntry, type OpenedPayload } from '../../../installer/src/reader.js';
@@ -96,6 +96,14 @@ export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
     if (!target || !split || !['image', 'chart', 'pack'].includes(kind)) {
       throw new PayloadError('AG_LAYOUT', `index.json names ${descriptor.digest} without a valid target or kind`);
     }
+    // Charts and packs stay in their namespaces, and images out of them: a payload can
+    // never overwrite another kind's tags.
+    const listed = kind === 'chart' ? toc.charts : kind === 'pack' ? toc.packs : toc.images;
+    const prefix = kind === 'chart' ? `${CHART_REPOSITORY_PREFIX}/` : kind === 'pack' ? `${PACK_REPOSITORY_PREFIX}/` : undefined;
+    const inNamespace = prefix ? split.repository.startsWith(prefix) : !split.repository.startsWith(`${CHART_REPOSITORY_PREFIX}/`) && !split.repository.startsWith(`${PACK_REPOSITORY_PREFIX}/`);
+    if (!inNamespace || !listed.some((l: { target: string }) => l.target === target)) {
+      throw new PayloadError('AG_LAYOUT', `the ${kind} target '${target}' is not allowed: ${prefix ? `${kind}s live under ${prefix}` : `images may not use ${CHART_REPOSITORY_PREFIX}/ or ${PACK_REPOSITORY_PREFIX}/`}, as the TOC lists them`);
+    }
     const manifests: PlannedManifest[] = [];
     const blobs = new Map<string, PlannedBlob>();
     const seen = new Set<string>();
@@ -123,6 +131,15 @@ export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
       manifests,
       blobs: [...blobs.values()],
     });
+  }
+  // A file target that is also a folder of another (`a` and `a/b`) cannot be written.
+  const fileTargets = new Set(toc.files.map((f) => f.target));
+  for (const f of toc.files) {
+    const parts = f.target.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      if (fileTargets.has(folder)) throw new PayloadError('AG_TOC_INVALID', `file '${f.target}' lies inside '${folder}', which is a file too`);
+    }
   }
   const perRepository = new Set<string>();
   let blobBytes = 0;

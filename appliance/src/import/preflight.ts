@@ -23,23 +23,23 @@ export interface VersionDecision {
 }
 
 /**
- * Applies the version rules: a first release installs; a newer one upgrades; the same
- * version with the same payload is 'same' (a no-op or a repair); the same version with
- * other content is refused (AG_VERSION_CONFLICT); an older one than the current release
- * is refused (AG_DOWNGRADE) unless `allowDowngrade`.
+ * Applies the version rules. A release already on the box is known by its signed TOC
+ * digest: the current one again is 'same' (a no-op, or a repair of missing pieces); the
+ * same version with other content is refused (AG_VERSION_CONFLICT). Otherwise (a new
+ * version, or an installed one that is not current) the version order decides: newer than
+ * the current release upgrades, older is refused (AG_DOWNGRADE) unless `allowDowngrade`.
+ * Whatever is imported but 'same' becomes the current release.
  */
 export function decideVersion(db: Db, opened: OpenedPayload, allowDowngrade: boolean): VersionDecision {
   const { version } = opened.toc;
   const current = currentRelease(db);
   const existing = getRelease(db, version);
-  if (existing) {
-    if (existing.payloadSha256 !== opened.header.payloadSha256) {
-      throw new ImportRefused('AG_VERSION_CONFLICT', `release ${version} is already on the box with different content (payload ${existing.payloadSha256.slice(0, 12)}…, this file ${opened.header.payloadSha256.slice(0, 12)}…)`, {
-        hint: 'a release version names one content; build the changed bundle with a new version',
-      });
-    }
-    return { action: 'same', current, existing };
+  if (existing && existing.tocSha256 !== opened.header.tocSha256) {
+    throw new ImportRefused('AG_VERSION_CONFLICT', `release ${version} is already on the box with different content (TOC ${existing.tocSha256.slice(0, 12)}…, this file ${opened.header.tocSha256.slice(0, 12)}…)`, {
+      hint: 'a release version names one content; build the changed bundle with a new version',
+    });
   }
+  if (existing && existing.version === current?.version) return { action: 'same', current, existing };
   if (!current) return { action: 'install', current, existing };
   if (semver.gt(version, current.version)) return { action: 'upgrade', current, existing };
   if (!allowDowngrade) {

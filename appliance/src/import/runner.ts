@@ -13,6 +13,7 @@ import type { OpenedPayload } from '../../../installer/src/reader.js';
 import type { PushTarget } from '../push-client.js';
 import type { RegistryName, StateLayout } from '../state-layout.js';
 import type { Db } from '../store/db.js';
+import { currentRelease, listArtifacts } from '../store/releases.js';
 import {
   createImport,
   failImport,
@@ -20,6 +21,7 @@ import {
   getImport,
   journalOf,
   latestImportOf,
+  repositoriesWithBlob,
   markStarted,
   setIdentity,
   setStage,
@@ -88,10 +90,44 @@ export interface ImporterOptions {
 
 const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
 
+/** Bytes of the plan's blobs that no import has put into their registry yet (an upper bound of what is pushed). */
+function unknownBlobBytes(db: Db, plan: ImportPlan): number {
+  const counted = new Set<string>();
+  let bytes = 0;
+  for (const a of plan.artifacts) {
+    for (const b of a.blobs) {
+      const key = `${a.registry} ${b.digest}`;
+      if (counted.has(key)) continue;
+      counted.add(key);
+      if (repositoriesWithBlob(db, a.registry, b.digest).length === 0) bytes += b.size;
+    }
+  }
+  return bytes;
+}
+
+/**
+ * After a failure in the tags stage or later: points every tag the current release owns
+ * (and this plan touched) back at the current release's digest. Returns true when all
+ * were restored.
+ */
+async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, plan: ImportPlan): Promise<boolean> {
+  const current = currentRelease(db);
+  if (!current) return true;
+  const owned = new Map(listArtifacts(db, { version: current.version }).filter((a) => a.kind !== 'file').map((a) => [a.target, a.digest]));
+  for (const a of plan.artifacts) {
+    const digest = owned.get(a.target);
+    if (!digest || digest === a.digest) continue;
+    const target = targets[a.registry];
+    if ((await target.tagDigest(a.repository, a.tag)) !== digest) await target.retag(a.repository, a.tag, digest);
+  }
+  return true;
+}
+
 export class Importer extends EventEmitter {
   private readonly queue: number[] = [];
   private running: { id: number; abort: AbortController; done: Promise<void> } | undefined;
   private readonly live = new Map<number, ImportUpdate>();
+  private readonly lastEmit = new Map<number, number>();
   private closing = false;
 
   constructor(private readonly options: ImporterOptions) {
@@ -151,6 +187,12 @@ export class Importer extends EventEmitter {
     const base: ImportUpdate = this.live.get(id) ?? { importId: id, state: 'queued', stage: null, name: null, version: null, queuePosition: 0, bytesDone: 0, bytesTotal: 0, itemsDone: 0, itemsTotal: 0 };
     const next = { ...base, ...patch };
     this.live.set(id, next);
+    // Followers get every change of state or stage and the end of a stage, and byte counts
+    // at most every 200 ms: a multi-GB import must not flood them.
+    const now = Date.now();
+    const milestone = next.state !== base.state || next.stage !== base.stage || next.bytesDone === next.bytesTotal || next.itemsDone === next.itemsTotal;
+    if (!milestone && now - (this.lastEmit.get(id) ?? 0) < 200) return;
+    this.lastEmit.set(id, now);
     this.emit('update', this.snapshot(id));
   }
 
@@ -177,6 +219,9 @@ export class Importer extends EventEmitter {
     let opened: OpenedPayload | undefined;
     let targets: Record<RegistryName, PushTarget> | undefined;
     let stage: Stage = 'open';
+    let tagsTouched = false;
+    let committed = false;
+    let plan: ImportPlan | undefined;
     const enter = (s: Stage) => {
       stage = s;
       setStage(db, id, s);
@@ -191,7 +236,7 @@ export class Importer extends EventEmitter {
       const { toc, header } = opened;
       setIdentity(db, id, { name: toc.name, version: toc.version, payloadSha256: header.payloadSha256 });
       this.setLive(id, { name: toc.name, version: toc.version });
-      const plan = await planImport(opened);
+      plan = await planImport(opened);
 
       enter('preflight');
       const decision = decideVersion(db, opened, row.options.allowDowngrade === true);
@@ -239,7 +284,7 @@ export class Importer extends EventEmitter {
       }
       const repair = decision.action === 'same';
       await checkFreeSpace([
-        { dir: layout.registriesDir, bytes: plan.blobBytes, what: 'images, charts and packs' },
+        { dir: layout.registriesDir, bytes: unknownBlobBytes(db, plan), what: 'images, charts and packs' },
         { dir: layout.repoDir, bytes: plan.fileBytes, what: 'files' },
       ]);
 
@@ -252,15 +297,21 @@ export class Importer extends EventEmitter {
       enter('files');
       await installFiles(ctx, layout.repoDir, toc.version);
       enter('tags');
+      tagsTouched = true;
       await pushTags(ctx, plan.artifacts);
       enter('commit');
-      await publishFiles(layout.repoDir, toc.version);
+      await publishFiles(layout.repoDir, toc.version, id);
       const action = repair ? 'repair' : decision.action;
       const result = summary('imported', action);
-      commitRelease(db, { importId: id, opened, plan, makeCurrent: !repair, alreadyRecorded: repair, result });
-      await writeReleasesJson(db, layout.repoDir);
+      commitRelease(db, { importId: id, opened, plan, makeCurrent: !repair, alreadyRecorded: decision.existing !== undefined, result });
+      committed = true;
       this.options.onEvent(row.actor, 'import.finished', `${action} of ${toc.name} ${toc.version}: ${result.blobsPushed} blobs pushed (${result.bytesPushed} bytes), ${result.blobsSkipped} skipped`, {
         ...result,
+      });
+      await writeReleasesJson(db, layout.repoDir).catch((err: unknown) => {
+        // The release is committed; the list is rewritten at the next start or import.
+        log.error({ err }, 'could not rewrite releases.json');
+        this.options.onEvent('daemon', 'repo.releases_json_failed', `could not rewrite releases.json: ${(err as Error).message}`);
       });
     } catch (err) {
       if (this.closing && signal.aborted) {
@@ -272,14 +323,29 @@ export class Importer extends EventEmitter {
         e instanceof PayloadError
           ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
           : "nothing changed on the box; see 'airgap status' and the daemon log, then import again";
-      const failure = e
+      const failure: { code: string; message: string; hint: string } = e
         ? { code: e.code, message: e.message, hint: e.hint ?? defaultHint }
         : { code: 'AG_IMPORT_FAILED', message: `the import failed in stage ${stage}: ${(err as Error).message}`, hint: 'see the daemon log; the earlier release is still current' };
       if (!e) log.error({ err, stage }, 'import failed');
+      if (committed) {
+        log.error({ err }, 'failure after the commit; the release is imported');
+        return;
+      }
+      if (tagsTouched && targets && plan) {
+        // Tags may have moved: point those of the current release back where they were.
+        const restored = await restoreTags(db, targets, plan).catch((restoreErr: unknown) => {
+          log.error({ err: restoreErr }, 'could not restore the tags of the current release');
+          return false;
+        });
+        failure.hint = restored
+          ? `${failure.hint}; the tags of the current release were restored (new tags of this release may remain)`
+          : `${failure.hint}; WARNING: some tags may point at this release's images: import again to finish, or re-import the current release`;
+      }
       failImport(db, id, failure);
       this.options.onEvent(row.actor, 'import.failed', `import of ${row.file} failed in stage ${stage}: ${failure.message}`, { importId: id, stage, code: failure.code });
     } finally {
       this.live.delete(id);
+      this.lastEmit.delete(id);
       for (const t of Object.values(targets ?? {})) t.close();
       await opened?.close();
       this.emit('finished', getImport(db, id));

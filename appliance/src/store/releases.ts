@@ -56,6 +56,12 @@ export function listArtifacts(db: Db, filter: { kind?: ArtifactKind; version?: s
   return rows.map((r) => ({ ...r, platforms: r.platforms ? (JSON.parse(r.platforms) as string[]) : null }));
 }
 
+/** Makes the recorded release `version` the current one. */
+export function makeCurrent(db: Db, version: string): void {
+  db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();
+  db.prepare('UPDATE releases SET current = 1 WHERE version = ?').run(version);
+}
+
 /**
  * Records a release with its artifacts in one transaction; when `makeCurrent`, it
  * becomes the current release. The caller's other statements (finishing the import) can
