@@ -1,0 +1,222 @@
+/**
+ * The console API through `app.inject` on the real HTTPS app (real TLS material, real
+ * scrypt hash, real upload files): authentication, rate limiting, CSRF and cross-site
+ * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
+ */
+import t from 'tap';
+import { mkdtemp, readFile, readdir, statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { buildPublicApp } from '../../appliance/src/app.js';
+import type { ConsoleOperations } from '../../appliance/src/api.js';
+import { hashPassword } from '../../appliance/src/credentials.js';
+import { ensurePki } from '../../appliance/src/pki.js';
+import { stateLayout } from '../../appliance/src/state-layout.js';
+import type { ImportRow } from '../../appliance/src/store/imports.js';
+
+const work = await mkdtemp(join(tmpdir(), 'airgap-api-'));
+const layout = stateLayout(work);
+const pki = await ensurePki(layout, ['127.0.0.1']);
+const PASSWORD = 'Console-Pa55word';
+const events: Array<{ actor: string; kind: string }> = [];
+const queued: Array<{ file: string; actor: string; allowDowngrade: boolean; content: Buffer }> = [];
+const row = (id: number, state: ImportRow['state']): ImportRow => ({
+  id, file: '/x.bin', source: 'upload', actor: 'admin', options: {}, state, stage: null, name: 'demo', version: '1.0.0', payloadSha256: null,
+  createdAt: 'now', startedAt: null, finishedAt: null, resumed: 0, error: null, result: null,
+});
+const cred = (url: string, username: string) => ({ url, username, password: `${username}-secret` });
+const ops: ConsoleOperations = {
+  consoleAccount: () => ({ username: 'admin', passwordHash: hashPassword(PASSWORD) }),
+  status: async () => ({ healthy: true }) as never,
+  connectionDetails: () => ({
+    repository: cred('https://10.0.0.5', 'airgap-repo'),
+    imageRegistry: cred('https://10.0.0.5:5000', 'airgap-images'),
+    packRegistry: cred('https://10.0.0.5:8000', 'airgap-packs'),
+    console: cred('https://10.0.0.5', 'admin'),
+    caCertificateBase64: Buffer.from(pki.tls.caPem).toString('base64'),
+  }),
+  caPem: () => pki.tls.caPem,
+  releases: () => ({ current: '1.0.0', releases: [] }),
+  artifacts: (kind) => [{ releaseVersion: '1.0.0', kind, target: `${kind}/x:1`, digest: 'sha256:00', size: 1, mediaType: null, platforms: null }],
+  listImports: () => [row(1, 'imported')],
+  getImport: (id) => (id === 1 ? row(1, 'imported') : undefined),
+  followImport: (id, onUpdate, onDone) => {
+    onUpdate({ importId: id, state: 'running', stage: 'images', name: 'demo', version: '1.0.0', queuePosition: 0, bytesDone: 5, bytesTotal: 10, itemsDone: 1, itemsTotal: 2 });
+    setTimeout(() => onDone(row(id, 'imported')), 10);
+    return () => {};
+  },
+  queueUpload: (file, actor, allowDowngrade) => {
+    queued.push({ file, actor, allowDowngrade, content: Buffer.alloc(0) });
+    return { import: row(7, 'queued'), queuePosition: 0 };
+  },
+  events: () => [],
+  recordEvent: (actor, kind) => void events.push({ actor, kind }),
+  uploadsDir: layout.uploadsDir,
+  freeBytes: async (dir) => {
+    const fs = await statfs(dir);
+    return fs.bavail * fs.bsize;
+  },
+  maxUploadBytes: 1_000_000,
+};
+
+async function newApp() {
+  const app = await buildPublicApp({
+    log: pino({ level: 'silent' }),
+    repoDir: layout.repoDir,
+    repositoryCredential: () => ({ username: 'airgap-repo', password: 'x' }),
+    caPem: () => pki.tls.caPem,
+    tls: { key: pki.tls.keyPem, cert: pki.tls.certPem },
+    api: ops,
+  });
+  t.teardown(() => app.close());
+  return app;
+}
+
+const app = await newApp();
+const HOST = { host: '10.0.0.5' };
+const basic = (u: string, p: string) => ({ authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
+
+async function login(client = '10.1.1.1') {
+  const r = await app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: PASSWORD }, remoteAddress: client });
+  const cookie = String(r.headers['set-cookie']).split(';')[0]!;
+  return { r, cookie, csrf: (r.json() as { csrfToken: string }).csrfToken };
+}
+
+t.test('anonymous requests get 401; the console login sets a secure, httpOnly, SameSite=Strict cookie', async (t) => {
+  for (const url of ['/api/v1/status', '/api/v1/releases', '/api/v1/connection', '/api/v1/events', '/api/v1/imports']) {
+    const r = await app.inject({ url, headers: HOST });
+    t.equal(r.statusCode, 401, url);
+  }
+  const { r } = await login();
+  t.equal(r.statusCode, 200);
+  const cookie = String(r.headers['set-cookie']);
+  t.match(cookie, /^airgap_session=[A-Za-z0-9_-]{40,};/);
+  t.match(cookie, /HttpOnly/);
+  t.match(cookie, /Secure/);
+  t.match(cookie, /SameSite=Strict/);
+  t.ok(events.some((e) => e.kind === 'console.login'), 'recorded');
+});
+
+t.test('with the session: reads work; changes need the CSRF token; logout ends it', async (t) => {
+  const { cookie, csrf } = await login();
+  t.equal((await app.inject({ url: '/api/v1/status', headers: { ...HOST, cookie } })).statusCode, 200);
+  const me = await app.inject({ url: '/api/v1/session', headers: { ...HOST, cookie } });
+  t.same(me.json(), { username: 'admin', csrfToken: csrf });
+  const noToken = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(noToken.statusCode, 403);
+  t.equal(noToken.json().code, 'AG_CSRF');
+  const wrongToken = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': `${csrf}x` }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(wrongToken.statusCode, 403);
+  const ok = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': csrf }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(ok.statusCode, 201);
+  const out = await app.inject({ method: 'DELETE', url: '/api/v1/session', headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
+  t.equal(out.statusCode, 204);
+  t.equal((await app.inject({ url: '/api/v1/status', headers: { ...HOST, cookie } })).statusCode, 401, 'the session is gone');
+});
+
+t.test('wrong passwords: 401, recorded, and 429 after five tries in a minute from one client', async (t) => {
+  const client = '10.9.9.9';
+  for (let i = 0; i < 5; i++) {
+    const r = await app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: `wrong${i}` }, remoteAddress: client });
+    t.equal(r.statusCode, 401);
+  }
+  const limited = await app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: PASSWORD }, remoteAddress: client });
+  t.equal(limited.statusCode, 429, 'even the right password waits');
+  t.ok(Number(limited.headers['retry-after']) > 0);
+  t.equal(events.filter((e) => e.kind === 'console.login_failed' && e.actor === client).length, 5);
+  const other = await login('10.2.2.2');
+  t.equal(other.r.statusCode, 200, 'other clients are not locked out');
+});
+
+t.test('scripts use basic auth; a cross-site request is refused whatever it carries', async (t) => {
+  const r = await app.inject({ url: '/api/v1/releases', headers: { ...HOST, ...basic('admin', PASSWORD) } });
+  t.equal(r.statusCode, 200);
+  t.equal((await app.inject({ url: '/api/v1/releases', headers: { ...HOST, ...basic('admin', 'nope') }, remoteAddress: '10.3.3.3' })).statusCode, 401);
+  const { cookie, csrf } = await login();
+  const cross = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': csrf, origin: 'https://evil.example' }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(cross.statusCode, 403);
+  t.equal(cross.json().code, 'AG_CROSS_SITE');
+  const crossBasic = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, ...basic('admin', PASSWORD), origin: 'http://10.0.0.5:8080' }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(crossBasic.statusCode, 403, 'another port is another site');
+  const same = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, ...basic('admin', PASSWORD), origin: 'https://10.0.0.5' }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(same.statusCode, 201);
+});
+
+t.test('connection details: passwords only on explicit request, which is recorded', async (t) => {
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const hidden = (await app.inject({ url: '/api/v1/connection', headers: auth })).json();
+  t.equal(hidden.imageRegistry.url, 'https://10.0.0.5:5000');
+  t.equal(hidden.imageRegistry.username, 'airgap-images');
+  t.equal(hidden.imageRegistry.password, null);
+  t.notMatch(JSON.stringify(hidden), /-secret/);
+  const shown = (await app.inject({ url: '/api/v1/connection?reveal=true', headers: auth })).json();
+  t.equal(shown.imageRegistry.password, 'airgap-images-secret');
+  t.ok(events.some((e) => e.kind === 'console.passwords_revealed'));
+  const ca = await app.inject({ url: '/api/v1/ca.crt', headers: auth });
+  t.equal(ca.body, pki.tls.caPem);
+});
+
+t.test('uploads: resumable chunks streamed to disk, size limit, then the import is queued', async (t) => {
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
+  const created = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'airgap-v1.0.0.bin', size: data.length } });
+  t.equal(created.statusCode, 201);
+  const { id } = created.json() as { id: string };
+  const put = (start: number, end: number) =>
+    app.inject({ method: 'PUT', url: `/api/v1/uploads/${id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `bytes ${start}-${end - 1}/${data.length}` }, payload: data.subarray(start, end) });
+  t.same((await put(0, 1000)).json(), { id, name: 'airgap-v1.0.0.bin', size: 3000, offset: 1000 });
+  const gap = await put(2000, 3000);
+  t.equal(gap.statusCode, 409, 'a chunk must start at the offset');
+  t.match(gap.json(), { code: 'AG_UPLOAD_OFFSET', message: 'the upload is at byte 1000, not 2000' });
+  t.equal((await app.inject({ url: `/api/v1/uploads/${id}`, headers: auth })).json().offset, 1000, 'the client asks where to resume');
+  const early = await app.inject({ method: 'POST', url: '/api/v1/imports', headers: auth, payload: { uploadId: id } });
+  t.equal(early.statusCode, 409, 'an incomplete upload is not imported');
+  t.equal((await put(1000, 3000)).json().offset, 3000);
+  const imported = await app.inject({ method: 'POST', url: '/api/v1/imports', headers: auth, payload: { uploadId: id } });
+  t.equal(imported.statusCode, 202);
+  t.equal(imported.json().import.id, 7);
+  const last = queued[queued.length - 1]!;
+  t.equal(last.actor, 'admin');
+  t.ok((await readFile(last.file)).equals(data), 'the file on disk is the upload, byte for byte');
+  t.same((await readdir(layout.uploadsDir)).filter((n) => n.endsWith('.partial')), [], 'no partial file left');
+
+  const big = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'big.bin', size: 2_000_000 } });
+  t.equal(big.statusCode, 413);
+  const name = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: '../../etc/passwd', size: 10 } });
+  t.equal(name.statusCode, 400);
+  t.equal(name.json().code, 'AG_UPLOAD_NAME');
+  const over = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'small.bin', size: 10 } });
+  const overrun = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(20) });
+  t.equal(overrun.statusCode, 413, 'a body longer than the declared size is refused');
+});
+
+t.test('one-shot upload: the .bin as the body of POST /api/v1/imports', async (t) => {
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const body = Buffer.alloc(5000, 7);
+  const r = await app.inject({ method: 'POST', url: '/api/v1/imports?name=airgap-v2.0.0.bin&allowDowngrade=true', headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: body });
+  t.equal(r.statusCode, 202, r.body);
+  const last = queued[queued.length - 1]!;
+  t.equal(last.allowDowngrade, true);
+  t.match(last.file, /airgap-v2\.0\.0\.bin$/);
+  t.ok((await readFile(last.file)).equals(body));
+});
+
+t.test('import progress as server-sent events', async (t) => {
+  const r = await app.inject({ url: '/api/v1/imports/1/events', headers: { ...HOST, ...basic('admin', PASSWORD) } });
+  t.equal(r.headers['content-type'], 'text/event-stream');
+  t.match(r.body, /^event: update\ndata: \{"importId":1,"state":"running","stage":"images".*\n\nevent: done\ndata: \{"id":1,.*"state":"imported"/s);
+  t.equal((await app.inject({ url: '/api/v1/imports/99/events', headers: { ...HOST, ...basic('admin', PASSWORD) } })).statusCode, 404);
+});
+
+t.test('the OpenAPI document is generated from the route schemas', async (t) => {
+  const r = await app.inject({ url: '/api/v1/openapi.json', headers: HOST });
+  t.equal(r.statusCode, 200);
+  const doc = r.json() as { openapi: string; paths: Record<string, Record<string, unknown>> };
+  t.match(doc.openapi, /^3\./);
+  for (const path of ['/api/v1/session', '/api/v1/status', '/api/v1/connection', '/api/v1/releases', '/api/v1/images', '/api/v1/imports', '/api/v1/uploads', '/api/v1/events']) {
+    t.ok(doc.paths[path], path);
+  }
+  t.ok(doc.paths['/api/v1/session']!.post, 'with methods');
+  t.notOk(doc.paths['/repo/*'], 'only the API is documented');
+});
