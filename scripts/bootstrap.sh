@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the system packages the appliance and its tests use, when any is missing.
+# Installs the system packages the appliance and its tests use, when any is missing:
+# docker-registry, skopeo, umoci, busybox-static, openssl, curl, shellcheck, chromium.
 # Debian/Ubuntu only; needs root (or sudo) the first time. Idempotent: does nothing when all are there.
 set -eu
 
@@ -11,6 +12,8 @@ command -v umoci >/dev/null 2>&1 || need="$need umoci"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
+# The console's browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
+[ -x /usr/bin/chromium ] || need="$need chromium"
 
 [ -z "$need" ] && exit 0
 

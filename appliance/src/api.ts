@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import { AirgapError } from '../../installer/src/errors.js';
 import { formatBytes } from '../../installer/src/format.js';
@@ -89,8 +89,13 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
     // .bin bodies arrive as streams; nothing buffers them.
     api.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
-    const unauthorized = (reply: FastifyReply) =>
-      reply.status(401).header('www-authenticate', 'Basic realm="airgap console", charset="UTF-8"').send({ code: 'AG_UNAUTHORIZED', message: 'log in with the console credentials (airgap-setup prints them)' });
+    // A Basic challenge makes browsers open their own login dialog over the console's (and
+    // hang a fetch); browsers (Sec-Fetch-*) get the session scheme, scripts the Basic one.
+    const unauthorized = (request: FastifyRequest, reply: FastifyReply) =>
+      reply
+        .status(401)
+        .header('www-authenticate', request.headers['sec-fetch-mode'] ? 'Session realm="airgap console"' : 'Basic realm="airgap console", charset="UTF-8"')
+        .send({ code: 'AG_UNAUTHORIZED', message: 'log in with the console credentials (airgap-setup prints them)' });
 
     api.addHook('onRequest', async (request, reply) => {
       const path = request.url.split('?')[0]!;
@@ -131,7 +136,7 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
         limiter.fail(client);
         ops.recordEvent(client, 'console.login_failed', `basic auth refused for '${text.slice(0, Math.max(colon, 0)).slice(0, 64)}'`, { client });
       }
-      return unauthorized(reply);
+      return unauthorized(request, reply);
     });
 
     api.post('/session', {

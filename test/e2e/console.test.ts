@@ -1,0 +1,100 @@
+/**
+ * The web console in Debian's headless Chromium (playwright-core, /usr/bin/chromium)
+ * against the real daemon over TLS: log in, see the registry URL, upload a .bin and watch
+ * it become the current release; a wrong password is refused; a cross-site POST from
+ * another origin is refused. Saves a screenshot of the dashboard in test/output/.
+ */
+import t from 'tap';
+import { X509Certificate, createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { stringify } from 'yaml';
+import { buildBundle } from '../../installer/src/builder.js';
+import { generateSigningKeys } from '../../installer/src/keys.js';
+import { makeFiles, writeSyntheticLayout } from '../helpers/fixtures.js';
+import { startDaemon } from '../helpers/appliance.js';
+import { freePort } from '../helpers/registry.js';
+
+const work = await mkdtemp(join(tmpdir(), 'airgap-console-test-'));
+const output = join(import.meta.dirname, '..', 'output');
+await mkdir(output, { recursive: true });
+const keys = await generateSigningKeys(join(work, 'keys'));
+await writeSyntheticLayout(join(work, 'images'), [{ ref: 'web', layers: [Buffer.alloc(200_000, 1), Buffer.alloc(100_000, 2)] }]);
+await makeFiles(join(work, 'manifests'));
+const spec = join(work, 'bundle.yaml');
+await writeFile(spec, stringify({
+  apiVersion: 'airgap/v1', kind: 'Bundle', name: 'demo', version: '1.0.0',
+  images: [{ source: 'oci:./images:web', target: 'apps/web:1.0.0' }],
+  files: [{ source: './manifests/', target: 'manifests/' }],
+}));
+const bin = (await buildBundle({ specPath: spec, out: work, privateKeyPath: keys.privateKeyPath })).path;
+
+const daemon = await startDaemon();
+t.teardown(() => daemon.stop());
+await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
+const details = JSON.parse((await daemon.cli(['setup', '127.0.0.1', '--json'])).stdout) as {
+  console: { url: string; username: string; password: string };
+  imageRegistry: { url: string };
+};
+// Chromium trusts exactly this server key (its SPKI pin), nothing else.
+const cert = new X509Certificate(await readFile(join(daemon.stateDir, 'pki', 'server.crt')));
+const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+
+const browser: Browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spki}`],
+});
+t.teardown(() => browser.close());
+const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+const page = await context.newPage();
+const consoleUrl = `${details.console.url}/`;
+
+t.test('a wrong password is refused', async (t) => {
+  await page.goto(consoleUrl);
+  await page.getByLabel('Username').fill(details.console.username);
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByText('Wrong username or password.').waitFor();
+  t.ok(await page.locator('#app-view').isHidden(), 'the dashboard stays hidden');
+});
+
+t.test('log in, see the registry URL, upload a .bin and watch it become current', async (t) => {
+  await page.getByLabel('Password').fill(details.console.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.locator('#app-view').waitFor({ state: 'visible' });
+  await page.getByText('No release yet').waitFor();
+  t.match(await page.locator('#connection').innerText(), details.imageRegistry.url);
+  t.notMatch(await page.locator('#connection').innerText(), details.console.password, 'passwords hidden until asked');
+  await page.getByRole('button', { name: 'Reveal passwords' }).click();
+  await page.locator('#connection').getByText(details.console.password).waitFor();
+
+  await page.locator('#upload-file').setInputFiles(bin);
+  await page.getByRole('button', { name: 'Upload and import' }).click();
+  await page.getByText(/Setup Completed: demo 1\.0\.0 \(install\)/).waitFor({ timeout: 60_000 });
+  await page.locator('#summary').getByText('Current release: demo 1.0.0').waitFor();
+  t.match(await page.locator('#images').innerText(), /apps\/web:1\.0\.0/);
+  t.match(await page.locator('#releases').innerText(), /1\.0\.0\s+demo.*current/s);
+  await page.getByLabel('Search').fill('nothing-matches-this');
+  t.ok(await page.locator('#images tr').first().isHidden(), 'search filters the tables');
+  await page.getByLabel('Search').fill('');
+  await page.screenshot({ path: join(output, 'console-dashboard.png'), fullPage: true });
+  const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string };
+  t.equal(releases.current, '1.0.0', 'the daemon agrees');
+});
+
+t.test('a cross-site POST from another origin is refused', async (t) => {
+  const port = await freePort();
+  const evil = createServer((_req, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.end(`<form id="f" method="POST" action="${details.console.url}/api/v1/uploads" enctype="text/plain"><input name='{"name":"x.bin","size":1,"a":"' value='"}'></form><script>document.getElementById('f').submit()</script>`);
+  });
+  await new Promise<void>((resolve) => evil.listen(port, '127.0.0.1', resolve));
+  t.teardown(() => evil.close());
+  const other = await context.newPage();
+  await other.goto(`http://127.0.0.1:${port}/`);
+  await other.waitForURL(/\/api\/v1\/uploads$/);
+  t.match(await other.locator('body').innerText(), /AG_CROSS_SITE|AG_UNAUTHORIZED/);
+});

@@ -1,0 +1,269 @@
+// The airgap console: plain JavaScript against /api/v1, no framework, no CDN.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let csrfToken = null;
+const CHUNK = 8 * 1024 * 1024;
+
+/** fetch /api/v1 with the session cookie and, for changes, the CSRF token. */
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (options.method && options.method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
+  if (options.json !== undefined) {
+    headers['content-type'] = 'application/json';
+    options.body = JSON.stringify(options.json);
+  }
+  const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin', ...options, headers });
+  if (res.status === 401 && path !== '/session') {
+    showLogin();
+    throw new Error('log in first');
+  }
+  const text = await res.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    const err = new Error(body && body.message ? `${body.message}${body.hint ? ` (${body.hint})` : ''}` : `HTTP ${res.status}`);
+    err.status = res.status;
+    err.body = body;
+    throw err;
+  }
+  return body;
+}
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function bytes(n) {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`;
+}
+
+function fillRows(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => {
+    const tr = el('tr');
+    for (const cell of cells) {
+      const td = el('td');
+      if (cell instanceof Node) td.append(cell); else td.textContent = cell === null || cell === undefined ? '' : String(cell);
+      tr.append(td);
+    }
+    return tr;
+  }));
+  if (!rows.length) {
+    const tr = el('tr');
+    const td = el('td', 'nothing yet', 'hint');
+    td.colSpan = tbody.closest('table').querySelectorAll('th').length;
+    tr.append(td);
+    tbody.append(tr);
+  }
+  applySearch();
+}
+
+function showLogin() {
+  $('app-view').hidden = true;
+  $('logout').hidden = true;
+  $('login-view').hidden = false;
+  $('summary').textContent = '';
+  $('username').focus();
+}
+
+async function showApp() {
+  $('login-view').hidden = true;
+  $('app-view').hidden = false;
+  $('logout').hidden = false;
+  await refresh();
+}
+
+async function refresh() {
+  const [status, connection, releases, images, charts, packs, files, events] = await Promise.all([
+    api('/status'), api('/connection'), api('/releases'), api('/images'), api('/charts'), api('/packs'), api('/files'), api('/events?limit=50'),
+  ]);
+  const current = status.release && status.release.current;
+  $('summary').textContent = `${current ? `Current release: ${status.release.name} ${current}` : 'No release yet'} · ${status.healthy ? 'healthy' : 'DEGRADED'}`;
+  const health = [
+    ['Current release', current ? `${status.release.name} ${current}` : 'none yet'],
+    ['Health', status.healthy ? 'healthy' : `DEGRADED: ${status.problems.join('; ')}`],
+    ...status.registries.map((r) => [`${r.name} registry`, `${r.url} · ${r.state}${r.healthy ? '' : ' (failing)'} · restarts ${r.restarts}`]),
+    ['Registry volume', `${bytes(status.disk.usedBytes)} used of ${bytes(status.disk.totalBytes)}, ${bytes(status.disk.freeBytes)} free`],
+    ['Certificate', `${status.certificate.subjectAltNames.join(', ')} · valid until ${status.certificate.notAfter.slice(0, 10)}`],
+    ['Version', `airgap ${status.version}`],
+  ];
+  $('health').replaceChildren(...health.flatMap(([k, v]) => [el('dt', k), el('dd', v, k === 'Health' ? (status.healthy ? 'ok' : 'bad') : undefined)]));
+  renderConnection(connection);
+  fillRows($('releases'), releases.releases.slice().reverse().map((r) => [r.version, r.name, r.created.slice(0, 10), r.importedAt.replace('T', ' ').slice(0, 19), r.current ? 'current' : '']));
+  const artifactRows = (list) => list.map((a) => [a.target, el('span', a.digest, 'digest'), bytes(a.size), a.releaseVersion]);
+  fillRows($('images'), artifactRows(images.images));
+  fillRows($('charts'), artifactRows(charts.charts));
+  fillRows($('packs'), artifactRows(packs.packs));
+  fillRows($('files'), artifactRows(files.files));
+  fillRows($('events'), events.events.map((e) => [e.at.replace('T', ' ').slice(0, 19), e.actor, e.kind, e.message]));
+}
+
+function copyButton(text, label) {
+  const b = el('button', 'Copy');
+  b.type = 'button';
+  b.setAttribute('aria-label', `Copy ${label}`);
+  b.addEventListener('click', () => copy(text(), b));
+  return b;
+}
+
+async function copy(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = el('textarea');
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+  }
+  const before = button.textContent;
+  button.textContent = 'Copied';
+  setTimeout(() => { button.textContent = before; }, 1200);
+}
+
+function renderConnection(c) {
+  const services = [['Repository', c.repository], ['Image registry', c.imageRegistry], ['Pack registry', c.packRegistry], ['Console', c.console]];
+  fillRows($('connection'), services.map(([name, s]) => {
+    const url = el('span');
+    url.append(el('code', s.url), ' ', copyButton(() => s.url, `${name} URL`));
+    const pass = el('span');
+    if (s.password) pass.append(el('code', s.password), ' ', copyButton(() => s.password, `${name} password`));
+    else pass.append(el('span', '••••••••', 'hint'));
+    return [name, url, s.username, pass];
+  }));
+  $('ca-base64').value = c.caCertificateBase64;
+}
+
+function applySearch() {
+  const q = $('search').value.trim().toLowerCase();
+  for (const tbody of document.querySelectorAll('tbody.searchable')) {
+    for (const tr of tbody.rows) tr.hidden = q !== '' && !tr.textContent.toLowerCase().includes(q);
+  }
+}
+
+function setProgress(label, value) {
+  $('progress').hidden = false;
+  $('progress-label').textContent = label;
+  $('progress-bar').value = value;
+}
+
+const STAGES = { open: 'Verifying the file', preflight: 'Checking versions and space', images: 'Setting up Images', charts: 'Setting up Charts', packs: 'Setting up Packs', files: 'Setting up Files', tags: 'Publishing tags', commit: 'Recording the release' };
+
+/** Uploads `file` in chunks (resuming from the server's offset after a failure), then imports it. */
+async function upload(file) {
+  const allowDowngrade = $('allow-downgrade').checked;
+  const created = await api('/uploads', { method: 'POST', json: { name: file.name, size: file.size } });
+  let offset = 0;
+  let failures = 0;
+  while (offset < file.size) {
+    const end = Math.min(offset + CHUNK, file.size);
+    try {
+      const res = await api(`/uploads/${created.id}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${offset}-${end - 1}/${file.size}` },
+        body: file.slice(offset, end),
+      });
+      offset = res.offset;
+      failures = 0;
+    } catch (err) {
+      if (++failures > 5) throw err;
+      await new Promise((r) => setTimeout(r, 1000 * failures));
+      offset = (await api(`/uploads/${created.id}`)).offset;
+    }
+    setProgress(`Uploading ${file.name}: ${bytes(offset)} of ${bytes(file.size)}`, Math.round((offset / file.size) * 100));
+  }
+  const queued = await api('/imports', { method: 'POST', json: { uploadId: created.id, allowDowngrade } });
+  await follow(queued.import.id);
+}
+
+/** Follows an import's server-sent events until it is done. */
+function follow(id) {
+  return new Promise((resolve, reject) => {
+    const source = new EventSource(`/api/v1/imports/${id}/events`);
+    source.addEventListener('update', (e) => {
+      const u = JSON.parse(e.data);
+      if (u.state === 'queued') return setProgress(`Import ${id}: waiting, ${u.queuePosition} ahead`, 0);
+      const pct = u.bytesTotal ? Math.round((u.bytesDone / u.bytesTotal) * 100) : u.itemsTotal ? Math.round((u.itemsDone / u.itemsTotal) * 100) : 0;
+      setProgress(`Import ${id}: ${STAGES[u.stage] || u.stage}${u.bytesTotal ? ` · ${bytes(u.bytesDone)} of ${bytes(u.bytesTotal)}` : ''}`, pct);
+    });
+    source.addEventListener('done', (e) => {
+      source.close();
+      const row = JSON.parse(e.data);
+      if (row.state === 'failed') {
+        setProgress(`Import ${id} failed: ${row.error.message}${row.error.hint ? ` (${row.error.hint})` : ''}`, 0);
+        $('progress-label').className = 'error';
+        reject(new Error(row.error.message));
+        return;
+      }
+      const r = row.result;
+      setProgress(r.status === 'unchanged' ? `Setup Completed: ${r.name} ${r.version} was already installed` : `Setup Completed: ${r.name} ${r.version} (${r.action}), ${r.blobsPushed} blobs pushed (${bytes(r.bytesPushed)})`, 100);
+      $('progress-label').className = 'ok';
+      resolve(row);
+    });
+    source.onerror = () => { /* EventSource reconnects by itself */ };
+  });
+}
+
+async function startUpload(file) {
+  if (!file) return;
+  $('progress-label').className = '';
+  setProgress(`Uploading ${file.name}`, 0);
+  try {
+    await upload(file);
+  } catch (err) {
+    $('progress-label').className = 'error';
+    $('progress-label').textContent = `Upload failed: ${err.message}`;
+  }
+  await refresh().catch(() => {});
+}
+
+document.addEventListener('DOMContentLoaded', async () => {
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('login-error').textContent = '';
+    try {
+      const session = await api('/session', { method: 'POST', json: { username: $('username').value, password: $('password').value } });
+      csrfToken = session.csrfToken;
+      $('password').value = '';
+      await showApp();
+    } catch (err) {
+      $('login-error').textContent = err.status === 429 ? err.message : 'Wrong username or password.';
+    }
+  });
+  $('logout').addEventListener('click', async () => {
+    await api('/session', { method: 'DELETE' }).catch(() => {});
+    csrfToken = null;
+    showLogin();
+  });
+  $('reveal').addEventListener('click', async () => renderConnection(await api('/connection?reveal=true')));
+  for (const b of document.querySelectorAll('button[data-copy]')) b.addEventListener('click', () => copy($(b.dataset.copy).value, b));
+  $('search').addEventListener('input', applySearch);
+  $('upload-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void startUpload($('upload-file').files[0]);
+  });
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    void startUpload(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') $('upload-file').click(); });
+  try {
+    const session = await api('/session');
+    csrfToken = session.csrfToken;
+    await showApp();
+  } catch {
+    showLogin();
+  }
+});
