@@ -1,0 +1,222 @@
+/**
+ * `npm run bench`: import speed and footprint against what an admin would otherwise run.
+ *
+ * Makes its own content (N images of L random, incompressible layers of M MB; a second
+ * release changes one layer per image), builds two signed .bin files, starts fresh
+ * appliances on loopback, and measures in one run: import of the first release, of the
+ * upgrade, a re-import; the same images copied one after the other with `skopeo copy`
+ * into a fresh appliance registry (same TLS and htpasswd); and the raw ingest of such a
+ * registry with 4 parallel monolithic uploads (`curl -T`). Prints a table and writes it
+ * as JSON under bench/results/.
+ *
+ * Options: --images N (4) --layers L (5) --layer-mb M (24) --keep (leave bench/work).
+ */
+import { parseArgs } from 'node:util';
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { stringify } from 'yaml';
+import { buildBundle } from '../installer/src/builder.js';
+import { generateSigningKeys } from '../installer/src/keys.js';
+import { freePort } from '../test/helpers/registry.js';
+import { encodeFileHeader, endOfArchive, paddingFor } from '../installer/src/tar.js';
+
+const { values } = parseArgs({
+  options: { images: { type: 'string', default: '4' }, layers: { type: 'string', default: '5' }, 'layer-mb': { type: 'string', default: '24' }, keep: { type: 'boolean', default: false } },
+});
+const IMAGES = Number(values.images);
+const LAYERS = Number(values.layers);
+const LAYER_BYTES = Number(values['layer-mb']) * 1024 * 1024;
+const root = join(import.meta.dirname, '..', '..');
+const AIRGAP = join(root, 'scripts', 'airgap');
+const work = join(root, 'bench', 'work');
+const MB = 1024 * 1024;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A one-file tar layer of `size` random bytes. */
+function randomLayer(size: number): Buffer {
+  const data = randomBytes(size);
+  return Buffer.concat([encodeFileHeader({ path: 'data.bin', size, mode: 0o644, mtime: 0 }), data, Buffer.alloc(paddingFor(size)), endOfArchive()]);
+}
+
+async function putBlob(layout: string, mediaType: string, data: Buffer) {
+  const hex = sha256(data);
+  await writeFile(join(layout, 'blobs', 'sha256', hex), data);
+  return { mediaType, digest: `sha256:${hex}`, size: data.length };
+}
+
+/** Writes the OCI layout: `images` of each release, the second changing the last layer. */
+async function makeContent(layout: string): Promise<{ v1: string[]; v2: string[] }> {
+  await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+  await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  const index: { schemaVersion: 2; manifests: unknown[] } = { schemaVersion: 2, manifests: [] };
+  const refs = { v1: [] as string[], v2: [] as string[] };
+  for (let i = 0; i < IMAGES; i++) {
+    const layers = [];
+    for (let l = 0; l < LAYERS; l++) layers.push(await putBlob(layout, 'application/vnd.oci.image.layer.v1.tar', randomLayer(LAYER_BYTES)));
+    for (const release of ['v1', 'v2'] as const) {
+      if (release === 'v2') layers[LAYERS - 1] = await putBlob(layout, 'application/vnd.oci.image.layer.v1.tar', randomLayer(LAYER_BYTES));
+      const config = await putBlob(layout, 'application/vnd.oci.image.config.v1+json', Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((x) => x.digest) }, config: {} })));
+      const manifest = await putBlob(layout, 'application/vnd.oci.image.manifest.v1+json', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers })));
+      const ref = `img${i}-${release}`;
+      index.manifests.push({ ...manifest, annotations: { 'org.opencontainers.image.ref.name': ref } });
+      refs[release].push(ref);
+    }
+  }
+  await writeFile(join(layout, 'index.json'), JSON.stringify(index));
+  return refs;
+}
+
+interface Appliance {
+  stateDir: string;
+  registry: string;
+  child: ResultPromise;
+  creds: string;
+  certDir: string;
+  stop(): Promise<void>;
+}
+
+async function startAppliance(name: string, trustedKey: string): Promise<Appliance> {
+  const stateDir = join(work, `state-${name}`);
+  await rm(stateDir, { recursive: true, force: true });
+  await mkdir(join(stateDir, 'trusted-keys'), { recursive: true });
+  await copyFile(trustedKey, join(stateDir, 'trusted-keys', 'bench.pub'));
+  const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const child = execa(AIRGAP, ['serve', '--state-dir', stateDir, '--address', '127.0.0.1', '--https-port', String(ports[0]), '--http-port', String(ports[1]), '--registry-port', String(ports[2]), '--pack-registry-port', String(ports[3]), '--log-level', 'warn'], { reject: false });
+  let details: { imageRegistry: { username: string; password: string }; caCertificateBase64: string } | undefined;
+  for (let i = 0; i < 200 && !details; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const r = await execa(AIRGAP, ['setup', '127.0.0.1', '--json', '--state-dir', stateDir], { reject: false });
+    if (r.exitCode === 0) details = JSON.parse(r.stdout) as typeof details;
+  }
+  if (!details) throw new Error(`appliance ${name} did not start`);
+  const certDir = join(stateDir, 'client-certs');
+  await mkdir(certDir, { recursive: true });
+  await writeFile(join(certDir, 'ca.crt'), Buffer.from(details.caCertificateBase64, 'base64'));
+  return {
+    stateDir,
+    registry: `127.0.0.1:${ports[2]}`,
+    child,
+    creds: `${details.imageRegistry.username}:${details.imageRegistry.password}`,
+    certDir,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await child;
+    },
+  };
+}
+
+/** Peak RSS (VmHWM) of the appliance daemon, bytes. */
+async function daemonPeakRss(stateDir: string): Promise<number> {
+  const pid = (await readFile(join(stateDir, 'daemon.pid'), 'utf8')).trim();
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const start = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
+}
+
+async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string }> {
+  const r = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir]);
+  return JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string };
+}
+
+async function main(): Promise<void> {
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  console.error(`bench: ${IMAGES} images x ${LAYERS} layers x ${LAYER_BYTES / MB} MB; the upgrade changes one layer per image`);
+  const layout = join(work, 'images');
+  const refs = await makeContent(layout);
+  const keys = await generateSigningKeys(join(work, 'keys'));
+  const bins: Record<'v1' | 'v2', string> = { v1: '', v2: '' };
+  for (const [release, version] of [['v1', '1.0.0'], ['v2', '1.1.0']] as const) {
+    const spec = join(work, `bundle-${release}.yaml`);
+    await writeFile(spec, stringify({ apiVersion: 'airgap/v1', kind: 'Bundle', name: 'bench', version, images: refs[release].map((ref, i) => ({ source: `oci:./images:${ref}`, target: `bench/img${i}:${release}` })) }));
+    const out = join(work, release);
+    await mkdir(out, { recursive: true });
+    bins[release] = (await buildBundle({ specPath: spec, out, privateKeyPath: keys.privateKeyPath })).path;
+  }
+  const firstBytes = IMAGES * LAYERS * LAYER_BYTES;
+  const upgradeBytes = IMAGES * LAYER_BYTES;
+
+  const box = await startAppliance('airgap', keys.publicKeyPath);
+  const first = await timed(() => importBin(box.stateDir, bins.v1));
+  const upgrade = await timed(() => importBin(box.stateDir, bins.v2));
+  const again = await timed(() => importBin(box.stateDir, bins.v2));
+  const peakRss = await daemonPeakRss(box.stateDir);
+  await box.stop();
+
+  const plain = await startAppliance('skopeo', keys.publicKeyPath);
+  const skopeo = async (release: 'v1' | 'v2') => {
+    for (const [i, ref] of refs[release].entries()) {
+      await execa('skopeo', ['copy', '--quiet', '--dest-cert-dir', plain.certDir, '--dest-creds', plain.creds, `oci:${layout}:${ref}`, `docker://${plain.registry}/bench/img${i}:${release}`]);
+    }
+  };
+  const skopeoFirst = await timed(() => skopeo('v1'));
+  const skopeoUpgrade = await timed(() => skopeo('v2'));
+  await plain.stop();
+
+  const raw = await startAppliance('raw', keys.publicKeyPath);
+  const blobFiles: string[] = [];
+  for (const ref of refs.v1) {
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    const m = index.manifests.find((x) => x.annotations['org.opencontainers.image.ref.name'] === ref)!;
+    const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+    for (const l of manifest.layers) blobFiles.push(l.digest.slice(7));
+  }
+  const upload = async (hex: string) => {
+    const start = await execa('curl', ['-sf', '-D', '-', '-o', '/dev/null', '-X', 'POST', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, `https://${raw.registry}/v2/raw/blobs/uploads/`]);
+    const location = /^location: (.+)$/im.exec(start.stdout)![1]!.trim();
+    const url = new URL(location, `https://${raw.registry}`);
+    url.searchParams.set('digest', `sha256:${hex}`);
+    await execa('curl', ['-sf', '-o', '/dev/null', '-T', join(layout, 'blobs', 'sha256', hex), '-H', 'content-type: application/octet-stream', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, url.toString()]);
+  };
+  const limit = await timed(async () => {
+    let next = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (next < blobFiles.length) await upload(blobFiles[next++]!);
+    }));
+  });
+  await raw.stop();
+
+  const row = (what: string, seconds: number, bytes: number, skopeoSeconds?: number) => ({
+    what,
+    seconds: Math.round(seconds * 100) / 100,
+    mbPerSecond: bytes ? Math.round((bytes / MB / seconds) * 10) / 10 : null,
+    ratioToSkopeo: skopeoSeconds ? Math.round((seconds / skopeoSeconds) * 100) / 100 : null,
+    ratioToLimit: bytes ? Math.round((seconds / (limit.seconds * (bytes / firstBytes))) * 100) / 100 : null,
+  });
+  const results = {
+    date: new Date().toISOString(),
+    parameters: { images: IMAGES, layersPerImage: LAYERS, layerMB: LAYER_BYTES / MB, firstReleaseMB: firstBytes / MB, upgradeMB: upgradeBytes / MB },
+    rows: [
+      row('airgap import, first release', first.seconds, firstBytes, skopeoFirst.seconds),
+      row('airgap import, upgrade (1 layer per image)', upgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
+      row('airgap import, re-import', again.seconds, 0),
+      row('skopeo copy, first release', skopeoFirst.seconds, firstBytes),
+      row('skopeo copy, upgrade', skopeoUpgrade.seconds, upgradeBytes),
+      row('limit: 4 parallel curl -T', limit.seconds, firstBytes),
+    ],
+    imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
+    daemonPeakRssMB: Math.round((peakRss / MB) * 10) / 10,
+    node: process.version,
+  };
+  const dir = join(root, 'bench', 'results');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${results.date.replace(/[:.]/g, '-')}.json`);
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const pad = (s: string, n: number) => s.padEnd(n);
+  console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
+  for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
+  console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
+  console.log(`written to ${file}`);
+  if (!values.keep) await rm(work, { recursive: true, force: true });
+}
+
+await main();
