@@ -174,9 +174,21 @@ async function upload(file) {
       offset = res.offset;
       failures = 0;
     } catch (err) {
-      if (++failures > 5) throw err;
-      await new Promise((r) => setTimeout(r, 1000 * failures));
-      offset = (await api(`/uploads/${created.id}`)).offset;
+      if (err.status === 401 || ++failures > 8) {
+        await api(`/uploads/${created.id}`, { method: 'DELETE' }).catch(() => {});
+        throw err;
+      }
+      // The link may still be down: wait longer each time, then ask where to resume.
+      for (;;) {
+        setProgress(`Connection lost; retrying (${failures})…`, Math.round((offset / file.size) * 100));
+        await new Promise((r) => setTimeout(r, Math.min(30000, 1000 * 2 ** failures)));
+        try {
+          offset = (await api(`/uploads/${created.id}`)).offset;
+          break;
+        } catch (probe) {
+          if (probe.status === 404 || probe.status === 401 || ++failures > 8) throw probe;
+        }
+      }
     }
     setProgress(`Uploading ${file.name}: ${bytes(offset)} of ${bytes(file.size)}`, Math.round((offset / file.size) * 100));
   }

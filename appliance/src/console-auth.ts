@@ -29,7 +29,10 @@ export class SessionStore {
     return session;
   }
 
-  /** The live session of `id`, or undefined (unknown or expired). */
+  /**
+   * The live session of `id`, or undefined (unknown or expired). Each use extends it:
+   * a session ends after 12 hours without requests (a long upload keeps it alive).
+   */
   get(id: string | undefined, now = Date.now()): Session | undefined {
     if (!id) return undefined;
     const session = this.sessions.get(id);
@@ -38,6 +41,7 @@ export class SessionStore {
       this.sessions.delete(id);
       return undefined;
     }
+    session.expiresAt = now + SESSION_SECONDS * 1000;
     return session;
   }
 
@@ -62,7 +66,15 @@ export function csrfOk(session: Session, given: string | undefined): boolean {
 export class LoginLimiter {
   private readonly failures = new Map<string, number[]>();
 
-  constructor(private readonly limit = 5, private readonly windowSeconds = 60) {}
+  constructor(private readonly limit = 5, private readonly windowSeconds = 60, private readonly maxClients = 10_000) {}
+
+  /** The client key: an IPv4 address, or the /64 of an IPv6 one (one host has many). */
+  static clientOf(ip: string): string {
+    if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip.replace(/^::ffff:/, '');
+    const groups = new URL(`http://[${ip}]/`).hostname.slice(1, -1).split(':');
+    const full = groups.includes('') ? [...groups.slice(0, groups.indexOf('')), ...Array(8 - groups.filter(Boolean).length).fill('0'), ...groups.slice(groups.lastIndexOf('') + 1)] : groups;
+    return `${full.slice(0, 4).join(':')}::/64`;
+  }
 
   /** Seconds to wait before trying again, or 0 when the client may try now. */
   retryAfter(client: string, now = Date.now()): number {
@@ -72,7 +84,11 @@ export class LoginLimiter {
   }
 
   fail(client: string, now = Date.now()): void {
-    this.failures.set(client, [...this.recent(client, now), now]);
+    const recent = this.recent(client, now);
+    this.failures.delete(client); // re-insert: the Map keeps the most recent failures last
+    this.failures.set(client, [...recent, now]);
+    // Bounded memory: forget the clients whose failures are oldest.
+    while (this.failures.size > this.maxClients) this.failures.delete(this.failures.keys().next().value as string);
   }
 
   succeed(client: string): void {

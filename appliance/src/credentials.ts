@@ -3,7 +3,8 @@
  * gets a fixed user name and a strong random password, made once (on first start) and
  * kept in the database (mode 0600), so `airgap setup` prints the same ones every time.
  */
-import { randomInt, scryptSync, timingSafeEqual, randomBytes, createHash } from 'node:crypto';
+import { randomInt, scrypt, scryptSync, timingSafeEqual, randomBytes, createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import type { Db } from './store/db.js';
 import { getCredential, insertCredentialOnce } from './store/credentials.js';
@@ -45,6 +46,17 @@ export function verifyPassword(password: string, stored: string): boolean {
   if (scheme !== 'scrypt' || !salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64');
   const actual = scryptSync(password, Buffer.from(salt, 'base64'), expected.length);
+  return timingSafeEqual(actual, expected);
+}
+
+const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
+
+/** {@link verifyPassword} off the event loop (libuv's thread pool): for servers. */
+export async function verifyPasswordAsync(password: string, stored: string): Promise<boolean> {
+  const [scheme, salt, hash] = stored.split('$');
+  if (scheme !== 'scrypt' || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64');
+  const actual = await scryptAsync(password, Buffer.from(salt, 'base64'), expected.length);
   return timingSafeEqual(actual, expected);
 }
 

@@ -110,6 +110,10 @@ t.test('with the session: reads work; changes need the CSRF token; logout ends i
   t.equal(wrongToken.statusCode, 403);
   const ok = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': csrf }, payload: { name: 'a.bin', size: 10 } });
   t.equal(ok.statusCode, 201);
+  const putNoToken = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${ok.json().id}`, headers: { ...HOST, cookie, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(10) });
+  t.equal(putNoToken.statusCode, 403, 'PUT needs the token too');
+  const del = await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json().id}`, headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
+  t.equal(del.statusCode, 204, 'an upload can be dropped');
   const out = await app.inject({ method: 'DELETE', url: '/api/v1/session', headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
   t.equal(out.statusCode, 204);
   t.equal((await app.inject({ url: '/api/v1/status', headers: { ...HOST, cookie } })).statusCode, 401, 'the session is gone');
@@ -141,6 +145,7 @@ t.test('scripts use basic auth; a cross-site request is refused whatever it carr
   t.equal(crossBasic.statusCode, 403, 'another port is another site');
   const same = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, ...basic('admin', PASSWORD), origin: 'https://10.0.0.5' }, payload: { name: 'a.bin', size: 10 } });
   t.equal(same.statusCode, 201);
+  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${same.json().id}`, headers: { ...HOST, ...basic('admin', PASSWORD) } });
 });
 
 t.test('connection details: passwords only on explicit request, which is recorded', async (t) => {
@@ -189,6 +194,19 @@ t.test('uploads: resumable chunks streamed to disk, size limit, then the import 
   const over = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'small.bin', size: 10 } });
   const overrun = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(20) });
   t.equal(overrun.statusCode, 413, 'a body longer than the declared size is refused');
+  const text = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'text/plain' }, payload: 'hello' });
+  t.equal(text.statusCode, 415, 'chunks are octet-streams only');
+  const lying = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': 'bytes 0-1/10' }, payload: Buffer.alloc(5) });
+  t.equal(lying.statusCode, 400, 'Content-Range must match the body');
+  const open: string[] = [over.json().id];
+  for (let i = 0; i < 3; i++) open.push((await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: `x${i}.bin`, size: 10 } })).json().id);
+  const fifth = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'x9.bin', size: 10 } });
+  t.equal(fifth.statusCode, 429, 'at most four open uploads');
+  t.equal(fifth.json().code, 'AG_UPLOADS_OPEN');
+  for (const id of open) t.equal((await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${id}`, headers: auth })).statusCode, 204);
+  const huge = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'h.bin', size: 999_999 } });
+  t.equal(huge.statusCode, 201);
+  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${huge.json().id}`, headers: auth });
 });
 
 t.test('one-shot upload: the .bin as the body of POST /api/v1/imports', async (t) => {

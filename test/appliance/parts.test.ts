@@ -150,3 +150,22 @@ t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging
   t.equal(config.storage.maintenance.uploadpurging.enabled, true);
   t.equal(parseYaml(renderRegistryConfig({ ...input, address: '::', port: 8000 })).http.addr, '[::]:8000');
 });
+
+t.test('login limiter: IPv6 clients by /64, bounded memory, the window passes', async (t) => {
+  const { LoginLimiter, SessionStore } = await import('../../appliance/src/console-auth.js');
+  t.equal(LoginLimiter.clientOf('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  t.equal(LoginLimiter.clientOf('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64', 'another address of the same /64 is the same client');
+  t.equal(LoginLimiter.clientOf('::ffff:10.0.0.7'), '10.0.0.7');
+  const limiter = new LoginLimiter(2, 60, 3);
+  limiter.fail('a', 0);
+  limiter.fail('a', 1000);
+  t.ok(limiter.retryAfter('a', 2000) > 0, 'limited after two failures');
+  t.equal(limiter.retryAfter('a', 61_000), 0, 'free again once the window passed');
+  for (const c of ['b', 'c', 'd', 'e']) limiter.fail(c, 3000);
+  t.equal(limiter.retryAfter('a', 3000), 0, 'the oldest client is forgotten beyond the cap');
+  const sessions = new SessionStore();
+  const s = sessions.create('admin', 0);
+  t.ok(sessions.get(s.id, 11 * 3600 * 1000), 'alive after 11 h');
+  t.ok(sessions.get(s.id, 22 * 3600 * 1000), 'each use extends it');
+  t.notOk(sessions.get(s.id, 35 * 3600 * 1000), 'ends after 12 h without use');
+});
