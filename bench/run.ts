@@ -13,7 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
@@ -121,9 +121,36 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value:
   return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
 }
 
-async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string }> {
+/** Bytes of the state dir outside the registries' storage (what an import adds besides the blobs). */
+async function extraBytes(stateDir: string): Promise<number> {
+  let total = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (/registries\/[^/]+\/data$/.test(path)) continue;
+        await walk(path);
+      } else if (entry.isFile()) total += (await stat(path).catch(() => ({ size: 0 }))).size;
+    }
+  };
+  await walk(stateDir);
+  return total;
+}
+
+async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string; extraDiskBytes: number }> {
+  const before = await extraBytes(stateDir);
+  let peak = before;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await extraBytes(stateDir));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   const r = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir]);
-  return JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string };
+  sampling = false;
+  await sampler;
+  return { ...(JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string }), extraDiskBytes: peak - before };
 }
 
 async function main(): Promise<void> {
@@ -204,6 +231,11 @@ async function main(): Promise<void> {
     ],
     imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
     daemonPeakRssMB: Math.round((peakRss / MB) * 10) / 10,
+    extraDiskPercentOfPayload: Math.round((Math.max(first.value.extraDiskBytes, upgrade.value.extraDiskBytes) / firstBytes) * 10000) / 100,
+    secondsPerGBPushed: {
+      first: Math.round((first.seconds / (first.value.bytesPushed / 1024 ** 3)) * 100) / 100,
+      upgrade: Math.round((upgrade.seconds / (upgrade.value.bytesPushed / 1024 ** 3)) * 100) / 100,
+    },
     node: process.version,
   };
   const dir = join(root, 'bench', 'results');
@@ -214,7 +246,8 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
   for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
-  console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
+  console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; extra disk during import ${results.extraDiskPercentOfPayload}% of the payload; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
+  console.log(`seconds per GB pushed: first ${results.secondsPerGBPushed.first}, upgrade ${results.secondsPerGBPushed.upgrade}`);
   console.log(`written to ${file}`);
   if (!values.keep) await rm(work, { recursive: true, force: true });
 }

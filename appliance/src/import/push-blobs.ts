@@ -3,12 +3,12 @@
  * of the stage's artifacts goes to its repository, several at once. A blob is skipped when
  * this import journalled it before a restart or the registry has it (HEAD); mounted when
  * another repository of the same registry has it; otherwise streamed straight from the
- * .bin by byte offset, hashed in flight, and the registry checks the digest too. Each
+ * .bin by byte offset while the registry hashes it in flight and checks the digest. Each
  * finished blob is journalled at once.
  */
-import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
-import { PayloadError } from '../../../installer/src/errors.js';
+import { Transform, type Readable } from 'node:stream';
+import { PayloadError, RegistryError } from '../../../installer/src/errors.js';
+import type { PushTarget } from '../push-client.js';
 import { openEntryStream } from '../../../installer/src/reader.js';
 import { journalBlob, repositoriesWithBlob, type BlobAction } from '../store/imports.js';
 import { runPool, type ImportContext, type Stage } from './context.js';
@@ -21,20 +21,34 @@ interface BlobGroup {
   repositories: string[];
 }
 
-/** A pass-through that hashes what flows and fails at the end when it is not `digest`. */
-function verifyingStream(digest: string, path: string, onBytes: (n: number) => void): Transform {
-  const hash = createHash('sha256');
+/**
+ * A pass-through that counts what flows. The blob is not hashed here: the registry
+ * computes its digest in flight and refuses a PUT whose bytes do not match (OCI
+ * distribution-spec, "Pushing a blob monolithically"), so a second sha256 of every byte
+ * would only take CPU from the registry (the bench measured 17% on 2 GB).
+ */
+function countingStream(onBytes: (n: number) => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
       onBytes(chunk.length);
       callback(null, chunk);
     },
-    flush(callback) {
-      const actual = `sha256:${hash.digest('hex')}`;
-      callback(actual === digest ? null : new PayloadError('AG_ENTRY_DIGEST', `entry ${path} does not match its digest; the file is damaged`, { hint: 'copy the file again' }));
-    },
   });
+}
+
+/**
+ * Uploads one blob; the registry's digest refusal (DIGEST_INVALID) means the .bin's
+ * bytes are damaged, and says so as a PayloadError.
+ */
+async function uploadChecked(target: PushTarget, repository: string, blob: PlannedBlob, body: () => Readable, signal: AbortSignal): Promise<void> {
+  try {
+    await target.uploadBlob(repository, blob.digest, blob.size, body, signal);
+  } catch (err) {
+    if (err instanceof RegistryError && /DIGEST_INVALID|digest did not match/i.test(err.message)) {
+      throw new PayloadError('AG_ENTRY_DIGEST', `entry ${blob.path} does not match its digest (the registry refused it); the file is damaged`, { cause: err, hint: 'copy the file again' });
+    }
+    throw err;
+  }
 }
 
 /**
@@ -97,15 +111,15 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
         continue;
       }
       let sent = 0;
-      await target.uploadBlob(
+      await uploadChecked(
+        target,
         repository,
-        g.blob.digest,
-        g.blob.size,
+        g.blob,
         () => {
           // A retry of the body starts over: take back what the last attempt counted.
           bytesDone -= sent;
           sent = 0;
-          return openEntryStream(ctx.opened, g.blob.path).pipe(verifyingStream(g.blob.digest, g.blob.path, (n) => {
+          return openEntryStream(ctx.opened, g.blob.path).pipe(countingStream((n) => {
             sent += n;
             bytesDone += n;
             report();
