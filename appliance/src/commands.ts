@@ -118,7 +118,7 @@ Options:
       // The daemon's modules load only here: every other verb starts in a fraction of the time.
       const { createLogger } = await import('./logger.js');
       const { startServer } = await import('./server.js');
-      const log = createLogger(config.logLevel, ctx.stdout, (ctx.stdout as { isTTY?: boolean }).isTTY === true);
+      const log = await createLogger(config.logLevel, ctx.stdout, (ctx.stdout as { isTTY?: boolean }).isTTY === true);
       if (ctx.signal?.aborted) return 130;
       const server = await startServer(config, log, version);
       await new Promise<void>((resolve) => {

@@ -433,5 +433,5 @@ export function openEntryStream(opened: OpenedPayload, path: string): Readable {
   const entry = opened.byPath.get(path);
   if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry '${path}' in ${opened.file}`);
   if (entry.size === 0) return Readable.from([]);
-  return opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 1024 * 1024, autoClose: false });
+  return opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 256 * 1024, autoClose: false });
 }
