@@ -18,6 +18,7 @@ import { formatBytes } from '../../installer/src/format.js';
 import type { ApplianceStatus, ConnectionDetails } from './appliance.js';
 import { LoginLimiter, SESSION_COOKIE, SESSION_SECONDS, SessionStore, csrfOk, type Session } from './console-auth.js';
 import { secretsEqual, verifyPasswordAsync } from './credentials.js';
+import { errorSchema, openObject, parseBasicAuth } from './http-common.js';
 import type { ImportUpdate } from './import/runner.js';
 import type { ApplianceEvent } from './store/events.js';
 import type { ImportRow } from './store/imports.js';
@@ -54,12 +55,7 @@ declare module 'fastify' {
   }
 }
 
-const errorSchema = {
-  type: 'object',
-  properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } },
-  required: ['code', 'message'],
-} as const;
-const open = { type: 'object', additionalProperties: true } as const;
+const open = openObject;
 const list = (name: string) => ({ type: 'object', properties: { [name]: { type: 'array', items: open } } });
 const std = (ok: Record<string, unknown>, okStatus = 200) => ({ [okStatus]: ok, 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema, 413: errorSchema, 429: errorSchema, 507: errorSchema });
 
@@ -115,6 +111,9 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
 
     // A Basic challenge makes browsers open their own login dialog over the console's (and
     // hang a fetch); browsers (Sec-Fetch-*) get the session scheme, scripts the Basic one.
+    const tooManyLogins = (reply: FastifyReply, wait: number) =>
+      reply.status(429).header('retry-after', String(wait)).send({ code: 'AG_TOO_MANY_LOGINS', message: `too many failed logins; try again in ${wait} s` });
+
     const unauthorized = (request: FastifyRequest, reply: FastifyReply) =>
       reply
         .status(401)
@@ -145,28 +144,27 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
         request.consoleSession = session;
         return;
       }
-      const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(request.headers.authorization ?? '');
-      if (basic) {
-        const text = Buffer.from(basic[1]!, 'base64').toString('utf8');
-        const colon = text.indexOf(':');
+      const header = request.headers.authorization ?? '';
+      if (/^Basic\s/i.test(header)) {
+        const given = parseBasicAuth(header);
         const account = ops.consoleAccount();
         const client = LoginLimiter.clientOf(request.ip);
         const wait = limiter.retryAfter(client);
-        if (wait) return reply.status(429).header('retry-after', String(wait)).send({ code: 'AG_TOO_MANY_LOGINS', message: `too many failed logins; try again in ${wait} s` });
+        if (wait) return tooManyLogins(reply, wait);
         // A script sends the same header on every request: a verified one is trusted for a minute.
-        const key = createHash('sha256').update(`${account.passwordHash}\0${basic[1]}`).digest('hex');
+        const key = createHash('sha256').update(`${account.passwordHash}\0${header}`).digest('hex');
         if ((verifiedBasic.get(key) ?? 0) > Date.now()) {
           request.consoleUser = account.username;
           return;
         }
-        if (colon > 0 && secretsEqual(text.slice(0, colon), account.username) && (await verifyPasswordAsync(text.slice(colon + 1), account.passwordHash))) {
+        if (given && secretsEqual(given.username, account.username) && (await verifyPasswordAsync(given.password, account.passwordHash))) {
           if (verifiedBasic.size > 1000) verifiedBasic.clear();
           verifiedBasic.set(key, Date.now() + 60_000);
           request.consoleUser = account.username;
           return;
         }
         limiter.fail(client);
-        ops.recordEvent(client, 'console.login_failed', `basic auth refused for '${text.slice(0, Math.max(colon, 0)).slice(0, 64)}'`, { client });
+        ops.recordEvent(client, 'console.login_failed', `basic auth refused for '${(given?.username ?? '').slice(0, 64)}'`, { client });
       }
       return unauthorized(request, reply);
     });
@@ -181,7 +179,7 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
       const { username, password } = request.body as { username: string; password: string };
       const client = LoginLimiter.clientOf(request.ip);
       const wait = limiter.retryAfter(client);
-      if (wait) return reply.status(429).header('retry-after', String(wait)).send({ code: 'AG_TOO_MANY_LOGINS', message: `too many failed logins; try again in ${wait} s` });
+      if (wait) return tooManyLogins(reply, wait);
       const account = ops.consoleAccount();
       const userOk = secretsEqual(username, account.username);
       const passOk = await verifyPasswordAsync(password, account.passwordHash);

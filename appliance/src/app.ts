@@ -13,6 +13,9 @@ import fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import { registerApi, type ConsoleOperations } from './api.js';
+import { errorSchema, openObject, parseBasicAuth } from './http-common.js';
+
+export { parseBasicAuth };
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AirgapError, UsageError } from '../../installer/src/errors.js';
@@ -57,24 +60,11 @@ function registerErrorHandler(app: FastifyInstance, notFound = true): void {
   if (notFound) app.setNotFoundHandler((request, reply) => reply.status(404).send({ code: 'AG_NOT_FOUND', message: `no such path: ${request.url.split('?')[0]}` }));
 }
 
-const errorSchema = {
-  type: 'object',
-  properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } },
-  required: ['code', 'message'],
-} as const;
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** Parses `Authorization: Basic …` (RFC 7617); undefined when absent or malformed. */
-export function parseBasicAuth(header: string | undefined): Credential | undefined {
-  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
-  if (!match) return undefined;
-  const text = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const colon = text.indexOf(':');
-  return colon < 0 ? undefined : { username: text.slice(0, colon), password: text.slice(colon + 1) };
-}
 
 /** Checks basic auth against `expected` in constant time; answers 401 with a challenge otherwise. */
 function basicAuthHook(realm: string, expected: () => Credential) {
@@ -259,7 +249,7 @@ export const connectionDetailsSchema = {
   required: ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64'],
 } as const;
 
-const open = { type: 'object', additionalProperties: true } as const;
+const open = openObject;
 
 /** The admin API on the unix socket. Access control is the socket's mode (0600). */
 export async function buildAdminApp(options: { log: Logger; operations: AdminOperations }): Promise<FastifyInstance> {
