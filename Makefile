@@ -8,7 +8,7 @@ $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-.PHONY: deps build test demo clean typecheck
+.PHONY: deps build test demo clean typecheck package
 
 deps: $(NODE_MODULES)
 	sh scripts/bootstrap.sh
@@ -25,6 +25,17 @@ test: build
 
 demo: build
 	bash scripts/demo.sh
+
+# The appliance release for the OVA: compiled app, web/, scripts, packer provisioning
+# files and production dependencies only (built for this machine's Node.js).
+package: build
+	rm -rf dist/release && mkdir -p dist/release
+	cp -r dist/appliance dist/installer web scripts package.json package-lock.json dist/release/
+	mkdir -p dist/release/dist dist/release/packer && mv dist/release/appliance dist/release/installer dist/release/dist/
+	cp -r packer/scripts packer/files dist/release/packer/
+	cd dist/release && npm ci --omit=dev --no-audit --no-fund
+	tar -C dist/release -czf dist/airgap-release.tar.gz .
+	@echo "wrote dist/airgap-release.tar.gz"
 
 clean:
 	rm -rf dist .tap test/output demo

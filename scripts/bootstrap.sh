@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the system packages the appliance and its tests use, when any is missing:
-# docker-registry, skopeo, umoci, busybox-static, openssl, curl, shellcheck, chromium.
+# docker-registry, skopeo, umoci, busybox-static, openssl, curl, shellcheck, chromium, packer.
 # Debian/Ubuntu only; needs root (or sudo) the first time. Idempotent: does nothing when all are there.
 set -eu
 
@@ -14,6 +14,8 @@ command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
 # The console's browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
 [ -x /usr/bin/chromium ] || need="$need chromium"
+# The OVA template is checked with Debian's Packer (packer validate -syntax-only).
+command -v packer >/dev/null 2>&1 || need="$need packer"
 
 [ -z "$need" ] && exit 0
 

@@ -8,7 +8,9 @@
  *
  * `setup` and `status` talk to the running daemon over its admin socket.
  */
+import { readFile } from 'node:fs/promises';
 import { parseCommandArgs, type Command } from '../../installer/src/cli.js';
+import { UsageError } from '../../installer/src/errors.js';
 import { formatBytes, formatDuration, table } from '../../installer/src/format.js';
 import { parseRepoAddress } from './address.js';
 import { callAdmin } from './admin-client.js';
@@ -182,6 +184,35 @@ Exit code 0 when every part is healthy, 1 when one is not (or the daemon is down
     },
   };
 
-  return [serve, setup, status];
+  const firstboot: Command = {
+    name: 'firstboot',
+    summary: 'apply the OVA vApp properties (SSH keys, host name, static network)',
+    usage: `airgap firstboot --ovf-env FILE [--root DIR] [--user NAME] [--json]
+
+Reads an OVF environment document (what vCenter passes to the VM from the
+"Deploy OVF Template" wizard; cloud-init's OVF datasource saves it, or
+'vmware-rpctool "info-get guestinfo.ovfEnv"' prints it) and writes under DIR
+(default /): the user's ~/.ssh/authorized_keys, /etc/hostname and /etc/hosts,
+/etc/netplan/60-airgap.yaml for a static network, and an sshd drop-in that turns
+password login off. Properties: public-keys, hostname, network.address (CIDR),
+network.gateway, network.dns. Idempotent.`,
+    async run(args, ctx) {
+      const { values, help } = parseCommandArgs(this, args, {
+        'ovf-env': { type: 'string' },
+        root: { type: 'string' },
+        user: { type: 'string' },
+        json: { type: 'boolean' },
+      }, { min: 0, max: 0 });
+      if (help) return (print(ctx.stdout, this.usage), 0);
+      if (!values['ovf-env']) throw new UsageError('--ovf-env FILE is required', { hint: 'airgap firstboot --ovf-env /var/lib/cloud/seed/ovf-env.xml' });
+      const { applyFirstBoot, parseOvfEnvironment } = await import('./firstboot.js');
+      const settings = parseOvfEnvironment(await readFile(values['ovf-env'], 'utf8'));
+      const written = await applyFirstBoot(values.root ?? '/', settings, values.user ?? 'ubuntu');
+      print(ctx.stdout, values.json ? JSON.stringify({ settings, written }, null, 2) : written.map((f) => `wrote ${f}`).join('\n'));
+      return 0;
+    },
+  };
+
+  return [serve, setup, status, firstboot];
 }
 
