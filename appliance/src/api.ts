@@ -18,7 +18,7 @@ import { formatBytes } from '../../installer/src/format.js';
 import type { ApplianceStatus, ConnectionDetails } from './appliance.js';
 import { LoginLimiter, SESSION_COOKIE, SESSION_SECONDS, SessionStore, csrfOk, type Session } from './console-auth.js';
 import { secretsEqual, verifyPasswordAsync } from './credentials.js';
-import { errorSchema, openObject, parseBasicAuth } from './http-common.js';
+import { errorSchema, limitQuery, openObject, parseBasicAuth } from './http-common.js';
 import type { ImportUpdate } from './import/runner.js';
 import type { ApplianceEvent } from './store/events.js';
 import type { ImportRow } from './store/imports.js';
@@ -237,7 +237,7 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
     api.get('/events', {
       schema: {
         tags: ['appliance'],
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false },
+        querystring: limitQuery(100),
         response: std(list('events')),
       },
     }, async (request) => ({ events: ops.events((request.query as { limit: number }).limit) }));
@@ -245,7 +245,7 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
     api.get('/imports', {
       schema: {
         tags: ['imports'],
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }, additionalProperties: false },
+        querystring: limitQuery(50),
         response: std(list('imports')),
       },
     }, async (request) => ({ imports: ops.listImports((request.query as { limit: number }).limit) }));

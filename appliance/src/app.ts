@@ -13,7 +13,7 @@ import fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import { registerApi, type ConsoleOperations } from './api.js';
-import { errorSchema, openObject, parseBasicAuth } from './http-common.js';
+import { errorSchema, limitQuery, openObject, parseBasicAuth } from './http-common.js';
 
 export { parseBasicAuth };
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -306,7 +306,7 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
 
   app.get('/v1/events', {
     schema: {
-      querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }, additionalProperties: false },
+      querystring: limitQuery(50),
       response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } },
     },
   }, async (request) => ({ events: operations.events((request.query as { limit: number }).limit) }));
@@ -328,7 +328,7 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
 
   app.get('/v1/imports', {
     schema: {
-      querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }, additionalProperties: false },
+      querystring: limitQuery(50),
       response: { 200: { type: 'object', properties: { imports: { type: 'array', items: open } } } },
     },
   }, async (request) => ({ imports: operations.listImports((request.query as { limit: number }).limit) }));

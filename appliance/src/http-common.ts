@@ -11,6 +11,11 @@ export const errorSchema = {
 /** A JSON object whose properties the route does not list (documents built elsewhere). */
 export const openObject = { type: 'object', additionalProperties: true } as const;
 
+/** Query string of list routes: `?limit=N` (1 to 1000, `fallback` when absent). */
+export function limitQuery(fallback: number) {
+  return { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: fallback } }, additionalProperties: false } as const;
+}
+
 /** Parses `Authorization: Basic …` (RFC 7617); undefined when absent or malformed. */
 export function parseBasicAuth(header: string | undefined): Credential | undefined {
   const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
