@@ -336,11 +336,10 @@ export class Appliance {
   }
 
   /**
-   * Writes each registry's config.yml and htpasswd when their content differs.
-   * Returns the registries whose files changed.
+   * Writes each registry's config.yml and htpasswd when their content differs (which
+   * registries then need a restart is told by their fingerprints, not by this).
    */
-  private async writeRegistryFiles(): Promise<RegistryName[]> {
-    const changed: RegistryName[] = [];
+  private async writeRegistryFiles(): Promise<void> {
     const secret = getSetting(this.db, REGISTRY_HTTP_SECRET)!;
     for (const name of REGISTRY_NAMES) {
       const paths = this.layout.registry(name);
@@ -356,18 +355,9 @@ export class Appliance {
       });
       const currentHtpasswd = await readFile(paths.htpasswd, 'utf8').catch(() => undefined);
       const htpasswd = htpasswdFor(this.credentials[registryAccount(name)], currentHtpasswd);
-      let touched = false;
-      if ((await readFile(paths.config, 'utf8').catch(() => undefined)) !== config) {
-        await writeFileAtomic(paths.config, config, 0o600);
-        touched = true;
-      }
-      if (currentHtpasswd !== htpasswd) {
-        await writeFileAtomic(paths.htpasswd, htpasswd, 0o600);
-        touched = true;
-      }
-      if (touched) changed.push(name);
+      if ((await readFile(paths.config, 'utf8').catch(() => undefined)) !== config) await writeFileAtomic(paths.config, config, 0o600);
+      if (currentHtpasswd !== htpasswd) await writeFileAtomic(paths.htpasswd, htpasswd, 0o600);
     }
-    return changed;
   }
 
   /** The repo address set by setup, or null before the first setup. */

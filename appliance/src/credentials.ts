@@ -40,18 +40,12 @@ export function hashPassword(password: string): string {
   return `scrypt$${salt.toString('base64')}$${scryptSync(password, salt, 32).toString('base64')}`;
 }
 
-/** Constant-time check of `password` against a {@link hashPassword} string. */
-export function verifyPassword(password: string, stored: string): boolean {
-  const [scheme, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
-  const expected = Buffer.from(hash, 'base64');
-  const actual = scryptSync(password, Buffer.from(salt, 'base64'), expected.length);
-  return timingSafeEqual(actual, expected);
-}
-
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
 
-/** {@link verifyPassword} off the event loop (libuv's thread pool): for servers. */
+/**
+ * Constant-time check of `password` against a {@link hashPassword} string, off the event
+ * loop (scrypt runs in libuv's thread pool). False for any other format.
+ */
 export async function verifyPasswordAsync(password: string, stored: string): Promise<boolean> {
   const [scheme, salt, hash] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !hash) return false;

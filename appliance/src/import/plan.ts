@@ -51,8 +51,6 @@ export interface PlannedArtifact {
 export interface ImportPlan {
   artifacts: PlannedArtifact[];
   files: TocFile[];
-  /** Sum of the blob sizes, counted once per registry and repository. */
-  blobBytes: number;
   fileBytes: number;
 }
 
@@ -141,14 +139,5 @@ export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
       if (fileTargets.has(folder)) throw new PayloadError('AG_TOC_INVALID', `file '${f.target}' lies inside '${folder}', which is a file too`);
     }
   }
-  const perRepository = new Set<string>();
-  let blobBytes = 0;
-  for (const a of artifacts) {
-    for (const b of a.blobs) {
-      const key = `${a.registry} ${a.repository} ${b.digest}`;
-      if (!perRepository.has(key)) blobBytes += b.size;
-      perRepository.add(key);
-    }
-  }
-  return { artifacts, files: toc.files, blobBytes, fileBytes: toc.files.reduce((n, f) => n + f.size, 0) };
+  return { artifacts, files: toc.files, fileBytes: toc.files.reduce((n, f) => n + f.size, 0) };
 }
