@@ -8,7 +8,7 @@ $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-.PHONY: deps build test demo clean typecheck package
+.PHONY: deps build test demo clean typecheck package ova-smoke
 
 deps: $(NODE_MODULES)
 	sh scripts/bootstrap.sh
@@ -27,15 +27,21 @@ demo: build
 	bash scripts/demo.sh
 
 # The appliance release for the OVA: compiled app, web/, scripts, packer provisioning
-# files and production dependencies only (built for this machine's Node.js).
+# files, production dependencies only, and this machine's Node.js (runtime/bin/node): the
+# native modules are built for it, and Ubuntu/Debian archives carry an older Node.js.
 package: build
 	rm -rf dist/release && mkdir -p dist/release
 	cp -r dist/appliance dist/installer web scripts package.json package-lock.json dist/release/
 	mkdir -p dist/release/dist dist/release/packer && mv dist/release/appliance dist/release/installer dist/release/dist/
 	cp -r packer/scripts packer/files dist/release/packer/
 	cd dist/release && npm ci --omit=dev --no-audit --no-fund
+	mkdir -p dist/release/runtime/bin && cp "$$(readlink -f "$$(command -v node)")" dist/release/runtime/bin/node
 	tar -C dist/release -czf dist/airgap-release.tar.gz .
 	@echo "wrote dist/airgap-release.tar.gz"
 
+# The OVA, built from Debian's packages and booted under QEMU (not part of `make test`).
+ova-smoke: package
+	sh scripts/ova-smoke.sh
+
 clean:
-	rm -rf dist .tap test/output demo
+	rm -rf dist .tap test/output demo build

@@ -145,11 +145,12 @@ build {
 
   provisioner "shell" {
     execute_command = "echo '${var.build_password}' | sudo -S sh -c '{{ .Vars }} {{ .Path }}'"
+    # provision.sh locks the build password (keys only from here on); seal.sh removes the
+    # host keys, machine-id and cloud-init state so every deployed VM gets its own.
     inline = [
       "sh /tmp/packer/scripts/provision.sh /tmp/airgap-release.tar.gz",
-      "cloud-init clean --logs",
-      "rm -f /etc/netplan/00-installer-config.yaml /tmp/airgap-release.tar.gz",
-      "passwd -l ubuntu",
+      "rm -f /tmp/airgap-release.tar.gz",
+      "sh /tmp/packer/scripts/seal.sh",
     ]
   }
 

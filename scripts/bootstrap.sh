@@ -1,10 +1,21 @@
 #!/bin/sh
 # Installs the system packages the appliance and its tests use, when any is missing:
 # docker-registry, skopeo, umoci, busybox-static, openssl, curl, shellcheck, chromium, packer.
+# With --ova, also what `make ova-smoke` builds and boots the appliance with: debootstrap,
+# sfdisk, mkfs.ext4, GRUB's BIOS images, qemu-img, qemu-system-x86_64 and genisoimage.
 # Debian/Ubuntu only; needs root (or sudo) the first time. Idempotent: does nothing when all are there.
 set -eu
 
 need=""
+if [ "${1:-}" = "--ova" ]; then
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need="$need debootstrap"
+  [ -x /usr/sbin/sfdisk ] || need="$need fdisk"
+  [ -x /usr/sbin/mkfs.ext4 ] || need="$need e2fsprogs"
+  [ -f /usr/lib/grub/i386-pc/boot.img ] || need="$need grub-pc-bin"
+  command -v qemu-img >/dev/null 2>&1 || need="$need qemu-utils"
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
+  command -v genisoimage >/dev/null 2>&1 || need="$need genisoimage"
+fi
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
 command -v umoci >/dev/null 2>&1 || need="$need umoci"

@@ -6,7 +6,7 @@
  * network (netplan), and SSH with password login off. Idempotent: the same document
  * writes the same files.
  */
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
@@ -97,10 +97,27 @@ export function netplanFor(network: NonNullable<FirstBootSettings['network']>): 
   return `${lines.join('\n')}\n`;
 }
 
-/** Paths first boot writes under `root` for `user`. */
-export function firstBootPaths(root: string, user = 'ubuntu') {
+/** An account of `<root>/etc/passwd`: numeric ids and home folder (as seen from `root`). */
+export interface PasswdEntry {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Looks `user` up in `<root>/etc/passwd`; undefined when the file or the user is missing. */
+export async function lookupUser(root: string, user: string): Promise<PasswdEntry | undefined> {
+  const passwd = await readFile(join(root, 'etc', 'passwd'), 'utf8').catch(() => '');
+  for (const line of passwd.split('\n')) {
+    const [name, , uid, gid, , home] = line.split(':');
+    if (name === user && uid && gid && home) return { uid: Number(uid), gid: Number(gid), home };
+  }
+  return undefined;
+}
+
+/** Paths first boot writes under `root` for `user` (home from passwd, else /home/<user>). */
+export function firstBootPaths(root: string, user = 'ubuntu', home = `/home/${user}`) {
   return {
-    authorizedKeys: join(root, 'home', user, '.ssh', 'authorized_keys'),
+    authorizedKeys: join(root, home, '.ssh', 'authorized_keys'),
     hostname: join(root, 'etc', 'hostname'),
     hosts: join(root, 'etc', 'hosts'),
     netplan: join(root, 'etc', 'netplan', '60-airgap.yaml'),
@@ -110,17 +127,24 @@ export function firstBootPaths(root: string, user = 'ubuntu') {
 
 /**
  * Writes the settings under `root` (`/` on the appliance): authorized_keys (0600 in a
- * 0700 .ssh), /etc/hostname and its /etc/hosts line, the netplan file (only for a static
- * network; 0600 as netplan wants), and the sshd drop-in that turns password login off.
- * Returns the files written.
+ * 0700 .ssh, owned by the user when `<root>/etc/passwd` has them and we run as root, as
+ * sshd's StrictModes wants), /etc/hostname and its /etc/hosts line, the netplan file (only
+ * for a static network; 0600 as netplan wants), and the sshd drop-in that turns password
+ * login off. Returns the files written.
  */
 export async function applyFirstBoot(root: string, settings: FirstBootSettings, user = 'ubuntu'): Promise<string[]> {
-  const paths = firstBootPaths(root, user);
+  const account = await lookupUser(root, user);
+  const paths = firstBootPaths(root, user, account?.home);
   const written: string[] = [];
   if (settings.publicKeys.length) {
-    await mkdir(dirname(paths.authorizedKeys), { recursive: true, mode: 0o700 });
-    await chmod(dirname(paths.authorizedKeys), 0o700);
+    const sshDir = dirname(paths.authorizedKeys);
+    await mkdir(sshDir, { recursive: true, mode: 0o700 });
+    await chmod(sshDir, 0o700);
     await writeFileAtomic(paths.authorizedKeys, `${settings.publicKeys.join('\n')}\n`, 0o600);
+    if (account && process.getuid?.() === 0) {
+      await chown(sshDir, account.uid, account.gid);
+      await chown(paths.authorizedKeys, account.uid, account.gid);
+    }
     written.push(paths.authorizedKeys);
   }
   if (settings.hostname) {

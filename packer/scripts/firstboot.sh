@@ -1,30 +1,40 @@
 #!/bin/sh
 # First boot of the OVA: finds the OVF environment (VMware guestinfo, else the ISO that
 # vCenter attaches, else cloud-init's seed folder) and applies it with `airgap firstboot`.
-# Run once by airgap-firstboot.service; safe to run again.
+# Run by airgap-firstboot.service before the network and SSH start; safe to run again.
 set -eu
+
+# Each VM deployed from the OVA gets its own SSH host keys (seal.sh removed the template's).
+ssh-keygen -A >/dev/null
 
 env_file=/run/airgap/ovf-env.xml
 install -d -m 0700 /run/airgap
 
 if command -v vmware-rpctool >/dev/null 2>&1 && vmware-rpctool "info-get guestinfo.ovfEnv" >"$env_file" 2>/dev/null && [ -s "$env_file" ]; then
   source=guestinfo
-elif [ -b /dev/sr0 ] && mount -o ro /dev/sr0 /mnt 2>/dev/null; then
-  if [ -f /mnt/ovf-env.xml ]; then cp /mnt/ovf-env.xml "$env_file"; source=iso; fi
-  umount /mnt || true
+else
+  # The CD-ROM may show up a moment after this unit starts.
+  tries=0
+  while [ ! -b /dev/sr0 ] && [ "$tries" -lt 10 ]; do sleep 0.5; tries=$((tries + 1)); done
+  mnt=$(mktemp -d)
+  if [ -b /dev/sr0 ] && mount -o ro /dev/sr0 "$mnt" 2>/dev/null; then
+    if [ -f "$mnt/ovf-env.xml" ]; then cp "$mnt/ovf-env.xml" "$env_file"; source=iso; fi
+    umount "$mnt" || true
+  fi
+  rmdir "$mnt"
 fi
 if [ -z "${source:-}" ] && [ -f /var/lib/cloud/seed/ovf/ovf-env.xml ]; then
   cp /var/lib/cloud/seed/ovf/ovf-env.xml "$env_file"
   source=seed
 fi
 if [ -z "${source:-}" ]; then
-  echo "airgap firstboot: no OVF environment (no vApp properties); nothing to apply" >&2
+  echo "airgap firstboot: no OVF environment (no vApp properties); nothing to apply, will look again at next boot" >&2
   exit 0
 fi
 
 echo "airgap firstboot: applying the vApp properties from $source"
 /usr/local/bin/airgap firstboot --ovf-env "$env_file"
-netplan apply 2>/dev/null || true
+# The network has not started yet: render the (maybe static) netplan for systemd-networkd.
+if command -v netplan >/dev/null 2>&1; then netplan generate; fi
 hostname -F /etc/hostname
-systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true
 touch /var/lib/airgap/.firstboot-done

@@ -1,13 +1,15 @@
 #!/bin/sh
 # Provisions the airgap appliance on Ubuntu Server LTS (or Debian). Shared by every build
-# path (vsphere-iso, qemu, the local smoke build). Idempotent: a second run changes nothing.
+# path (vsphere-iso, qemu, the local smoke build of `make ova-smoke`). Idempotent: a second
+# run changes nothing.
 #
 #   provision.sh RELEASE.tar.gz
 #
-# Installs Node.js and docker-registry from the distribution, the airgap release (built by
-# `make package`) under /opt/airgap, `airgap` and `airgap-setup` on PATH, the systemd
-# unit, a firewall that opens 22, 80, 443, 5000 and 8000 only, the data folder, and a
-# login banner.
+# Installs docker-registry from the distribution, the airgap release (built by `make
+# package`, with the Node.js its native modules were built for) under /opt/airgap, `airgap`
+# and `airgap-setup` on PATH, the systemd units, a firewall that opens 22, 80, 443, 5000
+# and 8000 only, the data folder, the `ubuntu` user (sudo, no password), a DHCP network
+# that first boot may replace with a static one, and a login banner.
 set -eu
 
 release=${1:?usage: provision.sh RELEASE.tar.gz}
@@ -16,22 +18,41 @@ files="$here/../files"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends nodejs docker-registry nftables openssl curl ca-certificates cloud-init open-vm-tools >/dev/null
+apt-get install -y -qq --no-install-recommends docker-registry nftables openssl curl ca-certificates \
+  openssh-server sudo netplan.io cloud-init open-vm-tools >/dev/null
 # The distribution's registry runs under our daemon, not as its own service.
 systemctl disable --now docker-registry.service 2>/dev/null || true
 
 install -d -m 0755 /opt/airgap
 tar -xzf "$release" -C /opt/airgap --no-same-owner
+/opt/airgap/runtime/bin/node --version >/dev/null
 ln -sfn /opt/airgap/scripts/airgap /usr/local/bin/airgap
 ln -sfn /opt/airgap/scripts/airgap-setup /usr/local/bin/airgap-setup
+
+# The admin account: keys only (first boot writes them), sudo without a password.
+id ubuntu >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ubuntu
+usermod -a -G sudo ubuntu
+passwd -l ubuntu >/dev/null
+printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-airgap-ubuntu
+chmod 0440 /etc/sudoers.d/90-airgap-ubuntu
+
+# Network: DHCP on every ethernet port until first boot writes a static 60-airgap.yaml
+# (same id, so it overrides). The installer's own file names the build machine's port.
+rm -f /etc/netplan/00-installer-config.yaml /etc/netplan/50-cloud-init.yaml
+install -d -m 0755 /etc/netplan
+install -m 0600 "$files/netplan-dhcp.yaml" /etc/netplan/01-airgap.yaml
+# cloud-init reads the OVF environment too (keys for `ubuntu`, host name); the network is ours.
+install -d -m 0755 /etc/cloud/cloud.cfg.d
+install -m 0644 "$files/cloud-init.cfg" /etc/cloud/cloud.cfg.d/90-airgap.cfg
 
 install -d -m 0700 /var/lib/airgap
 install -m 0644 "$files/airgap.service" /etc/systemd/system/airgap.service
 install -m 0644 "$files/airgap-firstboot.service" /etc/systemd/system/airgap-firstboot.service
 install -m 0644 "$files/nftables.conf" /etc/nftables.conf
 install -m 0644 "$files/motd" /etc/motd
-systemctl daemon-reload
-systemctl enable airgap.service airgap-firstboot.service nftables.service >/dev/null
+# In a chroot (the smoke build) systemd is not running: enabling works offline, reloading does not.
+if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+systemctl enable airgap.service airgap-firstboot.service nftables.service systemd-networkd.service ssh.service >/dev/null 2>&1
 
 # Password login over SSH stays off; keys come from the vApp properties at first boot.
 install -d -m 0755 /etc/ssh/sshd_config.d

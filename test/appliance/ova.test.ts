@@ -4,7 +4,7 @@
  * authorized_keys, hostname and network files; every shell script passes shellcheck.
  */
 import t from 'tap';
-import { mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -40,6 +40,8 @@ t.test('an ovf-env.xml applied to a temp root writes keys, host name, network an
   const settings = parseOvfEnvironment(await readFile(fixture, 'utf8'));
   t.equal(settings.publicKeys.length, 2);
   t.equal(settings.hostname, 'airgap-repo01');
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await writeFile(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1001:Ubuntu:/home/ubuntu:/bin/bash\n');
   t.same(settings.network, { address: '10.20.30.40', prefix: 24, gateway: '10.20.30.1', dns: ['10.20.30.2', '10.20.30.3'] });
 
   const r = await execa(AIRGAP, ['firstboot', '--ovf-env', fixture, '--root', root, '--json']);
@@ -50,6 +52,11 @@ t.test('an ovf-env.xml applied to a temp root writes keys, host name, network an
   t.match(keys, /^ssh-ed25519 AAAA\S+ admin@site\nssh-rsa AAAA\S+ backup@site\n$/);
   t.equal((await stat(join(root, 'home', 'ubuntu', '.ssh', 'authorized_keys'))).mode & 0o777, 0o600);
   t.equal((await stat(join(root, 'home', 'ubuntu', '.ssh'))).mode & 0o777, 0o700);
+  if (process.getuid?.() === 0) {
+    const owner = await stat(join(root, 'home', 'ubuntu', '.ssh', 'authorized_keys'));
+    t.same([owner.uid, owner.gid], [1000, 1001], 'authorized_keys belongs to ubuntu (sshd StrictModes)');
+    t.equal((await stat(join(root, 'home', 'ubuntu', '.ssh'))).uid, 1000, '.ssh belongs to ubuntu');
+  }
   t.equal(await readFile(join(root, 'etc', 'hostname'), 'utf8'), 'airgap-repo01\n');
   t.match(await readFile(join(root, 'etc', 'hosts'), 'utf8'), /^127\.0\.1\.1 airgap-repo01$/m);
   const netplan = await readFile(join(root, 'etc', 'netplan', '60-airgap.yaml'), 'utf8');
@@ -72,6 +79,10 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
   const root = await mkdtemp(join(tmpdir(), 'airgap-firstboot-'));
   await applyFirstBoot(root, dhcp);
   t.notOk(await stat(join(root, 'etc', 'netplan', '60-airgap.yaml')).then(() => true, () => false), 'no netplan file for DHCP');
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await writeFile(join(root, 'etc', 'passwd'), 'admin:x:1200:1200::/srv/admin:/bin/bash\n');
+  const written = await applyFirstBoot(root, parseOvfEnvironment(env({ 'public-keys': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x' })), 'admin');
+  t.same(written.slice(0, 1), [join(root, 'srv', 'admin', '.ssh', 'authorized_keys')], 'the home folder comes from passwd');
   t.throws(() => parseOvfEnvironment(env({ 'network.address': '10.0.0.5' })), /must be an address with its prefix/);
   t.throws(() => parseOvfEnvironment(env({ 'network.address': '10.0.0.5/24', 'network.gateway': 'router' })), /not an IP address/);
   t.throws(() => parseOvfEnvironment(env({ hostname: 'bad_name' })), /not a valid host name/);
@@ -86,7 +97,7 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
 
 t.test('every shell script passes shellcheck', async (t) => {
   const scripts: string[] = [];
-  for (const dir of ['scripts', join('packer', 'scripts')]) {
+  for (const dir of ['scripts', join('packer', 'scripts'), join('packer', 'smoke')]) {
     for (const name of await readdir(join(repo, dir)).catch(() => [] as string[])) {
       const path = join(repo, dir, name);
       const head = await readFile(path, 'utf8').then((s) => s.slice(0, 30), () => '');
@@ -108,6 +119,7 @@ t.test('the Packer template validates with Debian\'s Packer; the autoinstall and
   t.match(template, /disk_thin_provisioned = true/);
   t.match(template, /cpus\s+= 2/);
   t.match(template, /memory_mb\s+= 4096/);
+  t.match(template, /scripts\/provision\.sh[\s\S]*scripts\/seal\.sh/, 'provisioned, then sealed');
   t.match(await readFile(join(repo, 'packer', 'http', 'user-data'), 'utf8'), /^#cloud-config\n[\s\S]*^autoinstall:/m);
   t.match(await readFile(join(repo, 'packer', 'files', 'nftables.conf'), 'utf8'), /tcp dport \{ 22, 80, 443, 5000, 8000 \} accept/);
 });

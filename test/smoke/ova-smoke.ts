@@ -1,0 +1,351 @@
+/**
+ * The OVA smoke boot (`make ova-smoke`; not part of `make test`): takes the .ova that
+ * packer/smoke/build-disk.sh and packer/scripts/make-ova.sh made, checks its layout (OVF
+ * first, manifest digests, a stream-optimised VMDK whose size the OVF states), boots that
+ * VMDK under qemu-system-x86_64 (software emulation; KVM with --accel kvm or
+ * AIRGAP_SMOKE_ACCEL=kvm) with
+ * an OVF environment ISO as vCenter attaches it (a fresh SSH key, a host name, a static
+ * address), logs in with ssh2 as `ubuntu` using that key, runs `sudo airgap-setup <vm-ip>`,
+ * checks what it prints against the running services through QEMU's port forwards on
+ * 127.0.0.1 (real TLS with the printed CA), and powers the VM off.
+ *
+ *   node dist/test/smoke/ova-smoke.js --ova FILE.ova [--work DIR] [--boot-timeout SECONDS] [--accel kvm|tcg] [--keep]
+ *
+ * The guest network is QEMU's user-mode network with `restrict=on`: the VM reaches nothing
+ * outside, and the host talks to it only through forwards bound to 127.0.0.1.
+ * Exit code 0 when every check passed, 1 otherwise; progress lines go to stdout.
+ */
+import { constants, createReadStream } from 'node:fs';
+import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { checkServerIdentity } from 'node:tls';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execa, type ResultPromise } from 'execa';
+import { XMLParser } from 'fast-xml-parser';
+import ssh2 from 'ssh2';
+import { freePort } from '../helpers/registry.js';
+
+const { Client, utils: sshUtils } = ssh2;
+type Client = InstanceType<typeof Client>;
+
+/** The static network the OVF environment gives the VM (QEMU's user network is 10.0.2.0/24). */
+const VM_IP = '10.0.2.20';
+const VM_NETWORK = { address: `${VM_IP}/24`, gateway: '10.0.2.2', dns: '10.0.2.3' };
+const VM_HOSTNAME = 'airgap-smoke';
+/** Guest ports forwarded from 127.0.0.1: SSH, HTTP, HTTPS, image and pack registries, and
+ * one the firewall must keep closed. */
+const GUEST_PORTS = [22, 80, 443, 5000, 8000, 9000] as const;
+const CLOSED_PORT = 9000;
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail?: string;
+}
+
+const checks: Check[] = [];
+const started = Date.now();
+const stamp = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`;
+const say = (line: string) => process.stdout.write(`${stamp()}  ${line}\n`);
+
+function check(name: string, ok: boolean, detail?: string): boolean {
+  checks.push({ name, ok, ...(detail ? { detail } : {}) });
+  say(`${ok ? 'ok    ' : 'FAILED'} ${name}${!ok && detail ? `\n          ${detail.split('\n').join('\n          ')}` : ''}`);
+  return ok;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Unpacks the OVA and checks what vCenter's "Deploy OVF Template" relies on. Returns the VMDK path. */
+async function checkOva(ova: string, dir: string): Promise<string> {
+  const listing = (await execa('tar', ['-tf', ova])).stdout.split('\n').filter(Boolean);
+  check('the OVA is a tar with the .ovf first, then the disk, then the manifest', listing.length === 3 && listing[0]!.endsWith('.ovf') && listing[1]!.endsWith('.vmdk') && listing[2]!.endsWith('.mf'), listing.join(', '));
+  await execa('tar', ['-xf', ova, '-C', dir]);
+  const [ovfName, vmdkName, mfName] = listing as [string, string, string];
+  const manifest = await readFile(join(dir, mfName), 'utf8');
+  for (const name of [ovfName, vmdkName]) {
+    const want = new RegExp(`^SHA256\\(${name.replace(/\./g, '\\.')}\\)= ([0-9a-f]{64})$`, 'm').exec(manifest)?.[1];
+    check(`manifest digest of ${name} matches`, want === (await sha256File(join(dir, name))), `manifest says ${want ?? 'nothing'}`);
+  }
+  const xml = await readFile(join(dir, ovfName), 'utf8');
+  const ovf = new XMLParser({ ignoreAttributes: false, removeNSPrefix: true, attributeNamePrefix: '@' }).parse(xml) as {
+    Envelope: { References: { File: { '@href': string; '@size': string } }; VirtualSystem: { ProductSection: { Property: Array<{ '@key': string }> } } };
+  };
+  const file = ovf.Envelope.References.File;
+  const vmdkBytes = (await stat(join(dir, vmdkName))).size;
+  check('the OVF names the disk file and its size', file['@href'] === vmdkName && Number(file['@size']) === vmdkBytes, `${file['@href']} ${file['@size']} vs ${vmdkName} ${vmdkBytes}`);
+  const keys = ovf.Envelope.VirtualSystem.ProductSection.Property.map((p) => p['@key']);
+  check('the OVF offers the vApp properties', ['public-keys', 'hostname', 'network.address', 'network.gateway', 'network.dns'].every((k) => keys.includes(k)), keys.join(', '));
+  const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', join(dir, vmdkName)])).stdout) as { format: string; 'virtual-size': number; 'format-specific'?: { data?: { 'create-type'?: string } } };
+  check('the disk is a stream-optimised VMDK', info.format === 'vmdk' && info['format-specific']?.data?.['create-type'] === 'streamOptimized', JSON.stringify(info['format-specific']?.data?.['create-type']));
+  say(`disk: ${(vmdkBytes / 2 ** 20).toFixed(0)} MiB in the OVA, ${(info['virtual-size'] / 2 ** 30).toFixed(0)} GiB virtual`);
+  return join(dir, vmdkName);
+}
+
+/** The OVF environment document vCenter passes to the VM (DMTF DSP0243). */
+function ovfEnvironment(publicKey: string): string {
+  const props: Record<string, string> = {
+    'public-keys': publicKey,
+    hostname: VM_HOSTNAME,
+    'network.address': VM_NETWORK.address,
+    'network.gateway': VM_NETWORK.gateway,
+    'network.dns': VM_NETWORK.dns,
+  };
+  const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"
+     xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" oe:id="">
+  <PlatformSection><Kind>QEMU (airgap smoke boot)</Kind></PlatformSection>
+  <PropertySection>
+${Object.entries(props).map(([k, v]) => `    <Property oe:key="${k}" oe:value="${escape(v)}"/>`).join('\n')}
+  </PropertySection>
+</Environment>
+`;
+}
+
+interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function connect(port: number, privateKey: string, timeoutMs: number): Promise<Client> {
+  return new Promise((resolvePromise, reject) => {
+    const client = new Client();
+    client.once('ready', () => resolvePromise(client));
+    // ssh2 may report more than one error for one failed attempt; the first one counts.
+    client.on('error', (error) => (client.end(), reject(error)));
+    client.connect({ host: '127.0.0.1', port, username: 'ubuntu', privateKey, readyTimeout: timeoutMs, hostVerifier: () => true });
+  });
+}
+
+function run(client: Client, command: string, timeoutMs = 120_000): Promise<ExecResult> {
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`'${command}' took longer than ${timeoutMs / 1000} s`)), timeoutMs);
+    client.exec(command, (error, channel) => {
+      if (error) return clearTimeout(timer), reject(error);
+      let stdout = '';
+      let stderr = '';
+      channel.on('data', (d: Buffer) => (stdout += d.toString()));
+      channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      channel.on('close', (code: number | null) => (clearTimeout(timer), resolvePromise({ code, stdout, stderr })));
+    });
+  });
+}
+
+/** A password login must fail: the appliance takes keys only. */
+function passwordLogin(port: number): Promise<'refused' | 'accepted'> {
+  return new Promise((resolvePromise) => {
+    const client = new Client();
+    client.once('ready', () => (client.end(), resolvePromise('accepted')));
+    client.on('error', () => resolvePromise('refused'));
+    client.connect({ host: '127.0.0.1', port, username: 'ubuntu', password: 'ubuntu', readyTimeout: 30_000, hostVerifier: () => true });
+  });
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+/**
+ * GET over HTTP or HTTPS. With `ca`, the server certificate must chain to it and name
+ * `identity` (an IP address or DNS name) among its SANs, whatever host the URL dials.
+ */
+function get(url: string, options: { ca?: string; identity?: string; auth?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  return new Promise((resolvePromise, reject) => {
+    const u = new URL(url);
+    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(url, {
+      ...(options.ca ? { ca: options.ca, checkServerIdentity: (host: string, cert: Parameters<typeof checkServerIdentity>[1]) => checkServerIdentity(options.identity ?? host, cert) } : {}),
+      ...(options.auth ? { headers: { authorization: `Basic ${Buffer.from(options.auth).toString('base64')}` } } : {}),
+      timeout: options.timeoutMs ?? 30_000,
+    }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function kvmUsable(): Promise<boolean> {
+  return access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      ova: { type: 'string' },
+      work: { type: 'string' },
+      'boot-timeout': { type: 'string', default: '1200' },
+      keep: { type: 'boolean', default: false },
+      accel: { type: 'string' },
+    },
+  });
+  if (!values.ova) throw new Error('--ova FILE.ova is required (make ova-smoke builds it)');
+  const ova = resolve(values.ova);
+  const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'airgap-ova-smoke-'));
+  await mkdir(work, { recursive: true });
+  for (const old of await readdir(work)) if (/\.(vmdk|ovf|mf|qcow2|iso|log|xml)$|^(id_|ovf-env)/.test(old)) await rm(join(work, old), { recursive: true, force: true });
+
+  say(`checking ${ova}`);
+  const vmdk = await checkOva(ova, work);
+
+  const overlay = join(work, 'boot.qcow2');
+  await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', vmdk, '-F', 'vmdk', overlay]);
+  const key = sshUtils.generateKeyPairSync('ed25519', { comment: 'airgap-ova-smoke' });
+  await writeFile(join(work, 'id_ed25519'), key.private, { mode: 0o600 });
+  await writeFile(join(work, 'id_ed25519.pub'), `${key.public}\n`);
+  const envDir = join(work, 'ovf-env');
+  await mkdir(envDir, { recursive: true });
+  await writeFile(join(envDir, 'ovf-env.xml'), ovfEnvironment(key.public));
+  const iso = join(work, 'ovf-env.iso');
+  // vCenter's ISO transport: a CD-ROM labelled "OVF ENV" with ovf-env.xml at its root.
+  await execa('genisoimage', ['-quiet', '-V', 'OVF ENV', '-J', '-r', '-o', iso, envDir]);
+
+  const forwards = new Map<number, number>();
+  for (const guest of GUEST_PORTS) forwards.set(guest, await freePort());
+  const hostfwd = [...forwards].map(([guest, host]) => `hostfwd=tcp:127.0.0.1:${host}-${VM_IP}:${guest}`).join(',');
+  // KVM only when asked for: some hosts (nested or sandboxed) offer /dev/kvm yet hang the guest.
+  const accel = values.accel ?? process.env.AIRGAP_SMOKE_ACCEL ?? 'tcg';
+  if (accel !== 'kvm' && accel !== 'tcg') throw new Error(`--accel must be kvm or tcg, not '${accel}'`);
+  if (accel === 'kvm' && !(await kvmUsable())) throw new Error('--accel kvm: /dev/kvm is missing or not writable');
+  const kvm = accel === 'kvm';
+  const consoleLog = join(work, 'console.log');
+  const qemuArgs = [
+    '-name', 'airgap-ova-smoke',
+    '-machine', 'pc', '-accel', kvm ? 'kvm' : 'tcg', '-cpu', kvm ? 'qemu64' : 'max',
+    '-smp', '2', '-m', '4096',
+    '-drive', `file=${overlay},if=virtio,format=qcow2`,
+    '-drive', `file=${iso},media=cdrom,if=ide,readonly=on`,
+    '-netdev', `user,id=net0,restrict=on,net=10.0.2.0/24,${hostfwd}`,
+    '-device', 'virtio-net-pci,netdev=net0',
+    '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`, '-no-reboot',
+  ];
+  say(`booting under qemu-system-x86_64 (${kvm ? 'KVM' : 'software emulation, TCG'}); serial console in ${consoleLog}`);
+  const bootStart = Date.now();
+  const qemu: ResultPromise = execa('qemu-system-x86_64', qemuArgs, { reject: false, stdio: ['ignore', 'pipe', 'pipe'] });
+  let qemuExited = false;
+  void qemu.then(() => (qemuExited = true));
+  const consoleTail = async () => (await readFile(consoleLog, 'utf8').catch(() => '')).split('\n').slice(-25).join('\n');
+
+  try {
+    const sshPort = forwards.get(22)!;
+    const deadline = Date.now() + Number(values['boot-timeout']) * 1000;
+    let client: Client | undefined;
+    let lastError = '';
+    while (!client && Date.now() < deadline && !qemuExited) {
+      try {
+        client = await connect(sshPort, key.private, 20_000);
+      } catch (error) {
+        lastError = (error as Error).message;
+        await new Promise((r) => setTimeout(r, 3000));
+      }
+    }
+    if (!client) {
+      const result = qemuExited ? await qemu : undefined;
+      check('the VM boots and takes the key from the OVF environment for ssh as ubuntu', false, `${qemuExited ? `qemu exited: ${result?.stderr}` : `no login within ${values['boot-timeout']} s: ${lastError}`}\nconsole:\n${await consoleTail()}`);
+      return 1;
+    }
+    const bootSeconds = (Date.now() - bootStart) / 1000;
+    check(`ssh as ubuntu with the key from the OVF environment (${bootSeconds.toFixed(0)} s after power-on)`, true);
+
+    const hostname = await run(client, 'hostname');
+    check('the host name comes from the vApp property', hostname.stdout.trim() === VM_HOSTNAME, hostname.stdout + hostname.stderr);
+    const address = await run(client, 'ip -4 -o addr show scope global');
+    check(`the static address ${VM_NETWORK.address} is applied (DHCP would give 10.0.2.15)`, address.stdout.includes(`inet ${VM_NETWORK.address}`) && !address.stdout.includes('dynamic'), address.stdout);
+    const route = await run(client, 'ip -4 route show default');
+    check('the default route goes through the vApp gateway', route.stdout.includes(`via ${VM_NETWORK.gateway}`), route.stdout);
+    const sshd = await run(client, 'sudo -n sshd -T');
+    check('sshd takes keys only (passwordauthentication no)', /^passwordauthentication no$/m.test(sshd.stdout), sshd.stdout.split('\n').filter((l) => /password|kbd/.test(l)).join('\n') + sshd.stderr);
+    check('a password login over SSH is refused', (await passwordLogin(sshPort)) === 'refused');
+    const firewall = await run(client, 'sudo -n nft list chain inet filter input');
+    check('the firewall drops everything but 22, 80, 443, 5000 and 8000', /policy drop/.test(firewall.stdout) && /tcp dport \{ 22, 80, 443, 5000, 8000 \} accept/.test(firewall.stdout), firewall.stdout + firewall.stderr);
+    const banner = await run(client, 'cat /etc/motd');
+    check('the login banner says to run sudo airgap-setup <repo-ip>', banner.stdout.includes('sudo airgap-setup'), banner.stdout);
+
+    // The daemon starts at boot; wait until its admin socket answers.
+    let status: ExecResult = { code: null, stdout: '', stderr: '' };
+    for (let i = 0; i < 60; i++) {
+      status = await run(client, 'sudo -n airgap status --json');
+      if (status.code === 0) break;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    check('airgap.service is up after boot (airgap status)', status.code === 0, status.stdout + status.stderr);
+
+    const setupStart = Date.now();
+    const setup = await run(client, `sudo -n airgap-setup ${VM_IP}`, 300_000);
+    const setupSeconds = (Date.now() - setupStart) / 1000;
+    check(`sudo airgap-setup ${VM_IP} exits 0 (${setupSeconds.toFixed(1)} s)`, setup.code === 0, setup.stdout + setup.stderr);
+    process.stdout.write(`${setup.stdout.replace(/^/gm, '          | ')}\n`);
+    const json = await run(client, `sudo -n airgap-setup ${VM_IP} --json`);
+    type Account = { url: string; username: string; password: string };
+    const details = JSON.parse(json.stdout) as { repository: Account; imageRegistry: Account; packRegistry: Account; console: Account; caCertificateBase64: string };
+    check('the repository URL is https://<vm-ip>', details.repository.url.replace(/\/$/, '') === `https://${VM_IP}`, details.repository.url);
+    check('the registries are on :5000 and :8000', details.imageRegistry.url === `https://${VM_IP}:5000` && details.packRegistry.url === `https://${VM_IP}:8000`, `${details.imageRegistry.url} ${details.packRegistry.url}`);
+    const printed = [details.repository, details.imageRegistry, details.packRegistry, details.console].flatMap((a) => [a.url, a.username, a.password]);
+    check('the text output prints every URL, username and password, and the base64 CA', printed.every((v) => v.length > 0 && setup.stdout.includes(v)) && setup.stdout.includes(details.caCertificateBase64));
+    const ca = Buffer.from(details.caCertificateBase64, 'base64').toString('utf8');
+    check('the base64 CA decodes to a PEM certificate', /^-----BEGIN CERTIFICATE-----/.test(ca), ca.slice(0, 60));
+
+    // From the host, through the forwards: real TLS checked against the printed CA, and the
+    // certificate must name the VM's address (its SAN), as a client on the site would see it.
+    const https = (guest: number, path: string, auth?: Account) =>
+      get(`https://127.0.0.1:${forwards.get(guest)}${path}`, { ca, identity: VM_IP, ...(auth ? { auth: `${auth.username}:${auth.password}` } : {}) });
+    const repo = await https(443, '/repo/', details.repository);
+    check('the repository answers over TLS with the printed CA and credentials', repo.status === 200, `${repo.status} ${repo.body.slice(0, 200)}`);
+    const anonymous = await https(443, '/repo/');
+    check('the repository asks for credentials without them', anonymous.status === 401, String(anonymous.status));
+    for (const [guest, account, label] of [[5000, details.imageRegistry, 'image'], [8000, details.packRegistry, 'pack']] as const) {
+      const v2 = await https(guest, '/v2/', account);
+      check(`the ${label} registry answers /v2/ with the printed credentials`, v2.status === 200, `${v2.status} ${v2.body.slice(0, 200)}`);
+      const denied = await https(guest, '/v2/', { ...account, password: 'wrong' });
+      check(`the ${label} registry refuses a wrong password`, denied.status === 401, String(denied.status));
+    }
+    const caDownload = await get(`http://127.0.0.1:${forwards.get(80)}/ca.crt`);
+    check('http://<vm-ip>/ca.crt serves the same CA', caDownload.status === 200 && caDownload.body.trim() === ca.trim(), `${caDownload.status}`);
+
+    // The firewall, for real: a server on a port it does not open answers inside the VM only.
+    await run(client, `nohup python3 -m http.server ${CLOSED_PORT} --bind 0.0.0.0 >/dev/null 2>&1 &`);
+    let inside: ExecResult = { code: null, stdout: '', stderr: '' };
+    for (let i = 0; i < 20 && inside.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      inside = await run(client, `curl -sf -o /dev/null http://127.0.0.1:${CLOSED_PORT}/`);
+    }
+    const outside = await get(`http://127.0.0.1:${forwards.get(CLOSED_PORT)}/`, { timeoutMs: 15_000 }).then((a) => `HTTP ${a.status}`, (e: Error) => e.message);
+    check(`the firewall keeps port ${CLOSED_PORT} closed (a server there answers inside the VM, not outside)`, inside.code === 0 && !outside.startsWith('HTTP'), `inside: curl exit ${inside.code}; outside: ${outside}`);
+
+    say('powering off');
+    await run(client, 'sudo -n systemctl poweroff', 30_000).catch(() => undefined);
+    client.end();
+    const exited = await Promise.race([qemu.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 120_000))]);
+    check('the VM powers off cleanly', exited, exited ? undefined : 'still running 120 s after poweroff');
+    return checks.every((c) => c.ok) ? 0 : 1;
+  } finally {
+    if (!qemuExited) qemu.kill('SIGKILL');
+    await qemu;
+    const failed = checks.filter((c) => !c.ok).length;
+    say(`${checks.length - failed} checks passed, ${failed} failed; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    if (!values.keep && !values.work) await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`ova-smoke: error: ${(error as Error).message}\n`);
+    process.exit(1);
+  },
+);
