@@ -73,7 +73,20 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 install -d "$root/tmp/airgap-provision"
 cp -r "$packer_dir/scripts" "$packer_dir/files" "$root/tmp/airgap-provision/"
 cp "$release" "$root/tmp/airgap-provision/airgap-release.tar.gz"
-chroot "$root" sh /tmp/airgap-provision/scripts/provision.sh /tmp/airgap-provision/airgap-release.tar.gz
+provision() { chroot "$root" sh /tmp/airgap-provision/scripts/provision.sh /tmp/airgap-provision/airgap-release.tar.gz; }
+# What provisioning owns, by content: a second run must not change a byte of it.
+fingerprint() {
+  chroot "$root" sh -c 'find /etc /opt/airgap /usr/local/bin /var/lib/airgap /home -xdev \( -type f -o -type l \) -print0 | sort -z | xargs -0 sha256sum 2>/dev/null; find /etc /opt/airgap /usr/local/bin /var/lib/airgap /home -xdev -printf "%m %u %g %p\n" | sort' >"$1"
+}
+provision
+fingerprint "$work/first.txt"
+step "provision again: it must change nothing"
+provision
+fingerprint "$work/second.txt"
+if ! diff -u "$work/first.txt" "$work/second.txt" >"$work/idempotence.diff"; then
+  head -n 40 "$work/idempotence.diff" >&2
+  fail "provision.sh is not idempotent: its second run changed the files above"
+fi
 chroot "$root" sh /tmp/airgap-provision/scripts/seal.sh
 rm -rf "$root/tmp/airgap-provision" "$root/usr/sbin/policy-rc.d"
 : >"$root/etc/resolv.conf"

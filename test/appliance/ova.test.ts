@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { OVF_KEYS, applyFirstBoot, parseOvfEnvironment } from '../../appliance/src/firstboot.js';
+import { OVF_KEYS, applyFirstBoot, netplanFor, parseOvfEnvironment } from '../../appliance/src/firstboot.js';
 import { AIRGAP } from '../helpers/appliance.js';
 
 const repo = join(import.meta.dirname, '..', '..');
@@ -93,6 +93,19 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
   const r = await execa(AIRGAP, ['firstboot', '--ovf-env', bad, '--root', root], { reject: false });
   t.equal(r.exitCode, 2);
   t.match(r.stderr, /airgap: error: 'bad_name' is not a valid host name/);
+});
+
+t.test('an IPv6 static network gets its address, default route and DNS in netplan', async (t) => {
+  const env = `<?xml version="1.0"?><Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"><PropertySection>
+    <Property oe:key="network.address" oe:value="fd00:10::5/64"/><Property oe:key="network.gateway" oe:value="fd00:10::1"/><Property oe:key="network.dns" oe:value="fd00:10::53, 10.0.0.53"/></PropertySection></Environment>`;
+  const settings = parseOvfEnvironment(env);
+  t.same(settings.network, { address: 'fd00:10::5', prefix: 64, gateway: 'fd00:10::1', dns: ['fd00:10::53', '10.0.0.53'] });
+  const yaml = netplanFor(settings.network!);
+  t.match(yaml, /addresses: \[fd00:10::5\/64\]/);
+  t.match(yaml, /- to: default\n\s+via: fd00:10::1/);
+  t.match(yaml, /nameservers:\n\s+addresses: \[fd00:10::53, 10\.0\.0\.53\]/);
+  t.match(yaml, /dhcp6: false/);
+  t.throws(() => parseOvfEnvironment(env.replace('fd00:10::5/64', 'fd00:10::5/129')), /must be an address with its prefix/);
 });
 
 t.test('every shell script passes shellcheck', async (t) => {

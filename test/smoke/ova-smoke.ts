@@ -7,7 +7,9 @@
  * an OVF environment ISO as vCenter attaches it (a fresh SSH key, a host name, a static
  * address), logs in with ssh2 as `ubuntu` using that key, runs `sudo airgap-setup <vm-ip>`,
  * checks what it prints against the running services through QEMU's port forwards on
- * 127.0.0.1 (real TLS with the printed CA), and powers the VM off.
+ * 127.0.0.1 (real TLS with the printed CA), runs a signed .bin made on this side on the box
+ * and gets its image, chart, pack and files back with skopeo and HTTPS, checks that the
+ * firewall keeps other ports closed, and powers the VM off.
  *
  *   node dist/test/smoke/ova-smoke.js --ova FILE.ova [--work DIR] [--boot-timeout SECONDS] [--accel kvm|tcg] [--keep]
  *
@@ -15,7 +17,7 @@
  * outside, and the host talks to it only through forwards bound to 127.0.0.1.
  * Exit code 0 when every check passed, 1 otherwise; progress lines go to stdout.
  */
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, existsSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
@@ -28,6 +30,7 @@ import { execa, type ResultPromise } from 'execa';
 import { XMLParser } from 'fast-xml-parser';
 import ssh2 from 'ssh2';
 import { freePort } from '../helpers/registry.js';
+import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeBundle } from '../helpers/fixtures.js';
 
 const { Client, utils: sshUtils } = ssh2;
 type Client = InstanceType<typeof Client>;
@@ -46,6 +49,11 @@ interface Check {
   ok: boolean;
   detail?: string;
 }
+
+/** `scripts/airgap` of this checkout, from test/smoke/ (tap) or dist/test/smoke/ (compiled). */
+const AIRGAP = [join(import.meta.dirname, '..', '..'), join(import.meta.dirname, '..', '..', '..')]
+  .map((root) => join(root, 'scripts', 'airgap'))
+  .find((path) => existsSync(path)) ?? 'airgap';
 
 const checks: Check[] = [];
 const started = Date.now();
@@ -180,6 +188,44 @@ function get(url: string, options: { ca?: string; identity?: string; auth?: stri
   });
 }
 
+interface SmokeBundle {
+  bin: string;
+  publicKey: string;
+  imageDigest: string;
+  files: Record<string, Buffer>;
+}
+
+/** A small signed release made on this side, as an admin's connected machine would: a
+ * busybox image (umoci), a chart, a pack and files, `airgap keygen` and `airgap build`. */
+async function buildBundle(dir: string): Promise<SmokeBundle> {
+  await mkdir(join(dir, 'charts'), { recursive: true });
+  const imageDigest = await makeBusyboxLayout(join(dir, 'images'), dir);
+  const chart = await makeChart(join(dir, 'charts'), 'hello', '0.1.0');
+  const pack = await makePack(join(dir, 'packs'), 'cilium', '1.14.2');
+  const files = await makeFiles(join(dir, 'files'));
+  const bundle = await writeBundle(dir, {
+    name: 'smoke',
+    version: '1.0.0',
+    images: [{ source: `oci:${join(dir, 'images')}:busybox`, target: 'library/busybox:1.35' }],
+    charts: [{ source: chart }],
+    packs: [{ source: pack }],
+    files: [{ source: `${join(dir, 'files')}/`, target: 'files/' }],
+  });
+  await execa(AIRGAP, ['keygen', '--out', join(dir, 'keys')]);
+  const bin = join(dir, 'airgap-v1.0.0.bin');
+  await execa(AIRGAP, ['build', bundle, '--out', bin, '--key', join(dir, 'keys', 'airgap-signing.key')]);
+  return { bin, publicKey: join(dir, 'keys', 'airgap-signing.pub'), imageDigest, files };
+}
+
+function upload(client: Client, local: string, remote: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    client.sftp((error, sftp) => {
+      if (error) return reject(error);
+      sftp.fastPut(local, remote, (putError) => (sftp.end(), putError ? reject(putError) : resolvePromise()));
+    });
+  });
+}
+
 async function kvmUsable(): Promise<boolean> {
   return access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
 }
@@ -198,7 +244,7 @@ async function main(): Promise<number> {
   const ova = resolve(values.ova);
   const work = values.work ? resolve(values.work) : await mkdtemp(join(tmpdir(), 'airgap-ova-smoke-'));
   await mkdir(work, { recursive: true });
-  for (const old of await readdir(work)) if (/\.(vmdk|ovf|mf|qcow2|iso|log|xml)$|^(id_|ovf-env)/.test(old)) await rm(join(work, old), { recursive: true, force: true });
+  for (const old of await readdir(work)) if (/\.(vmdk|ovf|mf|qcow2|iso|log|xml)$|^(id_|ovf-env|bundle$|certs$)/.test(old)) await rm(join(work, old), { recursive: true, force: true });
 
   say(`checking ${ova}`);
   const vmdk = await checkOva(ova, work);
@@ -262,6 +308,8 @@ async function main(): Promise<number> {
     const bootSeconds = (Date.now() - bootStart) / 1000;
     check(`ssh as ubuntu with the key from the OVF environment (${bootSeconds.toFixed(0)} s after power-on)`, true);
 
+    const firstboot = await run(client, 'systemctl is-active airgap-firstboot.service; sudo -n cat /var/lib/cloud/instance/datasource');
+    check('first boot applied the vApp properties; cloud-init read them through its OVF datasource (ISO)', /^active$/m.test(firstboot.stdout) && /DataSourceOVF/.test(firstboot.stdout), firstboot.stdout + firstboot.stderr);
     const hostname = await run(client, 'hostname');
     check('the host name comes from the vApp property', hostname.stdout.trim() === VM_HOSTNAME, hostname.stdout + hostname.stderr);
     const address = await run(client, 'ip -4 -o addr show scope global');
@@ -316,6 +364,33 @@ async function main(): Promise<number> {
     }
     const caDownload = await get(`http://127.0.0.1:${forwards.get(80)}/ca.crt`);
     check('http://<vm-ip>/ca.crt serves the same CA', caDownload.status === 200 && caDownload.body.trim() === ca.trim(), `${caDownload.status}`);
+
+    // The box's job: run a signed .bin on it, then get its content back from this side with
+    // skopeo and HTTPS, through the printed CA and credentials.
+    const bundle = await buildBundle(join(work, 'bundle'));
+    await upload(client, bundle.bin, '/home/ubuntu/airgap-v1.0.0.bin');
+    await upload(client, bundle.publicKey, '/home/ubuntu/airgap-signing.pub');
+    const trust = await run(client, 'sudo -n install -D -m 0644 /home/ubuntu/airgap-signing.pub /var/lib/airgap/trusted-keys/smoke.pub && chmod +x /home/ubuntu/airgap-v1.0.0.bin');
+    check('the signing key goes into trusted-keys/', trust.code === 0, trust.stderr);
+    const importStart = Date.now();
+    const imported = await run(client, 'cd /home/ubuntu && sudo -n ./airgap-v1.0.0.bin', 600_000);
+    check(`sudo ./airgap-v1.0.0.bin imports the release (${((Date.now() - importStart) / 1000).toFixed(1)} s)`, imported.code === 0 && /installed/.test(imported.stdout), imported.stdout.slice(-800) + imported.stderr.slice(-800));
+    const certDir = join(work, 'certs');
+    await mkdir(certDir, { recursive: true });
+    await writeFile(join(certDir, 'ca.crt'), ca);
+    const skopeo = (guest: number, account: Account, ref: string) =>
+      execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', `${account.username}:${account.password}`, `docker://127.0.0.1:${forwards.get(guest)}/${ref}`], { encoding: 'buffer', stripFinalNewline: false, reject: false });
+    const image = await skopeo(5000, details.imageRegistry, 'library/busybox:1.35');
+    const imageDigest = `sha256:${createHash('sha256').update(image.stdout).digest('hex')}`;
+    check('skopeo gets the image back with the digest it was built with', image.exitCode === 0 && imageDigest === bundle.imageDigest, `${imageDigest} vs ${bundle.imageDigest} ${String(image.stderr)}`);
+    const chart = await skopeo(5000, details.imageRegistry, 'charts/hello:0.1.0');
+    check('the chart is in the image registry as charts/hello:0.1.0', chart.exitCode === 0, String(chart.stderr));
+    const pack = await skopeo(8000, details.packRegistry, 'packs/cilium:1.14.2');
+    check('the pack is in the pack registry as packs/cilium:1.14.2', pack.exitCode === 0, String(pack.stderr));
+    const file = await https(443, '/repo/1.0.0/files/nested/b.yaml', details.repository);
+    check('the files are under /repo/1.0.0/', file.status === 200 && file.body === bundle.files['nested/b.yaml']!.toString(), `${file.status} ${file.body.slice(0, 100)}`);
+    const again = await run(client, 'cd /home/ubuntu && sudo -n ./airgap-v1.0.0.bin', 300_000);
+    check('running the same .bin again pushes nothing', again.code === 0 && /already on the box; nothing was pushed/.test(again.stdout), again.stdout.slice(-400) + again.stderr.slice(-400));
 
     // The firewall, for real: a server on a port it does not open answers inside the VM only.
     await run(client, `nohup python3 -m http.server ${CLOSED_PORT} --bind 0.0.0.0 >/dev/null 2>&1 &`);
