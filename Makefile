@@ -35,7 +35,9 @@ package: build
 	mkdir -p dist/release/dist dist/release/packer && mv dist/release/appliance dist/release/installer dist/release/dist/
 	cp -r packer/scripts packer/files dist/release/packer/
 	cd dist/release && npm ci --omit=dev --no-audit --no-fund
-	mkdir -p dist/release/runtime/bin && cp "$$(readlink -f "$$(command -v node)")" dist/release/runtime/bin/node
+	@node=$$(node -p process.execPath); if ldd "$$node" | grep -q libnode; then \
+	  echo "package: $$node needs libnode.so (a distribution build); use a self-contained Node.js (nodejs.org or NodeSource)" >&2; exit 1; fi; \
+	mkdir -p dist/release/runtime/bin && cp "$$node" dist/release/runtime/bin/node
 	tar -C dist/release -czf dist/airgap-release.tar.gz .
 	@echo "wrote dist/airgap-release.tar.gz"
 

@@ -151,6 +151,8 @@ build {
       "sh /tmp/packer/scripts/provision.sh /tmp/airgap-release.tar.gz",
       "rm -f /tmp/airgap-release.tar.gz",
       "sh /tmp/packer/scripts/seal.sh",
+      # The uploaded template folder holds the autoinstall user-data (the build password's hash).
+      "rm -rf /tmp/packer",
     ]
   }
 

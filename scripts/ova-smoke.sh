@@ -14,6 +14,8 @@ elapsed() { echo $(( $(date +%s) - begin )); }
 
 sh scripts/bootstrap.sh --ova
 $sudo env AIRGAP_SMOKE_CACHE="$out/debs" sh packer/smoke/build-disk.sh dist/airgap-release.tar.gz "$out/airgap-appliance.raw"
+# What root made stays removable by `make clean`.
+if [ -n "$sudo" ]; then $sudo chown -R "$(id -u):$(id -g)" "$out"; fi
 built=$(elapsed)
 sh packer/scripts/make-ova.sh "$out/airgap-appliance.raw" packer/ovf/airgap.ovf "$out/airgap-appliance.ova"
 rm -f "$out/airgap-appliance.raw"

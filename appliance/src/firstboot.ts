@@ -3,7 +3,8 @@
  * Template" arrive as an OVF environment document (DMTF DSP0243, "OVF Environment"), on
  * an ISO or through VMware guestinfo. This module reads it and writes what it asks for
  * under a root folder: the SSH public keys of the `ubuntu` user, the host name, a static
- * network (netplan), and SSH with password login off. Idempotent: the same document
+ * network (netplan), and SSH with password login off (a drop-in named 00- so that it wins:
+ * sshd keeps the first value it reads). Idempotent: the same document
  * writes the same files.
  */
 import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
@@ -90,6 +91,8 @@ export function netplanFor(network: NonNullable<FirstBootSettings['network']>): 
     '      match: { name: "e*" }',
     '      dhcp4: false',
     '      dhcp6: false',
+    // A static address only: no SLAAC address or default route from router adverts.
+    '      accept-ra: false',
     `      addresses: [${network.address}/${network.prefix}]`,
   ];
   if (network.gateway) lines.push('      routes:', `        - to: default`, `          via: ${network.gateway}`);
@@ -121,7 +124,7 @@ export function firstBootPaths(root: string, user = 'ubuntu', home = `/home/${us
     hostname: join(root, 'etc', 'hostname'),
     hosts: join(root, 'etc', 'hosts'),
     netplan: join(root, 'etc', 'netplan', '60-airgap.yaml'),
-    sshd: join(root, 'etc', 'ssh', 'sshd_config.d', '60-airgap.conf'),
+    sshd: join(root, 'etc', 'ssh', 'sshd_config.d', '00-airgap.conf'),
   };
 }
 

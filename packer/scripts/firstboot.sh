@@ -1,10 +1,20 @@
 #!/bin/sh
 # First boot of the OVA: finds the OVF environment (VMware guestinfo, else the ISO that
 # vCenter attaches, else cloud-init's seed folder) and applies it with `airgap firstboot`.
-# Run by airgap-firstboot.service before the network and SSH start; safe to run again.
+# Run by airgap-firstboot.service at every boot, before the network and SSH start. It does
+# its work once per VM instance: the marker holds the instance (the SMBIOS UUID, which
+# vCenter changes when it deploys or clones), so a clone gets its own host keys and reads
+# its own vApp properties.
 set -eu
 
-# Each VM deployed from the OVA gets its own SSH host keys (seal.sh removed the template's).
+marker=/var/lib/airgap/.firstboot-done
+instance=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)
+if [ -f "$marker" ]; then
+  if [ "$(cat "$marker")" = "$instance" ]; then exit 0; fi
+  echo "airgap firstboot: this VM is a clone (instance $instance); new SSH host keys"
+  rm -f /etc/ssh/ssh_host_*
+fi
+# Each VM gets its own SSH host keys (seal.sh removed the template's).
 ssh-keygen -A >/dev/null
 
 env_file=/run/airgap/ovf-env.xml
@@ -15,7 +25,7 @@ if command -v vmware-rpctool >/dev/null 2>&1 && vmware-rpctool "info-get guestin
 else
   # The CD-ROM may show up a moment after this unit starts.
   tries=0
-  while [ ! -b /dev/sr0 ] && [ "$tries" -lt 10 ]; do sleep 0.5; tries=$((tries + 1)); done
+  while [ ! -b /dev/sr0 ] && [ "$tries" -lt 20 ]; do sleep 0.5; tries=$((tries + 1)); done
   mnt=$(mktemp -d)
   if [ -b /dev/sr0 ] && mount -o ro /dev/sr0 "$mnt" 2>/dev/null; then
     if [ -f "$mnt/ovf-env.xml" ]; then cp "$mnt/ovf-env.xml" "$env_file"; source=iso; fi
@@ -37,4 +47,4 @@ echo "airgap firstboot: applying the vApp properties from $source"
 # The network has not started yet: render the (maybe static) netplan for systemd-networkd.
 if command -v netplan >/dev/null 2>&1; then netplan generate; fi
 hostname -F /etc/hostname
-touch /var/lib/airgap/.firstboot-done
+printf '%s\n' "$instance" >"$marker"

@@ -23,9 +23,17 @@ apt-get install -y -qq --no-install-recommends docker-registry nftables openssl 
 # The distribution's registry runs under our daemon, not as its own service.
 systemctl disable --now docker-registry.service 2>/dev/null || true
 
-install -d -m 0755 /opt/airgap
-tar -xzf "$release" -C /opt/airgap --no-same-owner
-/opt/airgap/runtime/bin/node --version >/dev/null
+# The release goes in whole: a fresh folder swapped in, so no file of an older one lingers;
+# modes from the umask, not the tarball. Its Node.js must load its native modules here.
+rm -rf /opt/airgap.new /opt/airgap.old
+install -d -m 0755 /opt/airgap.new
+tar -xzf "$release" -C /opt/airgap.new --no-same-owner --no-same-permissions
+chmod -R go-w /opt/airgap.new
+/opt/airgap.new/runtime/bin/node -e "new (require('/opt/airgap.new/node_modules/better-sqlite3'))(':memory:').close()" ||
+  { echo "provision: the release's Node.js cannot load better-sqlite3 on this system (built for another glibc?)" >&2; exit 1; }
+if [ -d /opt/airgap ]; then mv /opt/airgap /opt/airgap.old; fi
+mv /opt/airgap.new /opt/airgap
+rm -rf /opt/airgap.old
 ln -sfn /opt/airgap/scripts/airgap /usr/local/bin/airgap
 ln -sfn /opt/airgap/scripts/airgap-setup /usr/local/bin/airgap-setup
 
@@ -33,8 +41,11 @@ ln -sfn /opt/airgap/scripts/airgap-setup /usr/local/bin/airgap-setup
 id ubuntu >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ubuntu
 usermod -a -G sudo ubuntu
 passwd -l ubuntu >/dev/null
-printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-airgap-ubuntu
-chmod 0440 /etc/sudoers.d/90-airgap-ubuntu
+sudoers=$(mktemp)
+printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >"$sudoers"
+visudo -cqf "$sudoers"
+install -m 0440 "$sudoers" /etc/sudoers.d/90-airgap-ubuntu
+rm -f "$sudoers"
 
 # Network: DHCP on every ethernet port until first boot writes a static 60-airgap.yaml
 # (same id, so it overrides). The installer's own file names the build machine's port.
@@ -52,8 +63,11 @@ install -m 0644 "$files/nftables.conf" /etc/nftables.conf
 install -m 0644 "$files/motd" /etc/motd
 # In a chroot (the smoke build) systemd is not running: enabling works offline, reloading does not.
 if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-systemctl enable airgap.service airgap-firstboot.service nftables.service systemd-networkd.service ssh.service >/dev/null 2>&1
+systemctl enable airgap.service airgap-firstboot.service nftables.service systemd-networkd.service ssh.service
 
 # Password login over SSH stays off; keys come from the vApp properties at first boot.
+# sshd keeps the first value it reads, and reads the drop-ins in name order: 00- wins over
+# anything cloud-init or an installer writes (50-cloud-init.conf).
 install -d -m 0755 /etc/ssh/sshd_config.d
-printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' >/etc/ssh/sshd_config.d/60-airgap.conf
+rm -f /etc/ssh/sshd_config.d/60-airgap.conf
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' >/etc/ssh/sshd_config.d/00-airgap.conf

@@ -9,7 +9,7 @@
 # Needs root (debootstrap, chroot, mounts inside the chroot), debootstrap, sfdisk,
 # mkfs.ext4 (e2fsprogs >= 1.43 for -d), grub-mkimage and /usr/lib/grub/i386-pc.
 # Settings (environment):
-#   AIRGAP_SMOKE_SUITE    Debian suite (default: this machine's, else bookworm)
+#   AIRGAP_SMOKE_SUITE    Debian suite (default: this machine's on Debian, else bookworm)
 #   AIRGAP_SMOKE_MIRROR   Debian mirror (default: this machine's apt source)
 #   AIRGAP_SMOKE_DISK_GB  disk size, thin (default 100, as the Packer template)
 #   AIRGAP_SMOKE_CACHE    folder that keeps the downloaded .deb files between runs
@@ -28,7 +28,8 @@ done
 [ -f /usr/lib/grub/i386-pc/boot.img ] || fail "/usr/lib/grub/i386-pc is missing; run: sudo apt-get install grub-pc-bin"
 [ -f "$release" ] || fail "no release tarball at $release; run: make package"
 
-host_suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+# The host's own suite on a Debian host, else bookworm (an Ubuntu codename is not on a Debian mirror).
+host_suite=$(if . /etc/os-release 2>/dev/null && [ "${ID:-}" = debian ]; then echo "${VERSION_CODENAME:-}"; fi)
 suite=${AIRGAP_SMOKE_SUITE:-${host_suite:-bookworm}}
 host_mirror=$(sed -n 's/^URIs: *\([^ ]*debian\/*\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
 mirror=${AIRGAP_SMOKE_MIRROR:-${host_mirror:-http://deb.debian.org/debian}}
@@ -43,7 +44,16 @@ unmount_all() {
   done
   return 0
 }
-trap 'unmount_all; rm -rf "$work"' EXIT
+cleanup() {
+  unmount_all
+  # Never follow a mount that is still there (the chroot's /dev is the host's).
+  if grep -q " $root/" /proc/mounts; then
+    echo "build-disk: $root still has mounts; leaving $work in place" >&2
+  else
+    rm -rf --one-file-system "$work"
+  fi
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step() { printf '%s build-disk: %s\n' "$(date +%H:%M:%S)" "$*"; }

@@ -32,6 +32,11 @@ t.test('the OVF descriptor parses and offers every vApp property first boot read
   const quantity = (type: number) => hw.Item.find((i) => i.ResourceType === type)?.VirtualQuantity;
   t.equal(quantity(3), 2, '2 vCPU');
   t.equal(quantity(4), 4096, '4 GB');
+  const cdrom = hw.Item.find((i) => i.ResourceType === 15);
+  const controller = hw.Item.find((i) => cdrom && i.InstanceID === cdrom.Parent);
+  t.equal(controller?.ResourceType, 5, 'the CD-ROM that carries the OVF environment ISO sits on an IDE controller');
+  const disk = hw.Item.find((i) => i.ResourceType === 17);
+  t.equal(hw.Item.find((i) => disk && i.InstanceID === disk.Parent)?.ResourceType, 6, 'the disk sits on the SCSI controller');
   t.equal(XMLValidator.validate(xml), true, 'well-formed XML');
 });
 
@@ -64,7 +69,7 @@ t.test('an ovf-env.xml applied to a temp root writes keys, host name, network an
   t.match(netplan, /via: 10\.20\.30\.1/);
   t.match(netplan, /addresses: \[10\.20\.30\.2, 10\.20\.30\.3\]/);
   t.equal((await stat(join(root, 'etc', 'netplan', '60-airgap.yaml'))).mode & 0o777, 0o600);
-  t.match(await readFile(join(root, 'etc', 'ssh', 'sshd_config.d', '60-airgap.conf'), 'utf8'), /^PasswordAuthentication no$/m);
+  t.match(await readFile(join(root, 'etc', 'ssh', 'sshd_config.d', '00-airgap.conf'), 'utf8'), /^PasswordAuthentication no$/m);
 
   const again = await execa(AIRGAP, ['firstboot', '--ovf-env', fixture, '--root', root]);
   t.equal(again.exitCode, 0);
@@ -105,6 +110,7 @@ t.test('an IPv6 static network gets its address, default route and DNS in netpla
   t.match(yaml, /- to: default\n\s+via: fd00:10::1/);
   t.match(yaml, /nameservers:\n\s+addresses: \[fd00:10::53, 10\.0\.0\.53\]/);
   t.match(yaml, /dhcp6: false/);
+  t.match(yaml, /accept-ra: false/, 'no SLAAC address or route beside the static one');
   t.throws(() => parseOvfEnvironment(env.replace('fd00:10::5/64', 'fd00:10::5/129')), /must be an address with its prefix/);
 });
 

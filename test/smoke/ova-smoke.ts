@@ -19,7 +19,7 @@
  */
 import { constants, createReadStream, existsSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { checkServerIdentity } from 'node:tls';
 import { request as httpRequest } from 'node:http';
@@ -125,13 +125,19 @@ interface ExecResult {
   stderr: string;
 }
 
-function connect(port: number, privateKey: string, timeoutMs: number): Promise<Client> {
+/** Logs in as `ubuntu` with `privateKey`; resolves the client and the sha256 of the host key. */
+function connect(port: number, privateKey: string, timeoutMs: number): Promise<{ client: Client; hostKey: string }> {
   return new Promise((resolvePromise, reject) => {
     const client = new Client();
-    client.once('ready', () => resolvePromise(client));
+    let hostKey = '';
+    client.once('ready', () => resolvePromise({ client, hostKey }));
     // ssh2 may report more than one error for one failed attempt; the first one counts.
     client.on('error', (error) => (client.end(), reject(error)));
-    client.connect({ host: '127.0.0.1', port, username: 'ubuntu', privateKey, readyTimeout: timeoutMs, hostVerifier: () => true });
+    client.connect({
+      host: '127.0.0.1', port, username: 'ubuntu', privateKey, readyTimeout: timeoutMs,
+      // A fresh VM: any host key is taken, and remembered to compare across boots.
+      hostVerifier: (key: Buffer) => ((hostKey = createHash('sha256').update(key).digest('base64')), true),
+    });
   });
 }
 
@@ -149,13 +155,25 @@ function run(client: Client, command: string, timeoutMs = 120_000): Promise<Exec
   });
 }
 
-/** A password login must fail: the appliance takes keys only. */
-function passwordLogin(port: number): Promise<'refused' | 'accepted'> {
-  return new Promise((resolvePromise) => {
+/**
+ * The authentication methods sshd offers `ubuntu` after the "none" request (RFC 4252 §5.2),
+ * whatever the account's password is.
+ */
+function offeredAuthMethods(port: number): Promise<string[]> {
+  return new Promise((resolvePromise, reject) => {
     const client = new Client();
-    client.once('ready', () => (client.end(), resolvePromise('accepted')));
-    client.on('error', () => resolvePromise('refused'));
-    client.connect({ host: '127.0.0.1', port, username: 'ubuntu', password: 'ubuntu', readyTimeout: 30_000, hostVerifier: () => true });
+    let offered: string[] | undefined;
+    const timer = setTimeout(() => (client.end(), reject(new Error('no answer to the auth request within 30 s'))), 30_000);
+    client.on('error', (error) => (clearTimeout(timer), offered ? resolvePromise(offered) : reject(new Error(`no list of methods: ${error.message}`))));
+    client.once('ready', () => (clearTimeout(timer), client.end(), reject(new Error('"none" authentication was accepted'))));
+    client.connect({
+      host: '127.0.0.1', port, username: 'ubuntu', readyTimeout: 30_000, hostVerifier: () => true,
+      authHandler: (methodsLeft: string[] | null, _partial: boolean | null, next: (method: unknown) => void) => {
+        if (methodsLeft === null) return next('none');
+        offered = methodsLeft;
+        return next(false);
+      },
+    } as Parameters<Client['connect']>[0]);
   });
 }
 
@@ -180,6 +198,7 @@ function get(url: string, options: { ca?: string; identity?: string; auth?: stri
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
+      res.on('error', reject);
       res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
@@ -211,19 +230,31 @@ async function buildBundle(dir: string): Promise<SmokeBundle> {
     packs: [{ source: pack }],
     files: [{ source: `${join(dir, 'files')}/`, target: 'files/' }],
   });
-  await execa(AIRGAP, ['keygen', '--out', join(dir, 'keys')]);
+  await execa(AIRGAP, ['keygen', '--out', join(dir, 'keys')], { timeout: 60_000 });
   const bin = join(dir, 'airgap-v1.0.0.bin');
-  await execa(AIRGAP, ['build', bundle, '--out', bin, '--key', join(dir, 'keys', 'airgap-signing.key')]);
+  await execa(AIRGAP, ['build', bundle, '--out', bin, '--key', join(dir, 'keys', 'airgap-signing.key')], { timeout: 300_000 });
   return { bin, publicKey: join(dir, 'keys', 'airgap-signing.pub'), imageDigest, files };
 }
 
-function upload(client: Client, local: string, remote: string): Promise<void> {
+function upload(client: Client, local: string, remote: string, timeoutMs = 300_000): Promise<void> {
   return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`copying ${local} took longer than ${timeoutMs / 1000} s`)), timeoutMs);
     client.sftp((error, sftp) => {
-      if (error) return reject(error);
-      sftp.fastPut(local, remote, (putError) => (sftp.end(), putError ? reject(putError) : resolvePromise()));
+      if (error) return clearTimeout(timer), reject(error);
+      sftp.fastPut(local, remote, (putError) => (clearTimeout(timer), sftp.end(), putError ? reject(putError) : resolvePromise()));
     });
   });
+}
+
+/** `airgap status --json` once the daemon answers (it starts at boot); gives up after 2 min. */
+async function daemonStatus(client: Client): Promise<ExecResult> {
+  let status: ExecResult = { code: null, stdout: '', stderr: '' };
+  for (let i = 0; i < 60; i++) {
+    status = await run(client, 'sudo -n airgap status --json');
+    if (status.code === 0) break;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  return status;
 }
 
 async function kvmUsable(): Promise<boolean> {
@@ -270,46 +301,81 @@ async function main(): Promise<number> {
   if (accel === 'kvm' && !(await kvmUsable())) throw new Error('--accel kvm: /dev/kvm is missing or not writable');
   const kvm = accel === 'kvm';
   const consoleLog = join(work, 'console.log');
-  const qemuArgs = [
-    '-name', 'airgap-ova-smoke',
-    '-machine', 'pc', '-accel', kvm ? 'kvm' : 'tcg', '-cpu', kvm ? 'qemu64' : 'max',
-    '-smp', '2', '-m', '4096',
-    '-drive', `file=${overlay},if=virtio,format=qcow2`,
-    '-drive', `file=${iso},media=cdrom,if=ide,readonly=on`,
-    '-netdev', `user,id=net0,restrict=on,net=10.0.2.0/24,${hostfwd}`,
-    '-device', 'virtio-net-pci,netdev=net0',
-    '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`, '-no-reboot',
-  ];
-  say(`booting under qemu-system-x86_64 (${kvm ? 'KVM' : 'software emulation, TCG'}); serial console in ${consoleLog}`);
-  const bootStart = Date.now();
-  const qemu: ResultPromise = execa('qemu-system-x86_64', qemuArgs, { reject: false, stdio: ['ignore', 'pipe', 'pipe'] });
-  let qemuExited = false;
-  void qemu.then(() => (qemuExited = true));
-  const consoleTail = async () => (await readFile(consoleLog, 'utf8').catch(() => '')).split('\n').slice(-25).join('\n');
+  const bootTimeoutMs = Number(values['boot-timeout']) * 1000;
+  const sshPort = forwards.get(22)!;
 
-  try {
-    const sshPort = forwards.get(22)!;
-    const deadline = Date.now() + Number(values['boot-timeout']) * 1000;
-    let client: Client | undefined;
+  /** Powers the VM on with SMBIOS UUID `uuid` (vCenter gives each deployed or cloned VM its
+   * own) and logs in; the session ends with a failed check when no login comes. */
+  async function boot(uuid: string): Promise<{ vm: ResultPromise; login?: { client: Client; hostKey: string } }> {
+    const qemuArgs = [
+      '-name', 'airgap-ova-smoke', '-uuid', uuid,
+      '-machine', 'pc', '-accel', kvm ? 'kvm' : 'tcg', '-cpu', kvm ? 'qemu64' : 'max',
+      '-smp', '2', '-m', '4096',
+      '-drive', `file=${overlay},if=virtio,format=qcow2`,
+      '-drive', `file=${iso},media=cdrom,if=ide,readonly=on`,
+      '-netdev', `user,id=net0,restrict=on,net=10.0.2.0/24,${hostfwd}`,
+      '-device', 'virtio-net-pci,netdev=net0',
+      '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`, '-no-reboot',
+    ];
+    say(`power on (SMBIOS UUID ${uuid}) under qemu-system-x86_64 (${kvm ? 'KVM' : 'software emulation, TCG'}); serial console in ${consoleLog}`);
+    const bootStart = Date.now();
+    const vm = execa('qemu-system-x86_64', qemuArgs, { reject: false, stdio: ['ignore', 'pipe', 'pipe'] });
+    let exited = false;
+    void vm.then(() => (exited = true));
+    const deadline = bootStart + bootTimeoutMs;
     let lastError = '';
-    while (!client && Date.now() < deadline && !qemuExited) {
+    while (Date.now() < deadline && !exited) {
       try {
-        client = await connect(sshPort, key.private, 20_000);
+        const login = await connect(sshPort, key.private, 20_000);
+        check(`ssh as ubuntu with the key from the OVF environment (${((Date.now() - bootStart) / 1000).toFixed(0)} s after power-on)`, true);
+        return { vm, login };
       } catch (error) {
         lastError = (error as Error).message;
         await new Promise((r) => setTimeout(r, 3000));
       }
     }
-    if (!client) {
-      const result = qemuExited ? await qemu : undefined;
-      check('the VM boots and takes the key from the OVF environment for ssh as ubuntu', false, `${qemuExited ? `qemu exited: ${result?.stderr}` : `no login within ${values['boot-timeout']} s: ${lastError}`}\nconsole:\n${await consoleTail()}`);
-      return 1;
-    }
-    const bootSeconds = (Date.now() - bootStart) / 1000;
-    check(`ssh as ubuntu with the key from the OVF environment (${bootSeconds.toFixed(0)} s after power-on)`, true);
+    const consoleTail = (await readFile(consoleLog, 'utf8').catch(() => '')).split('\n').slice(-25).join('\n');
+    const result = exited ? await vm : undefined;
+    check('the VM boots and takes the key from the OVF environment for ssh as ubuntu', false, `${exited ? `qemu exited: ${String(result?.stderr)}` : `no login within ${values['boot-timeout']} s: ${lastError}`}\nconsole:\n${consoleTail}`);
+    return { vm };
+  }
 
-    const firstboot = await run(client, 'systemctl is-active airgap-firstboot.service; sudo -n cat /var/lib/cloud/instance/datasource');
-    check('first boot applied the vApp properties; cloud-init read them through its OVF datasource (ISO)', /^active$/m.test(firstboot.stdout) && /DataSourceOVF/.test(firstboot.stdout), firstboot.stdout + firstboot.stderr);
+  async function powerOff(vm: ResultPromise, client: Client): Promise<void> {
+    say('powering off');
+    await run(client, 'sudo -n systemctl poweroff', 30_000).catch(() => undefined);
+    client.end();
+    const exited = await Promise.race([vm.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 120_000))]);
+    check('the VM powers off cleanly', exited, exited ? undefined : 'still running 120 s after poweroff');
+  }
+
+  // One watchdog for the whole run: no step may hang it forever.
+  const watchdog = setTimeout(() => {
+    process.stderr.write('ova-smoke: error: the run took longer than 60 minutes; stopping\n');
+    for (const vm of vms) vm.kill('SIGKILL');
+    process.exit(1);
+  }, 60 * 60_000);
+  watchdog.unref();
+  const vms: ResultPromise[] = [];
+
+  try {
+    const uuid = randomUUID();
+    const first = await boot(uuid);
+    vms.push(first.vm);
+    if (!first.login) return 1;
+    const { client, hostKey } = first.login;
+    // Checks start once boot is over: cloud-init's last stages restart sshd, for one.
+    const booted = await run(client, 'systemctl is-system-running --wait; systemctl --failed --no-legend --plain', 600_000);
+    check('the boot finishes with every unit up (systemctl is-system-running: running)', /^running$/m.test(booted.stdout), booted.stdout + booted.stderr);
+
+    const firstboot = await run(client, [
+      'sudo -n cat /var/lib/airgap/.firstboot-done',
+      'sudo -n journalctl -b -u airgap-firstboot.service -o cat | grep "applying the vApp properties"',
+      'stat -c "%U:%G %a %n" /home/ubuntu/.ssh /home/ubuntu/.ssh/authorized_keys',
+      'sudo -n cat /var/lib/cloud/instance/datasource',
+    ].join('; '));
+    check('first boot applied the vApp properties from the ISO, once for this VM instance', firstboot.stdout.includes(uuid) && /applying the vApp properties from iso/.test(firstboot.stdout), firstboot.stdout + firstboot.stderr);
+    check('~/.ssh and authorized_keys belong to ubuntu, modes 700 and 600', /^ubuntu:ubuntu 700 \/home\/ubuntu\/\.ssh$/m.test(firstboot.stdout) && /^ubuntu:ubuntu 600 \/home\/ubuntu\/\.ssh\/authorized_keys$/m.test(firstboot.stdout), firstboot.stdout);
+    check("cloud-init read the same document through its OVF datasource", /DataSourceOVF/.test(firstboot.stdout), firstboot.stdout);
     const hostname = await run(client, 'hostname');
     check('the host name comes from the vApp property', hostname.stdout.trim() === VM_HOSTNAME, hostname.stdout + hostname.stderr);
     const address = await run(client, 'ip -4 -o addr show scope global');
@@ -317,20 +383,15 @@ async function main(): Promise<number> {
     const route = await run(client, 'ip -4 route show default');
     check('the default route goes through the vApp gateway', route.stdout.includes(`via ${VM_NETWORK.gateway}`), route.stdout);
     const sshd = await run(client, 'sudo -n sshd -T');
-    check('sshd takes keys only (passwordauthentication no)', /^passwordauthentication no$/m.test(sshd.stdout), sshd.stdout.split('\n').filter((l) => /password|kbd/.test(l)).join('\n') + sshd.stderr);
-    check('a password login over SSH is refused', (await passwordLogin(sshPort)) === 'refused');
+    check('sshd takes keys only (passwordauthentication no)', /^passwordauthentication no$/m.test(sshd.stdout) && /^kbdinteractiveauthentication no$/m.test(sshd.stdout), sshd.stdout.split('\n').filter((l) => /password|kbd/.test(l)).join('\n') + sshd.stderr);
+    const methods = await offeredAuthMethods(sshPort).catch((error: Error) => [`(${error.message})`]);
+    check('sshd offers ubuntu public keys only, no password or keyboard-interactive', methods.join(',') === 'publickey', methods.join(', '));
     const firewall = await run(client, 'sudo -n nft list chain inet filter input');
     check('the firewall drops everything but 22, 80, 443, 5000 and 8000', /policy drop/.test(firewall.stdout) && /tcp dport \{ 22, 80, 443, 5000, 8000 \} accept/.test(firewall.stdout), firewall.stdout + firewall.stderr);
     const banner = await run(client, 'cat /etc/motd');
     check('the login banner says to run sudo airgap-setup <repo-ip>', banner.stdout.includes('sudo airgap-setup'), banner.stdout);
 
-    // The daemon starts at boot; wait until its admin socket answers.
-    let status: ExecResult = { code: null, stdout: '', stderr: '' };
-    for (let i = 0; i < 60; i++) {
-      status = await run(client, 'sudo -n airgap status --json');
-      if (status.code === 0) break;
-      await new Promise((r) => setTimeout(r, 2000));
-    }
+    const status = await daemonStatus(client);
     check('airgap.service is up after boot (airgap status)', status.code === 0, status.stdout + status.stderr);
 
     const setupStart = Date.now();
@@ -379,7 +440,7 @@ async function main(): Promise<number> {
     await mkdir(certDir, { recursive: true });
     await writeFile(join(certDir, 'ca.crt'), ca);
     const skopeo = (guest: number, account: Account, ref: string) =>
-      execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', `${account.username}:${account.password}`, `docker://127.0.0.1:${forwards.get(guest)}/${ref}`], { encoding: 'buffer', stripFinalNewline: false, reject: false });
+      execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', `${account.username}:${account.password}`, `docker://127.0.0.1:${forwards.get(guest)}/${ref}`], { encoding: 'buffer', stripFinalNewline: false, reject: false, timeout: 120_000 });
     const image = await skopeo(5000, details.imageRegistry, 'library/busybox:1.35');
     const imageDigest = `sha256:${createHash('sha256').update(image.stdout).digest('hex')}`;
     check('skopeo gets the image back with the digest it was built with', image.exitCode === 0 && imageDigest === bundle.imageDigest, `${imageDigest} vs ${bundle.imageDigest} ${String(image.stderr)}`);
@@ -392,7 +453,8 @@ async function main(): Promise<number> {
     const again = await run(client, 'cd /home/ubuntu && sudo -n ./airgap-v1.0.0.bin', 300_000);
     check('running the same .bin again pushes nothing', again.code === 0 && /already on the box; nothing was pushed/.test(again.stdout), again.stdout.slice(-400) + again.stderr.slice(-400));
 
-    // The firewall, for real: a server on a port it does not open answers inside the VM only.
+    // The firewall, for real: a server on a port it does not open answers inside the VM
+    // only, while the same kind of forward to an open port (80, above) answers.
     await run(client, `nohup python3 -m http.server ${CLOSED_PORT} --bind 0.0.0.0 >/dev/null 2>&1 &`);
     let inside: ExecResult = { code: null, stdout: '', stderr: '' };
     for (let i = 0; i < 20 && inside.code !== 0; i++) {
@@ -400,17 +462,27 @@ async function main(): Promise<number> {
       inside = await run(client, `curl -sf -o /dev/null http://127.0.0.1:${CLOSED_PORT}/`);
     }
     const outside = await get(`http://127.0.0.1:${forwards.get(CLOSED_PORT)}/`, { timeoutMs: 15_000 }).then((a) => `HTTP ${a.status}`, (e: Error) => e.message);
-    check(`the firewall keeps port ${CLOSED_PORT} closed (a server there answers inside the VM, not outside)`, inside.code === 0 && !outside.startsWith('HTTP'), `inside: curl exit ${inside.code}; outside: ${outside}`);
+    check(`the firewall keeps port ${CLOSED_PORT} closed (a server there answers inside the VM, not outside; port 80 answered)`, caDownload.status === 200 && inside.code === 0 && !outside.startsWith('HTTP'), `inside: curl exit ${inside.code}; outside: ${outside}`);
 
-    say('powering off');
-    await run(client, 'sudo -n systemctl poweroff', 30_000).catch(() => undefined);
-    client.end();
-    const exited = await Promise.race([qemu.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 120_000))]);
-    check('the VM powers off cleanly', exited, exited ? undefined : 'still running 120 s after poweroff');
+    await powerOff(first.vm, client);
+
+    // A clone: vCenter gives it a new SMBIOS UUID. First boot runs again for it: new SSH
+    // host keys, the vApp properties read again; the release and its data stay.
+    const clone = await boot(randomUUID());
+    vms.push(clone.vm);
+    if (!clone.login) return 1;
+    check('the clone has SSH host keys of its own', clone.login.hostKey !== '' && clone.login.hostKey !== hostKey, `${hostKey} -> ${clone.login.hostKey}`);
+    const cloneStatus = await daemonStatus(clone.login.client);
+    const cloneState = await run(clone.login.client, 'sudo -n cat /var/lib/airgap/.firstboot-done; hostname; sudo -n airgap releases --json');
+    check('the clone ran first boot for itself and kept the release', cloneStatus.code === 0 && !cloneState.stdout.includes(uuid) && cloneState.stdout.includes(VM_HOSTNAME) && cloneState.stdout.includes('1.0.0'), cloneState.stdout + cloneState.stderr);
+    await powerOff(clone.vm, clone.login.client);
     return checks.every((c) => c.ok) ? 0 : 1;
   } finally {
-    if (!qemuExited) qemu.kill('SIGKILL');
-    await qemu;
+    for (const vm of vms) {
+      if (vm.exitCode === null || vm.exitCode === undefined) vm.kill('SIGKILL');
+      await vm;
+    }
+    clearTimeout(watchdog);
     const failed = checks.filter((c) => !c.ok).length;
     say(`${checks.length - failed} checks passed, ${failed} failed; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
     if (!values.keep && !values.work) await rm(work, { recursive: true, force: true });
