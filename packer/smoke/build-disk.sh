@@ -63,7 +63,7 @@ cache_flag=""
 if [ -n "$cache" ]; then mkdir -p "$cache"; cache_flag="--cache-dir=$(CDPATH='' cd -- "$cache" && pwd)"; fi
 # shellcheck disable=SC2086
 debootstrap --variant=minbase $cache_flag \
-  --include=systemd-sysv,udev,kmod,dbus,iproute2,procps,linux-image-amd64,initramfs-tools,e2fsprogs \
+  --include=systemd-sysv,systemd-resolved,udev,kmod,dbus,iproute2,procps,linux-image-amd64,initramfs-tools,e2fsprogs \
   "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
 
 uuid=$(cat /proc/sys/kernel/random/uuid)
@@ -79,6 +79,11 @@ mount --bind /dev/pts "$root/dev/pts"
 # No service starts inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
+# apt in the chroot resolves with this machine's resolver. The image's own resolv.conf is
+# systemd-resolved's stub link: kept aside (writing through that absolute link would
+# land in this machine's /run), put back afterwards.
+resolv_link=$(readlink "$root/etc/resolv.conf" || true)
+rm -f "$root/etc/resolv.conf"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 install -d "$root/tmp/airgap-provision"
 cp -r "$packer_dir/scripts" "$packer_dir/files" "$root/tmp/airgap-provision/"
@@ -99,7 +104,8 @@ if ! diff -u "$work/first.txt" "$work/second.txt" >"$work/idempotence.diff"; the
 fi
 chroot "$root" sh /tmp/airgap-provision/scripts/seal.sh
 rm -rf "$root/tmp/airgap-provision" "$root/usr/sbin/policy-rc.d"
-: >"$root/etc/resolv.conf"
+rm -f "$root/etc/resolv.conf"
+if [ -n "$resolv_link" ]; then ln -s "$resolv_link" "$root/etc/resolv.conf"; else : >"$root/etc/resolv.conf"; fi
 unmount_all
 
 kernel=$(find "$root/boot" -maxdepth 1 -name "vmlinuz-*" -printf "%f\n" | sort -V | tail -n 1)

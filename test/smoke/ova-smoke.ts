@@ -382,6 +382,8 @@ async function main(): Promise<number> {
     check(`the static address ${VM_NETWORK.address} is applied (DHCP would give 10.0.2.15)`, address.stdout.includes(`inet ${VM_NETWORK.address}`) && !address.stdout.includes('dynamic'), address.stdout);
     const route = await run(client, 'ip -4 route show default');
     check('the default route goes through the vApp gateway', route.stdout.includes(`via ${VM_NETWORK.gateway}`), route.stdout);
+    const dns = await run(client, 'resolvectl dns');
+    check('the DNS server comes from the vApp property', new RegExp(`: .*\\b${VM_NETWORK.dns.replace(/\./g, '\\.')}\\b`).test(dns.stdout), dns.stdout + dns.stderr);
     const sshd = await run(client, 'sudo -n sshd -T');
     check('sshd takes keys only (passwordauthentication no)', /^passwordauthentication no$/m.test(sshd.stdout) && /^kbdinteractiveauthentication no$/m.test(sshd.stdout), sshd.stdout.split('\n').filter((l) => /password|kbd/.test(l)).join('\n') + sshd.stderr);
     const methods = await offeredAuthMethods(sshPort).catch((error: Error) => [`(${error.message})`]);
