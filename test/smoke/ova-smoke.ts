@@ -17,7 +17,7 @@
  * outside, and the host talks to it only through forwards bound to 127.0.0.1.
  * Exit code 0 when every check passed, 1 otherwise; progress lines go to stdout.
  */
-import { constants, createReadStream, existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
@@ -30,6 +30,8 @@ import { execa, type ResultPromise } from 'execa';
 import { XMLParser } from 'fast-xml-parser';
 import ssh2 from 'ssh2';
 import { freePort } from '../helpers/registry.js';
+import { waitFor } from '../helpers/appliance.js';
+import { hashFile } from '../../installer/src/artifacts.js';
 import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeBundle } from '../helpers/fixtures.js';
 
 const { Client, utils: sshUtils } = ssh2;
@@ -66,12 +68,6 @@ function check(name: string, ok: boolean, detail?: string): boolean {
   return ok;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /** Unpacks the OVA and checks what vCenter's "Deploy OVF Template" relies on. Returns the VMDK path. */
 async function checkOva(ova: string, dir: string): Promise<string> {
   const listing = (await execa('tar', ['-tf', ova])).stdout.split('\n').filter(Boolean);
@@ -81,7 +77,7 @@ async function checkOva(ova: string, dir: string): Promise<string> {
   const manifest = await readFile(join(dir, mfName), 'utf8');
   for (const name of [ovfName, vmdkName]) {
     const want = new RegExp(`^SHA256\\(${name.replace(/\./g, '\\.')}\\)= ([0-9a-f]{64})$`, 'm').exec(manifest)?.[1];
-    check(`manifest digest of ${name} matches`, want === (await sha256File(join(dir, name))), `manifest says ${want ?? 'nothing'}`);
+    check(`manifest digest of ${name} matches`, `sha256:${want}` === (await hashFile(join(dir, name))).digest, `manifest says ${want ?? 'nothing'}`);
   }
   const xml = await readFile(join(dir, ovfName), 'utf8');
   const ovf = new XMLParser({ ignoreAttributes: false, removeNSPrefix: true, attributeNamePrefix: '@' }).parse(xml) as {
@@ -249,11 +245,7 @@ function upload(client: Client, local: string, remote: string, timeoutMs = 300_0
 /** `airgap status --json` once the daemon answers (it starts at boot); gives up after 2 min. */
 async function daemonStatus(client: Client): Promise<ExecResult> {
   let status: ExecResult = { code: null, stdout: '', stderr: '' };
-  for (let i = 0; i < 60; i++) {
-    status = await run(client, 'sudo -n airgap status --json');
-    if (status.code === 0) break;
-    await new Promise((r) => setTimeout(r, 2000));
-  }
+  await waitFor(async () => (status = await run(client, 'sudo -n airgap status --json')).code === 0, 120);
   return status;
 }
 
@@ -459,10 +451,7 @@ async function main(): Promise<number> {
     // only, while the same kind of forward to an open port (80, above) answers.
     await run(client, `nohup python3 -m http.server ${CLOSED_PORT} --bind 0.0.0.0 >/dev/null 2>&1 &`);
     let inside: ExecResult = { code: null, stdout: '', stderr: '' };
-    for (let i = 0; i < 20 && inside.code !== 0; i++) {
-      await new Promise((r) => setTimeout(r, 1000));
-      inside = await run(client, `curl -sf -o /dev/null http://127.0.0.1:${CLOSED_PORT}/`);
-    }
+    await waitFor(async () => (inside = await run(client, `curl -sf -o /dev/null http://127.0.0.1:${CLOSED_PORT}/`)).code === 0, 20);
     const outside = await get(`http://127.0.0.1:${forwards.get(CLOSED_PORT)}/`, { timeoutMs: 15_000 }).then((a) => `HTTP ${a.status}`, (e: Error) => e.message);
     check(`the firewall keeps port ${CLOSED_PORT} closed (a server there answers inside the VM, not outside; port 80 answered)`, caDownload.status === 200 && inside.code === 0 && !outside.startsWith('HTTP'), `inside: curl exit ${inside.code}; outside: ${outside}`);
 
