@@ -31,8 +31,9 @@ demo: build
 # native modules are built for it, and Ubuntu/Debian archives carry an older Node.js.
 package: build
 	rm -rf dist/release && mkdir -p dist/release
-	cp -r dist/appliance dist/installer web scripts package.json package-lock.json dist/release/
-	mkdir -p dist/release/dist dist/release/packer && mv dist/release/appliance dist/release/installer dist/release/dist/
+	mkdir -p dist/release/dist dist/release/packer
+	cp -r dist/src dist/release/dist/
+	cp -r web scripts package.json package-lock.json dist/release/
 	cp -r packer/scripts packer/files dist/release/packer/
 	cd dist/release && npm ci --omit=dev --no-audit --no-fund
 	@node=$$(node -p process.execPath); if ldd "$$node" | grep -q libnode; then \

@@ -17,10 +17,10 @@ import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
-import { buildBundle } from '../installer/src/builder.js';
-import { generateSigningKeys } from '../installer/src/keys.js';
+import { buildBundle } from '../src/build/builder.js';
+import { generateSigningKeys } from '../src/format/keys.js';
 import { freePort } from '../test/helpers/registry.js';
-import { encodeFileHeader, endOfArchive, paddingFor } from '../installer/src/tar.js';
+import { encodeFileHeader, endOfArchive, paddingFor } from '../src/format/tar.js';
 
 const { values } = parseArgs({
   options: { images: { type: 'string', default: '4' }, layers: { type: 'string', default: '5' }, 'layer-mb': { type: 'string', default: '24' }, keep: { type: 'boolean', default: false } },

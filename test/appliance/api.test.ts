@@ -8,12 +8,12 @@ import { mkdtemp, readFile, readdir, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { buildPublicApp } from '../../appliance/src/app.js';
-import type { ConsoleOperations } from '../../appliance/src/api.js';
-import { hashPassword } from '../../appliance/src/credentials.js';
-import { ensurePki } from '../../appliance/src/pki.js';
-import { stateLayout } from '../../appliance/src/state-layout.js';
-import type { ImportRow } from '../../appliance/src/store/imports.js';
+import { buildPublicApp } from '../../src/appliance/http/app.js';
+import type { ConsoleOperations } from '../../src/appliance/http/api.js';
+import { hashPassword } from '../../src/appliance/security/credentials.js';
+import { ensurePki } from '../../src/appliance/security/pki.js';
+import { stateLayout } from '../../src/appliance/config/state-layout.js';
+import type { ImportRow } from '../../src/appliance/store/imports.js';
 
 const work = await mkdtemp(join(tmpdir(), 'airgap-api-'));
 const layout = stateLayout(work);

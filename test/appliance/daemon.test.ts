@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { SCHEMA_VERSION } from '../../appliance/src/store/db.js';
+import { SCHEMA_VERSION } from '../../src/appliance/store/db.js';
 import { AIRGAP_SETUP, isAlive, registriesOf, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
 
 interface Details {

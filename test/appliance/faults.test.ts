@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SCHEMA_VERSION } from '../../appliance/src/store/db.js';
+import { SCHEMA_VERSION } from '../../src/appliance/store/db.js';
 import { airgap, freePorts, isAlive, registriesOf, registryPid, serveArgs, startDaemon, waitFor } from '../helpers/appliance.js';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);

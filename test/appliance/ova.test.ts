@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { OVF_KEYS, applyFirstBoot, netplanFor, parseOvfEnvironment } from '../../appliance/src/firstboot.js';
+import { OVF_KEYS, applyFirstBoot, netplanFor, parseOvfEnvironment } from '../../src/appliance/firstboot/firstboot.js';
 import { AIRGAP } from '../helpers/appliance.js';
 
 const repo = join(import.meta.dirname, '..', '..');

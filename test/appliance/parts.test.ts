@@ -11,15 +11,15 @@ import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { parse as parseYaml } from 'yaml';
 import Database from 'better-sqlite3';
-import { httpsUrl, parseListenAddress, parseRepoAddress } from '../../appliance/src/address.js';
-import { resolveServeConfig, resolveStateDir } from '../../appliance/src/config.js';
-import { ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyPasswordAsync } from '../../appliance/src/credentials.js';
-import { caBase64, ensurePki } from '../../appliance/src/pki.js';
-import { renderRegistryConfig } from '../../appliance/src/registry-config.js';
-import { stateLayout } from '../../appliance/src/state-layout.js';
-import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../appliance/src/store/db.js';
-import { listEvents, recordEvent } from '../../appliance/src/store/events.js';
-import { getSetting, setSetting } from '../../appliance/src/store/settings.js';
+import { httpsUrl, parseListenAddress, parseRepoAddress } from '../../src/appliance/config/address.js';
+import { resolveServeConfig, resolveStateDir } from '../../src/appliance/config/config.js';
+import { ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyPasswordAsync } from '../../src/appliance/security/credentials.js';
+import { caBase64, ensurePki } from '../../src/appliance/security/pki.js';
+import { renderRegistryConfig } from '../../src/appliance/registries/registry-config.js';
+import { stateLayout } from '../../src/appliance/config/state-layout.js';
+import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../src/appliance/store/db.js';
+import { listEvents, recordEvent } from '../../src/appliance/store/events.js';
+import { getSetting, setSetting } from '../../src/appliance/store/settings.js';
 
 const work = await mkdtemp(join(tmpdir(), 'airgap-parts-'));
 
@@ -119,7 +119,7 @@ t.test('credentials: strong, made once, kept; scrypt and bcrypt checks', async (
   t.equal(passwords.size, 200);
   for (const p of passwords) t.match(p, /^[A-HJ-NP-Za-km-z2-9]{24}$/);
   const db = new Database(':memory:');
-  db.exec((await import('../../appliance/src/store/migrations.js')).MIGRATIONS[0]!);
+  db.exec((await import('../../src/appliance/store/migrations.js')).MIGRATIONS[0]!);
   const a = ensureCredentials(db);
   const b = ensureCredentials(db);
   t.same(a, b, 'the second call returns the same accounts');
@@ -152,7 +152,7 @@ t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging
 });
 
 t.test('login limiter: IPv6 clients by /64, bounded memory, the window passes', async (t) => {
-  const { LoginLimiter, SessionStore } = await import('../../appliance/src/console-auth.js');
+  const { LoginLimiter, SessionStore } = await import('../../src/appliance/http/console-auth.js');
   t.equal(LoginLimiter.clientOf('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
   t.equal(LoginLimiter.clientOf('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64', 'another address of the same /64 is the same client');
   t.equal(LoginLimiter.clientOf('::ffff:10.0.0.7'), '10.0.0.7');

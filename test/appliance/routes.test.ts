@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pino } from 'pino';
-import { buildAdminApp, buildPublicApp, buildRedirectApp, parseBasicAuth, type AdminOperations } from '../../appliance/src/app.js';
-import { AirgapError, UsageError } from '../../installer/src/errors.js';
-import { parseRepoAddress } from '../../appliance/src/address.js';
+import { buildAdminApp, buildPublicApp, buildRedirectApp, parseBasicAuth, type AdminOperations } from '../../src/appliance/http/app.js';
+import { AirgapError, UsageError } from '../../src/kit/errors.js';
+import { parseRepoAddress } from '../../src/appliance/config/address.js';
 
 const log = pino({ level: 'silent' });
 const repoDir = await mkdtemp(join(tmpdir(), 'airgap-routes-'));

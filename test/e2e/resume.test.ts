@@ -14,8 +14,8 @@ import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
 import * as pty from 'node-pty';
-import { buildBundle } from '../../installer/src/builder.js';
-import { generateSigningKeys } from '../../installer/src/keys.js';
+import { buildBundle } from '../../src/build/builder.js';
+import { generateSigningKeys } from '../../src/format/keys.js';
 import { writeSyntheticLayout, makeFiles } from '../helpers/fixtures.js';
 import { AIRGAP, startDaemon, waitFor, type TestDaemon } from '../helpers/appliance.js';
 

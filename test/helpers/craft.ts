@@ -6,11 +6,11 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { createHash, type KeyObject } from 'node:crypto';
-import { encodeFileHeader, endOfArchive, paddingFor, ustarBlock } from '../../installer/src/tar.js';
-import { renderHeader } from '../../installer/src/header.js';
-import { serializeToc, type Toc } from '../../installer/src/toc.js';
-import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, TOC_PATH } from '../../installer/src/layout.js';
-import { signBytes, keyIdOf } from '../../installer/src/keys.js';
+import { encodeFileHeader, endOfArchive, paddingFor, ustarBlock } from '../../src/format/tar.js';
+import { renderHeader } from '../../src/format/header.js';
+import { serializeToc, type Toc } from '../../src/format/toc.js';
+import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, TOC_PATH } from '../../src/format/layout.js';
+import { signBytes, keyIdOf } from '../../src/format/keys.js';
 import { createPublicKey } from 'node:crypto';
 
 export interface CraftEntry {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
-import { encodeFileHeader, endOfArchive, paddingFor } from '../../installer/src/tar.js';
+import { encodeFileHeader, endOfArchive, paddingFor } from '../../src/format/tar.js';
 
 export const BUSYBOX = '/bin/busybox';
 

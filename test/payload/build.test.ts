@@ -13,9 +13,9 @@ import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
 import { makeBusyboxLayout, writeSyntheticLayout, makeChart, makePack, makeFiles, writeBundle } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
-import { buildBundle } from '../../installer/src/builder.js';
-import { openPayload, verifyPayloadData, openEntryStream } from '../../installer/src/reader.js';
-import { generateSigningKeys, loadPublicKeys } from '../../installer/src/keys.js';
+import { buildBundle } from '../../src/build/builder.js';
+import { openPayload, verifyPayloadData, openEntryStream } from '../../src/format/reader.js';
+import { generateSigningKeys, loadPublicKeys } from '../../src/format/keys.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 const work = await mkdtemp(join(tmpdir(), 'airgap-build-test-'));

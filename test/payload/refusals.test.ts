@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { generateKeyPairSync, createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { craftBin } from '../helpers/craft.js';
-import { openPayload, verifyPayloadData, openEntryStream } from '../../installer/src/reader.js';
-import { keyIdOf, type PublicKeyInfo } from '../../installer/src/keys.js';
-import { sealHeaderBlock, ustarBlock } from '../../installer/src/tar.js';
-import { HEADER_SIZE } from '../../installer/src/layout.js';
+import { openPayload, verifyPayloadData, openEntryStream } from '../../src/format/reader.js';
+import { keyIdOf, type PublicKeyInfo } from '../../src/format/keys.js';
+import { sealHeaderBlock, ustarBlock } from '../../src/format/tar.js';
+import { HEADER_SIZE } from '../../src/format/layout.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 const dir = await mkdtemp(join(tmpdir(), 'airgap-refusals-'));

@@ -31,7 +31,7 @@ import { XMLParser } from 'fast-xml-parser';
 import ssh2 from 'ssh2';
 import { freePort } from '../helpers/registry.js';
 import { waitFor } from '../helpers/appliance.js';
-import { hashFile } from '../../installer/src/artifacts.js';
+import { hashFile } from '../../src/build/artifacts.js';
 import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeBundle } from '../helpers/fixtures.js';
 
 const { Client, utils: sshUtils } = ssh2;

@@ -3,13 +3,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { encodeFileHeader, endOfArchive, paddingFor, parseHeaderBlock, parsePaxRecords } from '../../installer/src/tar.js';
-import { renderHeader, parseHeader, type HeaderFields } from '../../installer/src/header.js';
-import { entryPathProblem, collisionKey } from '../../installer/src/paths.js';
-import { HEADER_SIZE } from '../../installer/src/layout.js';
-import { parseToc, serializeToc } from '../../installer/src/toc.js';
-import { splitTarget } from '../../installer/src/names.js';
-import { parseImageReference } from '../../installer/src/registry-client.js';
+import { encodeFileHeader, endOfArchive, paddingFor, parseHeaderBlock, parsePaxRecords } from '../../src/format/tar.js';
+import { renderHeader, parseHeader, type HeaderFields } from '../../src/format/header.js';
+import { entryPathProblem, collisionKey } from '../../src/format/paths.js';
+import { HEADER_SIZE } from '../../src/format/layout.js';
+import { parseToc, serializeToc } from '../../src/format/toc.js';
+import { splitTarget } from '../../src/oci/reference.js';
+import { parseImageReference } from '../../src/oci/reference.js';
 
 const fields: HeaderFields = {
   format: '1',

@@ -1,0 +1,218 @@
+/**
+ * The CLI verbs of imports and content (DESIGN.md, "CLI contract"):
+ *
+ *   airgap import FILE.bin [--json] [--allow-downgrade]
+ *   airgap releases [--json]     airgap images [--json]     airgap packs [--json]
+ *
+ * `import` hands the file to the daemon and follows its progress until it is done; when
+ * the daemon restarts meanwhile, it reconnects and follows the resumed import.
+ */
+import { resolve } from 'node:path';
+import { AirgapError } from '../../kit/errors.js';
+import { parseCommandArgs, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
+import { formatBytes, formatDuration, table } from '../../kit/text.js';
+import { callAdmin, streamAdmin } from './admin-client.js';
+import { resolveStateDir, type Host } from '../config/config.js';
+import type { ImportResult, ImportUpdate } from '../import/runner.js';
+import type { ImportRow } from '../store/imports.js';
+import type { ArtifactRow } from '../store/releases.js';
+
+function print(stream: NodeJS.WritableStream, text: string): void {
+  stream.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** What the CLI prints when an import enters a stage (the original installer's wording). */
+const STAGE_LINES: Record<string, string> = {
+  images: 'Setting up Images',
+  charts: 'Setting up Charts',
+  packs: 'Setting up Packs',
+  files: 'Setting up Files',
+  tags: 'Publishing tags',
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Follows import `id` until it is done, printing stage lines and progress on stderr.
+ * Reconnects for up to `reconnectSeconds` when the daemon goes away (it resumes the
+ * import when it starts again). Returns the final row.
+ */
+async function followImport(stateDir: string, id: number, ctx: CliContext, output: { progress: boolean; notices: boolean }, reconnectSeconds = 180): Promise<ImportRow> {
+  const quiet = !output.progress;
+  let stage: string | null = null;
+  let reporter = progressReporter(ctx, quiet);
+  let queuedSaid = -1;
+  let final: ImportRow | undefined;
+  let lostAt: number | undefined;
+  const say = (text: string) => reporter.line(text);
+  // Waiting and reconnecting are said even with --json (on stderr): a silent wait looks like a hang.
+  const notice = (text: string) => {
+    if (!output.notices) return;
+    reporter.end();
+    print(ctx.stderr, text);
+  };
+  const onLine = (value: unknown) => {
+    lostAt = undefined;
+    const message = value as ({ type: 'update' } & ImportUpdate) | { type: 'done'; import: ImportRow };
+    if (message.type === 'done') {
+      final = message.import;
+      return;
+    }
+    if (message.state === 'queued') {
+      if (message.queuePosition !== queuedSaid) notice(`Waiting in the queue: ${message.queuePosition} import(s) ahead of this one`);
+      queuedSaid = message.queuePosition;
+      return;
+    }
+    if (message.stage !== stage) {
+      reporter.end();
+      if (stage === 'open' || (stage === null && message.stage !== 'open')) say(`Integrity verified: ${message.name ?? ''} ${message.version ?? ''}`.trimEnd());
+      stage = message.stage;
+      reporter = progressReporter(ctx, quiet);
+      if (stage === 'open') say('Verifying the file');
+      const line = stage ? STAGE_LINES[stage] : undefined;
+      if (line) say(line);
+    }
+    if (message.bytesTotal > 0) reporter.bytes('  ', message.bytesDone, message.bytesTotal);
+  };
+  for (;;) {
+    try {
+      await streamAdmin(stateDir, `/v1/imports/${id}/follow`, onLine);
+      if (final) break;
+      throw Object.assign(new Error('the daemon ended the stream early'), { code: 'ECONNRESET' });
+    } catch (err) {
+      if (err instanceof AirgapError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (!['ECONNRESET', 'ECONNREFUSED', 'ENOENT', 'EPIPE'].includes(code ?? '')) throw err;
+      if (lostAt === undefined) {
+        lostAt = Date.now();
+        reporter.end();
+        notice('The daemon went away; waiting for it to come back and resume the import…');
+      }
+      if (Date.now() - lostAt > reconnectSeconds * 1000) {
+        throw new AirgapError('AG_DAEMON_DOWN', `lost the daemon while following import ${id}`, { hint: "start the daemon again; it resumes the import. 'airgap status' shows it" });
+      }
+      if (ctx.signal?.aborted) throw err;
+      await sleep(500);
+    }
+  }
+  reporter.end();
+  return final!;
+}
+
+function importSummary(r: ImportResult): string {
+  if (r.status === 'unchanged') return `Setup Completed: ${r.name} ${r.version} is already on the box; nothing was pushed (${formatDuration(r.seconds)})`;
+  const what = r.action === 'upgrade' ? `upgraded from ${r.previousVersion}` : r.action === 'downgrade' ? `downgraded from ${r.previousVersion}` : r.action === 'repair' ? 'repaired' : 'installed';
+  return [
+    `Setup Completed: ${r.name} ${r.version} ${what} in ${formatDuration(r.seconds)}${r.resumed ? ' (resumed after a daemon restart)' : ''}`,
+    `  ${r.images} images, ${r.charts} charts, ${r.packs} packs, ${r.files} files`,
+    `  ${r.blobsPushed} blobs pushed (${formatBytes(r.bytesPushed)}), ${r.blobsMounted} mounted, ${r.blobsSkipped} already there`,
+  ].join('\n');
+}
+
+export function importCommands(host: Omit<Host, 'env'>): Command[] {
+  const stateDirOf = (flag: string | undefined, ctx: CliContext) => resolveStateDir(flag, { ...host, env: ctx.env });
+
+  const importCommand: Command = {
+    name: 'import',
+    summary: 'import a .bin into the appliance (images, charts, packs, files)',
+    usage: `airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]
+
+Hands FILE.bin to the daemon, which checks it (header, signature against
+<state-dir>/trusted-keys/*.pub, TOC, entry rules, version, free space) and pushes
+what is new: blobs straight from the file into the registries, then manifests,
+files into /repo/<version>/, and tags last. Follows the progress until done.
+
+Re-importing an installed release changes nothing; a newer release is an upgrade
+that pushes only what changed; an older one is refused unless --allow-downgrade.
+
+Options:
+  --json              print one JSON document at the end
+  --allow-downgrade   accept a release older than the current one
+  --quiet             no progress
+  --state-dir DIR     state dir of the daemon
+  -h, --help          this help
+
+Exit codes: 0 imported or unchanged, 1 refused or failed (the message says why), 2 usage.`,
+    async run(args, ctx) {
+      const { values, positionals, help } = parseCommandArgs(this, args, {
+        'state-dir': { type: 'string' },
+        json: { type: 'boolean' },
+        'allow-downgrade': { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+      }, { min: 1, max: 1 });
+      if (help) return (print(ctx.stdout, this.usage), 0);
+      const stateDir = stateDirOf(values['state-dir'], ctx);
+      const file = resolve(ctx.env.PWD && !positionals[0]!.startsWith('/') ? ctx.env.PWD : host.cwd, positionals[0]!);
+      const quiet = values.quiet === true || values.json === true;
+      const output = { progress: !quiet, notices: values.quiet !== true };
+      const queued = await callAdmin<{ import: ImportRow; queuePosition: number }>(stateDir, 'POST', '/v1/imports', { file, allowDowngrade: values['allow-downgrade'] === true }, {
+        onWait: (m) => print(ctx.stderr, m),
+      });
+      if (!quiet) print(ctx.stderr, `Import ${queued.import.id}: ${file}`);
+      const row = await followImport(stateDir, queued.import.id, ctx, output);
+      if (row.state === 'failed') {
+        const e = row.error ?? { code: 'AG_IMPORT_FAILED', message: 'the import failed' };
+        throw new AirgapError(e.code, e.message, e.hint ? { hint: e.hint } : {});
+      }
+      const result = row.result as ImportResult;
+      print(ctx.stdout, values.json ? JSON.stringify(result, null, 2) : importSummary(result));
+      return 0;
+    },
+  };
+
+  const releasesCommand: Command = {
+    name: 'releases',
+    summary: 'list the releases on the box',
+    usage: 'airgap releases [--json] [--state-dir DIR]',
+    async run(args, ctx) {
+      const { values, help } = parseCommandArgs(this, args, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
+      if (help) return (print(ctx.stdout, this.usage), 0);
+      const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files: unknown[]; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
+        stateDirOf(values['state-dir'], ctx), 'GET', '/v1/releases',
+      );
+      if (values.json) return (print(ctx.stdout, JSON.stringify(doc, null, 2)), 0);
+      if (!doc.releases.length) return (print(ctx.stdout, "No releases yet: import a .bin with 'airgap import FILE.bin'."), 0);
+      print(ctx.stdout, table([
+        ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files'],
+        ...doc.releases.map((r) => [r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '), String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.files.length)]),
+      ], ''));
+      return 0;
+    },
+  };
+
+  const artifactCommand = (name: 'images' | 'packs', kinds: Array<ArtifactRow['kind']>, summary: string): Command => ({
+    name,
+    summary,
+    usage: `airgap ${name} [--json] [--state-dir DIR]`,
+    async run(args, ctx) {
+      const { values, help } = parseCommandArgs(this, args, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
+      if (help) return (print(ctx.stdout, this.usage), 0);
+      const stateDir = stateDirOf(values['state-dir'], ctx);
+      const rows: ArtifactRow[] = [];
+      for (const kind of kinds) rows.push(...(await callAdmin<{ artifacts: ArtifactRow[] }>(stateDir, 'GET', `/v1/artifacts?kind=${kind}`)).artifacts);
+      // One line per target and digest, with the releases that carry it.
+      const merged = new Map<string, ArtifactRow & { releases: string[] }>();
+      for (const r of rows) {
+        const key = `${r.kind} ${r.target} ${r.digest}`;
+        const m = merged.get(key) ?? { ...r, releases: [] };
+        m.releases.push(r.releaseVersion);
+        merged.set(key, m);
+      }
+      const list = [...merged.values()].map(({ releaseVersion: _r, ...rest }) => rest);
+      if (values.json) return (print(ctx.stdout, JSON.stringify({ [name]: list }, null, 2)), 0);
+      if (!list.length) return (print(ctx.stdout, `No ${name} yet.`), 0);
+      print(ctx.stdout, table([
+        ['kind', 'target', 'digest', 'size', 'releases'],
+        ...list.map((a) => [a.kind, a.target, a.digest, formatBytes(a.size), a.releases.join(',')]),
+      ], ''));
+      return 0;
+    },
+  });
+
+  return [
+    importCommand,
+    releasesCommand,
+    artifactCommand('images', ['image', 'chart'], 'list images and charts on the box (image registry)'),
+    artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)'),
+  ];
+}

@@ -1,0 +1,374 @@
+/**
+ * The appliance's Fastify apps. They are built here and never listen (server.ts does),
+ * so tests drive the real apps with `app.inject`.
+ *
+ *   public app (HTTPS)   /repo/…     the file repository, basic auth, listings as HTML or JSON
+ *                        /ca.crt     the appliance CA
+ *                        /           a landing page (the console comes with /api/v1)
+ *   redirect app (HTTP)  /ca.crt     the CA, so a fresh client can fetch it before trusting
+ *                        *           301 to the same path on HTTPS
+ *   admin app (socket)   /v1/status, /v1/setup, /v1/events   the local admin API
+ */
+import fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
+import { registerApi, type ConsoleOperations } from './api.js';
+import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
+
+export { parseBasicAuth };
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from 'pino';
+import { AirgapError, UsageError } from '../../kit/errors.js';
+import { parseRepoAddress, urlHost } from '../config/address.js';
+import { secretsEqual, type Credential } from '../security/credentials.js';
+import type { ApplianceStatus, SetupResult } from '../daemon/appliance.js';
+import type { ApplianceEvent } from '../store/events.js';
+import type { ImportRow } from '../store/imports.js';
+import type { ImportUpdate } from '../import/runner.js';
+import { PassThrough } from 'node:stream';
+
+/** Options every app shares: our pino logger, no per-request info lines (errors are still logged). */
+function baseOptions(log: Logger): FastifyServerOptions {
+  return {
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Closing does not wait for slow downloads or followers: the daemon must stop on SIGTERM.
+    forceCloseConnections: true,
+    // Unknown body properties are refused (400), not silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
+  };
+}
+
+/**
+ * One error shape for every app: `{code, message, hint?}`; 5xx details of unknown errors
+ * stay in the log. `notFound: false` leaves 404 handling to the app.
+ */
+function registerErrorHandler(app: FastifyInstance, notFound = true): void {
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown; code?: string }, request, reply) => {
+    if (error instanceof AirgapError) {
+      const explicit = (error as { statusCode?: unknown }).statusCode;
+      const status = typeof explicit === 'number' ? explicit : error instanceof UsageError ? 400 : error.code === 'AG_NOT_FOUND' ? 404 : 500;
+      if (status >= 500) request.log.error({ err: error }, error.message);
+      return reply.status(status).send({ code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+    if (error.validation || (error.statusCode && error.statusCode < 500)) {
+      return reply.status(error.statusCode ?? 400).send({ code: 'AG_BAD_REQUEST', message: error.message });
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.status(500).send({ code: 'AG_INTERNAL', message: 'internal error; see the daemon log' });
+  });
+  if (notFound) app.setNotFoundHandler((request, reply) => reply.status(404).send({ code: 'AG_NOT_FOUND', message: `no such path: ${request.url.split('?')[0]}` }));
+}
+
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+
+/** Checks basic auth against `expected` in constant time; answers 401 with a challenge otherwise. */
+function basicAuthHook(realm: string, expected: () => Credential) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const given = parseBasicAuth(request.headers.authorization);
+    const want = expected();
+    const userOk = given !== undefined && secretsEqual(given.username, want.username);
+    const passOk = given !== undefined && secretsEqual(given.password, want.password);
+    if (userOk && passOk) return;
+    if (given) request.log.warn({ username: given.username }, 'repository login refused');
+    return reply
+      .status(401)
+      .header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`)
+      .send({ code: 'AG_UNAUTHORIZED', message: 'the repository needs its username and password (airgap-setup prints them)' });
+  };
+}
+
+/** The path of the listing being rendered (@fastify/static's render callback does not get it). */
+const listingPath = new AsyncLocalStorage<string>();
+
+function listingHtml(path: string, dirs: Array<{ href: string; name: string }>, files: Array<{ href: string; name: string }>): string {
+  const route = path.endsWith('/') ? path : `${path}/`;
+  const parent = route.replace(/[^/]+\/$/, '');
+  const items = [
+    ...(route !== '/repo/' ? [`<li><a href="${escapeHtml(parent)}">../</a></li>`] : []),
+    ...dirs.map((d) => `<li><a href="${escapeHtml(d.href)}/">${escapeHtml(d.name)}/</a></li>`),
+    ...files.map((f) => `<li><a href="${escapeHtml(f.href)}">${escapeHtml(f.name)}</a></li>`),
+  ];
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Index of ${escapeHtml(route)}</title></head><body><h1>Index of ${escapeHtml(route)}</h1><ul>${items.join('')}</ul><p><a href="?format=json">JSON</a></p></body></html>`;
+}
+
+export interface PublicAppOptions {
+  log: Logger;
+  /** The folder served under /repo/. */
+  repoDir: string;
+  /** The repository account, read per request (it never changes, but setup may load it later). */
+  repositoryCredential: () => Credential;
+  caPem: () => string;
+  /** Key and certificate chain for HTTPS; without them the app is plain (tests with inject). */
+  tls?: { key: string; cert: string };
+  /** The console API under /api/v1; absent, the app serves the repository only. */
+  api?: ConsoleOperations;
+  /** The console's static files (web/), served at /. */
+  webDir?: string;
+}
+
+/** The HTTPS app: file repository, CA, landing page. */
+export async function buildPublicApp(options: PublicAppOptions): Promise<FastifyInstance> {
+  const serverOptions: FastifyServerOptions & { https?: { key: string; cert: string; minVersion: 'TLSv1.2' } } = {
+    ...baseOptions(options.log),
+    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' } } : {}),
+  };
+  const app = fastify(serverOptions) as unknown as FastifyInstance;
+  registerErrorHandler(app);
+
+  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
+  );
+
+  if (options.api) {
+    await app.register(fastifySwagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'airgap appliance API', version: 'v1', description: 'The console API: status, connection details, content, imports, uploads, events.' },
+        components: { securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: 'airgap_session' }, basic: { type: 'http', scheme: 'basic' } } },
+        security: [{ session: [] }, { basic: [] }],
+      },
+      hideUntagged: true,
+    });
+    await registerApi(app, options.api, { secureCookie: options.tls !== undefined });
+  }
+
+  if (options.webDir) {
+    // The console: static files, no CDN; every other path falls through to the 404 handler.
+    await app.register(fastifyStatic, { root: options.webDir, prefix: '/', index: 'index.html', wildcard: false, decorateReply: false, cacheControl: false, dotfiles: 'deny' });
+  } else {
+    app.get('/', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>airgap appliance</title></head><body><h1>airgap appliance</h1><ul><li><a href="/repo/">File repository</a> (repository credentials)</li><li><a href="/ca.crt">CA certificate</a></li></ul><p>Connection details: run <code>sudo airgap-setup &lt;repo-ip&gt;</code> on the appliance.</p></body></html>'),
+    );
+  }
+
+  await app.register(async (repo) => {
+    repo.addHook('onRequest', basicAuthHook('airgap repository', options.repositoryCredential));
+    // Listings are HTML for browsers and JSON for `Accept: application/json` or ?format=json.
+    repo.addHook('onRequest', async (request) => {
+      const path = request.url.split('?')[0]!;
+      try {
+        listingPath.enterWith(decodeURIComponent(path));
+      } catch {
+        listingPath.enterWith(path);
+      }
+      const query = request.query as Record<string, string | undefined>;
+      if (query.format === undefined && /application\/json/.test(request.headers.accept ?? '') && !/text\/html/.test(request.headers.accept ?? '')) query.format = 'json';
+    });
+    await repo.register(fastifyStatic, {
+      root: options.repoDir,
+      prefix: '/repo/',
+      index: false,
+      dotfiles: 'deny',
+      // A folder without its slash is listed as it is (the listing's links are absolute).
+      redirect: false,
+      wildcard: true,
+      list: { format: 'html', render: (dirs, files) => listingHtml(listingPath.getStore() ?? '/repo/', dirs, files) },
+      cacheControl: false,
+      decorateReply: false,
+    });
+  });
+  return app;
+}
+
+export interface RedirectAppOptions {
+  log: Logger;
+  httpsPort: number;
+  caPem: () => string;
+  /** The repo address set by setup (redirects go there), or null before setup. */
+  repoAddress: () => string | null;
+  /** The host to redirect to before setup when the request's Host is not a valid address or name. */
+  fallbackHost: () => string;
+}
+
+/** The HTTP app: /ca.crt, and a 301 to HTTPS for everything else. */
+export async function buildRedirectApp(options: RedirectAppOptions): Promise<FastifyInstance> {
+  const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
+  registerErrorHandler(app, false);
+  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
+    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
+  );
+  app.setNotFoundHandler(async (request, reply) => {
+    // The repo address once setup ran; before that the request's own host when it is a
+    // valid address or name. Only the path and query of the request are kept.
+    let host = options.repoAddress();
+    if (!host) {
+      try {
+        host = parseRepoAddress(request.hostname).value;
+      } catch {
+        host = options.fallbackHost();
+      }
+    }
+    const target = new URL(request.url, 'http://placeholder');
+    const port = options.httpsPort === 443 ? '' : `:${options.httpsPort}`;
+    return reply.redirect(`https://${urlHost(host)}${port}${target.pathname}${target.search}`, 301);
+  });
+  return app;
+}
+
+/** What the admin API needs of the appliance. */
+export interface AdminOperations {
+  status(): Promise<ApplianceStatus>;
+  setup(repoAddress: string, actor: string): Promise<SetupResult>;
+  events(limit: number): ApplianceEvent[];
+  /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
+  queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
+  listImports(limit: number): ImportRow[];
+  getImport(id: number): ImportRow | undefined;
+  /**
+   * Calls `onUpdate` with the import's live state now and on every change, then `onDone`
+   * with its final row (at once when it is finished). Returns an unsubscribe function.
+   */
+  followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
+  releases(): unknown;
+  artifacts(kind: string | undefined): unknown[];
+}
+
+const credentialSchema = (extra: Record<string, unknown> = {}) => ({
+  type: 'object',
+  properties: { url: { type: 'string' }, username: { type: 'string' }, password: { type: 'string' }, ...extra },
+  required: ['url', 'username', 'password'],
+});
+
+/** JSON schema of `airgap setup --json` (DESIGN.md, "CLI contract"). */
+export const connectionDetailsSchema = {
+  type: 'object',
+  properties: {
+    repository: credentialSchema(),
+    imageRegistry: credentialSchema(),
+    packRegistry: credentialSchema(),
+    console: credentialSchema(),
+    caCertificateBase64: { type: 'string' },
+  },
+  required: ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64'],
+} as const;
+
+const open = openObject;
+
+/** The admin API on the unix socket. Access control is the socket's mode (0600). */
+export async function buildAdminApp(options: { log: Logger; operations: AdminOperations }): Promise<FastifyInstance> {
+  const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
+  registerErrorHandler(app);
+  const { operations } = options;
+
+  app.get('/v1/status', {
+    schema: {
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            version: { type: 'string' },
+            healthy: { type: 'boolean' },
+            problems: { type: 'array', items: { type: 'string' } },
+            daemon: open,
+            repoAddress: { type: ['string', 'null'] },
+            repository: open,
+            console: open,
+            certificate: open,
+            registries: { type: 'array', items: open },
+            database: open,
+            disk: open,
+            release: open,
+            imports: { type: 'array', items: open },
+          },
+          required: ['version', 'healthy', 'problems', 'daemon', 'registries', 'certificate', 'database', 'disk'],
+        },
+      },
+    },
+  }, async () => operations.status());
+
+  app.post('/v1/setup', {
+    schema: {
+      body: { type: 'object', properties: { repoAddress: { type: 'string', minLength: 1, maxLength: 255 } }, required: ['repoAddress'], additionalProperties: false },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            details: connectionDetailsSchema,
+            changed: {
+              type: 'object',
+              properties: { repoAddress: { type: 'boolean' }, certificate: { type: 'boolean' }, registriesRestarted: { type: 'array', items: { type: 'string' } } },
+            },
+            warnings: { type: 'array', items: { type: 'string' } },
+          },
+        },
+        400: errorSchema,
+        500: errorSchema,
+      },
+    },
+  }, async (request) => operations.setup((request.body as { repoAddress: string }).repoAddress, 'cli'));
+
+  app.get('/v1/events', {
+    schema: {
+      querystring: limitQuery(50),
+      response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ events: operations.events((request.query as { limit: number }).limit) }));
+
+  app.post('/v1/imports', {
+    schema: {
+      body: {
+        type: 'object',
+        properties: { file: { type: 'string', minLength: 1, maxLength: 4096 }, allowDowngrade: { type: 'boolean', default: false } },
+        required: ['file'],
+        additionalProperties: false,
+      },
+      response: { 202: { type: 'object', properties: { import: open, queuePosition: { type: 'integer' } } }, 400: errorSchema, 404: errorSchema },
+    },
+  }, async (request, reply) => {
+    const body = request.body as { file: string; allowDowngrade: boolean };
+    return reply.status(202).send(await operations.queueImport(body, 'cli'));
+  });
+
+  app.get('/v1/imports', {
+    schema: {
+      querystring: limitQuery(50),
+      response: { 200: { type: 'object', properties: { imports: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ imports: operations.listImports((request.query as { limit: number }).limit) }));
+
+  const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
+  const notFound = (id: number) => new AirgapError('AG_NOT_FOUND', `there is no import ${id}`, { hint: "list them with 'airgap status'" });
+
+  app.get('/v1/imports/:id', { schema: { params: idParams, response: { 200: open, 404: errorSchema } } }, async (request) => {
+    const { id } = request.params as { id: number };
+    const row = operations.getImport(id);
+    if (!row) throw notFound(id);
+    return row;
+  });
+
+  // NDJSON: {"type":"update",…} lines while the import is queued or running, then one {"type":"done","import":…}.
+  app.get('/v1/imports/:id/follow', { schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params as { id: number };
+    if (!operations.getImport(id)) throw notFound(id);
+    const stream = new PassThrough();
+    const unsubscribe = operations.followImport(
+      id,
+      // A follower that does not read (a stopped terminal) loses updates, never the end.
+      (update) => void (stream.writableNeedDrain || stream.write(`${JSON.stringify({ type: 'update', ...update })}\n`)),
+      (row) => {
+        stream.end(`${JSON.stringify({ type: 'done', import: row })}\n`);
+      },
+    );
+    request.raw.on('close', unsubscribe);
+    stream.on('close', unsubscribe);
+    return reply.type('application/x-ndjson').send(stream);
+  });
+
+  app.get('/v1/releases', { schema: { response: { 200: open } } }, async () => operations.releases());
+
+  app.get('/v1/artifacts', {
+    schema: {
+      querystring: { type: 'object', properties: { kind: { type: 'string', enum: ['image', 'chart', 'pack', 'file'] } }, additionalProperties: false },
+      response: { 200: { type: 'object', properties: { artifacts: { type: 'array', items: open } } } },
+    },
+  }, async (request) => ({ artifacts: operations.artifacts((request.query as { kind?: string }).kind) }));
+
+  return app;
+}

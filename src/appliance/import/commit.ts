@@ -1,0 +1,81 @@
+/**
+ * Import stage "commit": the release and every artifact are recorded in one SQLite
+ * transaction with the import's end; then `/repo/releases.json` is rewritten (temp,
+ * fsync, rename) so downstream installers can discover the release.
+ */
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../kit/fs.js';
+import type { OpenedPayload } from '../../format/reader.js';
+import type { Db } from '../store/db.js';
+import { finishImport } from '../store/imports.js';
+import { currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
+import type { ImportPlan } from './plan.js';
+
+/** Name of the release list at the top of the repository. */
+export const RELEASES_JSON = 'releases.json';
+
+/**
+ * Records the release (unless it is there already) and finishes the import, in one
+ * transaction. `makeCurrent`: the release becomes the current one.
+ */
+export function commitRelease(db: Db, args: { importId: number; opened: OpenedPayload; plan: ImportPlan; makeCurrent: boolean; alreadyRecorded: boolean; result: unknown }): void {
+  const { opened, plan } = args;
+  db.transaction(() => {
+    if (args.alreadyRecorded) {
+      if (args.makeCurrent) makeCurrent(db, opened.toc.version);
+    } else {
+      const artifacts: Array<Omit<ArtifactRow, 'releaseVersion'>> = [
+        ...plan.artifacts.map((a) => ({ kind: a.kind, target: a.target, digest: a.digest, size: a.size, mediaType: a.mediaType, platforms: a.kind === 'image' ? a.platforms : null })),
+        ...plan.files.map((f) => ({ kind: 'file' as const, target: f.target, digest: `sha256:${f.sha256}`, size: f.size, mediaType: null, platforms: null })),
+      ];
+      insertRelease(
+        db,
+        {
+          version: opened.toc.version,
+          name: opened.toc.name,
+          created: opened.toc.created,
+          payloadSha256: opened.header.payloadSha256,
+          tocSha256: opened.header.tocSha256,
+          keyId: opened.signature.status === 'verified' ? opened.signature.keyId : null,
+          importId: args.importId,
+          importedAt: new Date().toISOString(),
+        },
+        artifacts,
+        args.makeCurrent,
+      );
+    }
+    finishImport(db, args.importId, 'imported', args.result);
+  })();
+}
+
+/**
+ * The document at `/repo/releases.json`: installed versions, the current one, and each
+ * release's files (paths relative to `/repo/`), images, charts and packs.
+ */
+export function releasesDocument(db: Db): unknown {
+  const current = currentRelease(db);
+  return {
+    current: current?.version ?? null,
+    releases: listReleases(db).map((r) => {
+      const artifacts = listArtifacts(db, { version: r.version });
+      const of = (kind: ArtifactRow['kind']) => artifacts.filter((a) => a.kind === kind);
+      return {
+        version: r.version,
+        name: r.name,
+        created: r.created,
+        importedAt: r.importedAt,
+        current: r.current,
+        tocSha256: r.tocSha256,
+        files: of('file').map((f) => ({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') })),
+        images: of('image').map((a) => ({ target: a.target, digest: a.digest })),
+        charts: of('chart').map((a) => ({ target: a.target, digest: a.digest })),
+        packs: of('pack').map((a) => ({ target: a.target, digest: a.digest })),
+      };
+    }),
+  };
+}
+
+/** Rewrites `<repoDir>/releases.json` from the database. */
+export async function writeReleasesJson(db: Db, repoDir: string): Promise<void> {
+  await writeFileAtomic(join(repoDir, RELEASES_JSON), `${JSON.stringify(releasesDocument(db), null, 2)}\n`, 0o644);
+}

@@ -1,0 +1,30 @@
+/**
+ * Import stage "open": the .bin is checked before anything is touched (DESIGN.md,
+ * "Import pipeline"): header, size, tar index and entry rules, TOC digest, signature
+ * against the trusted keys in `<state-dir>/trusted-keys/*.pub`, TOC against the index,
+ * OCI layout closure. Data digests are checked in flight by the later stages.
+ */
+import { readdir } from 'node:fs/promises';
+import { PayloadError } from '../../kit/errors.js';
+import { loadPublicKeys } from '../../format/keys.js';
+import { openPayload, type OpenedPayload } from '../../format/reader.js';
+
+/**
+ * Opens `file` for import. Unless `allowUnsigned` (the daemon's explicit flag), the file
+ * must be signed by one of the trusted keys: with none installed, every file is refused
+ * with a hint that says where keys go. Throws PayloadError (see openPayload) or
+ * AG_NO_TRUSTED_KEYS.
+ */
+export async function openForImport(file: string, trustedKeysDir: string, allowUnsigned: boolean): Promise<OpenedPayload> {
+  const keyFiles = (await readdir(trustedKeysDir).catch(() => [] as string[])).filter((f) => f.endsWith('.pub'));
+  const trustedKeys = keyFiles.length ? await loadPublicKeys([trustedKeysDir]) : [];
+  if (!trustedKeys.length && !allowUnsigned) {
+    // Open first so that a damaged file says so, then refuse for want of keys.
+    const opened = await openPayload(file, {});
+    await opened.close();
+    throw new PayloadError('AG_NO_TRUSTED_KEYS', `no trusted signing keys are installed, so ${file} cannot be verified`, {
+      hint: `copy the airgap-signing.pub of the build side into ${trustedKeysDir}/ and import again`,
+    });
+  }
+  return openPayload(file, { trustedKeys, requireSignature: !allowUnsigned });
+}

@@ -1,0 +1,136 @@
+/**
+ * Import stage "push blobs" (OCI distribution-spec, "Push"): every config and layer blob
+ * of the stage's artifacts goes to its repository, several at once. A blob is skipped when
+ * this import journalled it before a restart or the registry has it (HEAD); mounted when
+ * another repository of the same registry has it; otherwise streamed straight from the
+ * .bin by byte offset while the registry hashes it in flight and checks the digest. Each
+ * finished blob is journalled at once.
+ */
+import { Transform, type Readable } from 'node:stream';
+import { PayloadError, RegistryError } from '../../kit/errors.js';
+import type { PushTarget } from '../registries/push-client.js';
+import { openEntryStream } from '../../format/reader.js';
+import { journalBlob, repositoriesWithBlob, type BlobAction } from '../store/imports.js';
+import { runPool, type ImportContext, type Stage } from './context.js';
+import type { PlannedArtifact, PlannedBlob } from './plan.js';
+
+interface BlobGroup {
+  registry: PlannedArtifact['registry'];
+  blob: PlannedBlob;
+  /** Repositories that need it; the first gets the upload, the others a mount. */
+  repositories: string[];
+}
+
+/**
+ * A pass-through that counts what flows. The blob is not hashed here: the registry
+ * computes its digest in flight and refuses a PUT whose bytes do not match (OCI
+ * distribution-spec, "Pushing a blob monolithically"), so a second sha256 of every byte
+ * would only take CPU from the registry (the bench measured 17% on 2 GB).
+ */
+function countingStream(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      onBytes(chunk.length);
+      callback(null, chunk);
+    },
+  });
+}
+
+/**
+ * Uploads one blob; the registry's digest refusal (DIGEST_INVALID) means the .bin's
+ * bytes are damaged, and says so as a PayloadError.
+ */
+async function uploadChecked(target: PushTarget, repository: string, blob: PlannedBlob, body: () => Readable, signal: AbortSignal): Promise<void> {
+  try {
+    await target.uploadBlob(repository, blob.digest, blob.size, body, signal);
+  } catch (err) {
+    if (err instanceof RegistryError && /DIGEST_INVALID|digest did not match/i.test(err.message)) {
+      throw new PayloadError('AG_ENTRY_DIGEST', `entry ${blob.path} does not match its digest (the registry refused it); the file is damaged`, { cause: err, hint: 'copy the file again' });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Pushes the blobs of `artifacts` for `stage`. Throws RegistryError on a registry
+ * failure, PayloadError AG_ENTRY_DIGEST when the .bin's bytes are damaged.
+ */
+export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: PlannedArtifact[]): Promise<void> {
+  const groups = new Map<string, BlobGroup>();
+  for (const a of artifacts) {
+    for (const blob of a.blobs) {
+      const key = `${a.registry} ${blob.digest}`;
+      const group = groups.get(key) ?? { registry: a.registry, blob, repositories: [] };
+      if (!group.repositories.includes(a.repository)) group.repositories.push(a.repository);
+      groups.set(key, group);
+    }
+  }
+  // Largest first, so the lanes finish together.
+  const work = [...groups.values()].sort((a, b) => b.blob.size - a.blob.size);
+  const bytesTotal = work.reduce((n, g) => n + g.blob.size * g.repositories.length, 0);
+  const itemsTotal = work.reduce((n, g) => n + g.repositories.length, 0);
+  let bytesDone = 0;
+  let itemsDone = 0;
+  const report = () => ctx.progress({ stage, bytesDone, bytesTotal, itemsDone, itemsTotal });
+  report();
+
+  const done = (g: BlobGroup, repository: string, action: BlobAction | 'journal') => {
+    if (action !== 'journal') journalBlob(ctx.db, ctx.importId, { registry: g.registry, repository, digest: g.blob.digest, size: g.blob.size, action });
+    if (action === 'mounted') ctx.counters.blobsMounted++;
+    else if (action === 'present' || action === 'journal') ctx.counters.blobsSkipped++;
+    itemsDone++;
+    report();
+  };
+
+  await runPool(work, ctx.concurrency, ctx.signal, async (g) => {
+    const target = ctx.targets[g.registry];
+    const log = ctx.log.child({ stage, registry: g.registry, digest: g.blob.digest });
+    for (const repository of g.repositories) {
+      if (ctx.journal.has(`${g.registry} ${repository} ${g.blob.digest}`)) {
+        bytesDone += g.blob.size;
+        done(g, repository, 'journal');
+        continue;
+      }
+      if (await target.hasBlob(repository, g.blob.digest)) {
+        bytesDone += g.blob.size;
+        done(g, repository, 'present');
+        continue;
+      }
+      const sources = [...new Set([...g.repositories.filter((r) => r !== repository), ...repositoriesWithBlob(ctx.db, g.registry, g.blob.digest)])].filter((r) => r !== repository);
+      let mounted = false;
+      for (const from of sources.slice(0, 3)) {
+        if (await target.mountBlob(repository, g.blob.digest, from)) {
+          mounted = true;
+          break;
+        }
+      }
+      if (mounted) {
+        bytesDone += g.blob.size;
+        log.debug({ repository }, 'blob mounted');
+        done(g, repository, 'mounted');
+        continue;
+      }
+      let sent = 0;
+      await uploadChecked(
+        target,
+        repository,
+        g.blob,
+        () => {
+          // A retry of the body starts over: take back what the last attempt counted.
+          bytesDone -= sent;
+          sent = 0;
+          return openEntryStream(ctx.opened, g.blob.path).pipe(countingStream((n) => {
+            sent += n;
+            bytesDone += n;
+            report();
+          }));
+        },
+        ctx.signal,
+      );
+      ctx.counters.blobsPushed++;
+      ctx.counters.bytesPushed += g.blob.size;
+      log.debug({ repository, size: g.blob.size }, 'blob pushed');
+      done(g, repository, 'pushed');
+    }
+  });
+}

@@ -1,0 +1,362 @@
+/**
+ * The import queue and pipeline driver (DESIGN.md, "Import pipeline"): one import at a
+ * time, in order; each runs open → preflight → images → charts → packs → files → tags →
+ * commit, recording every stage and every finished blob in SQLite. When the daemon stops
+ * (or dies) mid-import, the import stays 'running' and the next start resumes it from its
+ * journal. Domain code: it knows nothing of HTTP.
+ */
+import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { AirgapError, PayloadError } from '../../kit/errors.js';
+import type { OpenedPayload } from '../../format/reader.js';
+import type { PushTarget } from '../registries/push-client.js';
+import type { RegistryName, StateLayout } from '../config/state-layout.js';
+import type { Db } from '../store/db.js';
+import { currentRelease, listArtifacts } from '../store/releases.js';
+import {
+  createImport,
+  failImport,
+  finishImport,
+  getImport,
+  journalOf,
+  latestImportOf,
+  repositoriesWithBlob,
+  markStarted,
+  setIdentity,
+  setStage,
+  unfinishedImports,
+  type ImportOptions,
+  type ImportRow,
+  type ImportSource,
+} from '../store/imports.js';
+import { commitRelease, writeReleasesJson } from './commit.js';
+import { newCounters, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
+import { installFiles, publishFiles, releaseDirs } from './files.js';
+import { openForImport } from './open.js';
+import { planImport, type ImportPlan } from './plan.js';
+import { checkFreeSpace, decideVersion } from './preflight.js';
+import { pushBlobs } from './push-blobs.js';
+import { pushManifests, pushTags, tagsInPlace } from './push-manifests.js';
+
+/** A live view of one import, sent to followers. */
+export interface ImportUpdate {
+  importId: number;
+  state: ImportRow['state'];
+  stage: Stage | null;
+  name: string | null;
+  version: string | null;
+  /** Imports ahead of this one (queued only). */
+  queuePosition: number;
+  bytesDone: number;
+  bytesTotal: number;
+  itemsDone: number;
+  itemsTotal: number;
+}
+
+/** What `airgap import --json` prints (also stored as the import's result). */
+export interface ImportResult extends ImportCounters {
+  importId: number;
+  file: string;
+  name: string;
+  version: string;
+  status: 'imported' | 'unchanged';
+  /** install | upgrade | downgrade | repair | none */
+  action: string;
+  previousVersion: string | null;
+  signedBy: string | null;
+  images: number;
+  charts: number;
+  packs: number;
+  files: number;
+  resumed: boolean;
+  seconds: number;
+}
+
+export interface ImporterOptions {
+  db: Db;
+  log: Logger;
+  layout: StateLayout;
+  /** Push targets for the bundled registries; closed after each import. */
+  targets: () => Record<RegistryName, PushTarget>;
+  /** Problems of the registries ('' when healthy); a non-empty list stops an import before it pushes. */
+  registryProblems: () => Promise<string[]>;
+  /** Accept unsigned or unknown-key files (the daemon's explicit --allow-unsigned). */
+  allowUnsigned: boolean;
+  /** Parallel blob uploads (default 4). */
+  concurrency?: number;
+  onEvent: (actor: string, kind: string, message: string, data?: Record<string, unknown>) => void;
+}
+
+const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
+
+/** Bytes of the plan's blobs that no import has put into their registry yet (an upper bound of what is pushed). */
+function unknownBlobBytes(db: Db, plan: ImportPlan): number {
+  const counted = new Set<string>();
+  let bytes = 0;
+  for (const a of plan.artifacts) {
+    for (const b of a.blobs) {
+      const key = `${a.registry} ${b.digest}`;
+      if (counted.has(key)) continue;
+      counted.add(key);
+      if (repositoriesWithBlob(db, a.registry, b.digest).length === 0) bytes += b.size;
+    }
+  }
+  return bytes;
+}
+
+/**
+ * After a failure in the tags stage or later: points every tag the current release owns
+ * (and this plan touched) back at the current release's digest. Returns true when all
+ * were restored.
+ */
+async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, plan: ImportPlan): Promise<boolean> {
+  const current = currentRelease(db);
+  if (!current) return true;
+  const owned = new Map(listArtifacts(db, { version: current.version }).filter((a) => a.kind !== 'file').map((a) => [a.target, a.digest]));
+  for (const a of plan.artifacts) {
+    const digest = owned.get(a.target);
+    if (!digest || digest === a.digest) continue;
+    const target = targets[a.registry];
+    if ((await target.tagDigest(a.repository, a.tag)) !== digest) await target.retag(a.repository, a.tag, digest);
+  }
+  return true;
+}
+
+export class Importer extends EventEmitter {
+  private readonly queue: number[] = [];
+  private running: { id: number; abort: AbortController; done: Promise<void> } | undefined;
+  private readonly live = new Map<number, ImportUpdate>();
+  private readonly lastEmit = new Map<number, number>();
+  private closing = false;
+
+  constructor(private readonly options: ImporterOptions) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Queues an import of `file` (an absolute path the daemon can read). Returns its row. */
+  enqueue(job: { file: string; source: ImportSource; actor: string; options: ImportOptions }): ImportRow {
+    const row = createImport(this.options.db, job);
+    this.options.onEvent(job.actor, 'import.queued', `queued ${job.file}`, { importId: row.id, source: job.source });
+    this.queue.push(row.id);
+    this.setLive(row.id, { state: 'queued' });
+    queueMicrotask(() => void this.pump());
+    return row;
+  }
+
+  /** Queues the imports a stopped daemon left unfinished (call once, at start). */
+  resumeUnfinished(): number {
+    const rows = unfinishedImports(this.options.db);
+    for (const row of rows) {
+      this.queue.push(row.id);
+      this.setLive(row.id, { state: 'queued' });
+    }
+    if (rows.length) queueMicrotask(() => void this.pump());
+    return rows.length;
+  }
+
+  /** The import's row (state, error, result). */
+  get(id: number): ImportRow | undefined {
+    return getImport(this.options.db, id);
+  }
+
+  /** The newest import of `file` (the inbox asks after a restart). */
+  latestOf(file: string): ImportRow | undefined {
+    return latestImportOf(this.options.db, file);
+  }
+
+  /** The live view of a queued or running import; undefined once it is finished. */
+  snapshot(id: number): ImportUpdate | undefined {
+    const update = this.live.get(id);
+    if (!update) return undefined;
+    return { ...update, queuePosition: update.state === 'queued' ? this.queue.indexOf(id) + (this.running ? 1 : 0) : 0 };
+  }
+
+  /** Stops taking imports and interrupts the running one, which stays 'running' for the next start. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.queue.length = 0;
+    if (this.running) {
+      this.running.abort.abort(new Error('the daemon is stopping'));
+      await this.running.done;
+    }
+  }
+
+  private setLive(id: number, patch: Partial<ImportUpdate>): void {
+    const base: ImportUpdate = this.live.get(id) ?? { importId: id, state: 'queued', stage: null, name: null, version: null, queuePosition: 0, bytesDone: 0, bytesTotal: 0, itemsDone: 0, itemsTotal: 0 };
+    const next = { ...base, ...patch };
+    this.live.set(id, next);
+    // Followers get every change of state or stage and the end of a stage, and byte counts
+    // at most every 200 ms: a multi-GB import must not flood them.
+    const now = Date.now();
+    const milestone = next.state !== base.state || next.stage !== base.stage || next.bytesDone === next.bytesTotal || next.itemsDone === next.itemsTotal;
+    if (!milestone && now - (this.lastEmit.get(id) ?? 0) < 200) return;
+    this.lastEmit.set(id, now);
+    this.emit('update', this.snapshot(id));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running || this.closing) return;
+    const id = this.queue.shift();
+    if (id === undefined) return;
+    const abort = new AbortController();
+    const done = this.run(id, abort.signal).finally(() => {
+      this.running = undefined;
+      void this.pump();
+    });
+    this.running = { id, abort, done };
+    for (const queued of this.queue) this.emit('update', this.snapshot(queued));
+  }
+
+  private async run(id: number, signal: AbortSignal): Promise<void> {
+    const { db, layout } = this.options;
+    const row = getImport(db, id);
+    if (!row) return;
+    const resumed = row.state === 'running';
+    const started = Date.now();
+    const log = this.options.log.child({ importId: id });
+    let opened: OpenedPayload | undefined;
+    let targets: Record<RegistryName, PushTarget> | undefined;
+    let stage: Stage = 'open';
+    let tagsTouched = false;
+    let committed = false;
+    let plan: ImportPlan | undefined;
+    const enter = (s: Stage) => {
+      stage = s;
+      setStage(db, id, s);
+      this.setLive(id, { state: 'running', stage: s, bytesDone: 0, bytesTotal: 0, itemsDone: 0, itemsTotal: 0 });
+      log.info({ stage: s }, `stage ${s}`);
+    };
+    try {
+      markStarted(db, id, resumed);
+      this.options.onEvent(row.actor, resumed ? 'import.resumed' : 'import.started', `${resumed ? 'resumed' : 'started'} the import of ${row.file}`, { importId: id });
+      enter('open');
+      opened = await openForImport(row.file, layout.trustedKeysDir, this.options.allowUnsigned);
+      const { toc, header } = opened;
+      setIdentity(db, id, { name: toc.name, version: toc.version, payloadSha256: header.payloadSha256 });
+      this.setLive(id, { name: toc.name, version: toc.version });
+      plan = await planImport(opened);
+
+      enter('preflight');
+      const decision = decideVersion(db, opened, row.options.allowDowngrade === true);
+      const problems = await this.options.registryProblems();
+      if (problems.length) {
+        throw new AirgapError('AG_REGISTRY_DOWN', `the registries are not ready: ${problems.join('; ')}`, { hint: "check 'airgap status' and the daemon log, then import again" });
+      }
+      targets = this.options.targets();
+      const ctx: ImportContext = {
+        db,
+        log,
+        importId: id,
+        opened,
+        plan,
+        targets,
+        journal: journalOf(db, id),
+        counters: newCounters(),
+        signal,
+        concurrency: this.options.concurrency ?? 4,
+        progress: (p: StageProgress) => this.setLive(id, { ...p, state: 'running' }),
+      };
+      const summary = (status: ImportResult['status'], action: string): ImportResult => ({
+        importId: id,
+        file: row.file,
+        name: toc.name,
+        version: toc.version,
+        status,
+        action,
+        previousVersion: decision.current?.version ?? null,
+        signedBy: opened!.signature.status === 'verified' ? opened!.signature.keyId : null,
+        images: toc.images.length,
+        charts: toc.charts.length,
+        packs: toc.packs.length,
+        files: toc.files.length,
+        ...ctx.counters,
+        resumed: resumed || row.resumed > 0,
+        seconds: Math.round((Date.now() - started) / 10) / 100,
+      });
+
+      if (decision.action === 'same' && (await this.releaseIntact(ctx, plan, toc.version))) {
+        const result = summary('unchanged', 'none');
+        finishImport(db, id, 'unchanged', result);
+        this.options.onEvent(row.actor, 'import.unchanged', `${toc.name} ${toc.version} is already on the box; nothing pushed`, { importId: id });
+        return;
+      }
+      const repair = decision.action === 'same';
+      await checkFreeSpace([
+        { dir: layout.registriesDir, bytes: unknownBlobBytes(db, plan), what: 'images, charts and packs' },
+        { dir: layout.repoDir, bytes: plan.fileBytes, what: 'files' },
+      ]);
+
+      for (const kind of ['image', 'chart', 'pack'] as const) {
+        const artifacts = plan.artifacts.filter((a) => a.kind === kind);
+        enter(STAGE_OF_KIND[kind]);
+        await pushBlobs(ctx, STAGE_OF_KIND[kind], artifacts);
+        await pushManifests(ctx, STAGE_OF_KIND[kind], artifacts);
+      }
+      enter('files');
+      await installFiles(ctx, layout.repoDir, toc.version);
+      enter('tags');
+      tagsTouched = true;
+      await pushTags(ctx, plan.artifacts);
+      enter('commit');
+      await publishFiles(layout.repoDir, toc.version, id);
+      const action = repair ? 'repair' : decision.action;
+      const result = summary('imported', action);
+      commitRelease(db, { importId: id, opened, plan, makeCurrent: !repair, alreadyRecorded: decision.existing !== undefined, result });
+      committed = true;
+      this.options.onEvent(row.actor, 'import.finished', `${action} of ${toc.name} ${toc.version}: ${result.blobsPushed} blobs pushed (${result.bytesPushed} bytes), ${result.blobsSkipped} skipped`, {
+        ...result,
+      });
+      await writeReleasesJson(db, layout.repoDir).catch((err: unknown) => {
+        // The release is committed; the list is rewritten at the next start or import.
+        log.error({ err }, 'could not rewrite releases.json');
+        this.options.onEvent('daemon', 'repo.releases_json_failed', `could not rewrite releases.json: ${(err as Error).message}`);
+      });
+    } catch (err) {
+      if (this.closing && signal.aborted) {
+        log.warn({ stage }, 'import interrupted by the daemon stopping; it resumes at the next start');
+        return;
+      }
+      const e = err instanceof AirgapError ? err : undefined;
+      const defaultHint =
+        e instanceof PayloadError
+          ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
+          : "nothing changed on the box; see 'airgap status' and the daemon log, then import again";
+      const failure: { code: string; message: string; hint: string } = e
+        ? { code: e.code, message: e.message, hint: e.hint ?? defaultHint }
+        : { code: 'AG_IMPORT_FAILED', message: `the import failed in stage ${stage}: ${(err as Error).message}`, hint: 'see the daemon log; the earlier release is still current' };
+      if (!e) log.error({ err, stage }, 'import failed');
+      if (committed) {
+        log.error({ err }, 'failure after the commit; the release is imported');
+        return;
+      }
+      if (tagsTouched && targets && plan) {
+        // Tags may have moved: point those of the current release back where they were.
+        const restored = await restoreTags(db, targets, plan).catch((restoreErr: unknown) => {
+          log.error({ err: restoreErr }, 'could not restore the tags of the current release');
+          return false;
+        });
+        failure.hint = restored
+          ? `${failure.hint}; the tags of the current release were restored (new tags of this release may remain)`
+          : `${failure.hint}; WARNING: some tags may point at this release's images: import again to finish, or re-import the current release`;
+      }
+      failImport(db, id, failure);
+      this.options.onEvent(row.actor, 'import.failed', `import of ${row.file} failed in stage ${stage}: ${failure.message}`, { importId: id, stage, code: failure.code });
+    } finally {
+      this.live.delete(id);
+      this.lastEmit.delete(id);
+      for (const t of Object.values(targets ?? {})) t.close();
+      await opened?.close();
+      this.emit('finished', getImport(db, id));
+    }
+  }
+
+  /** For a release already recorded: every tag in place and the files folder there. */
+  private async releaseIntact(ctx: ImportContext, plan: ImportPlan, version: string): Promise<boolean> {
+    if (!(await tagsInPlace(ctx, plan.artifacts))) return false;
+    if (!plan.files.length) return true;
+    return stat(releaseDirs(this.options.layout.repoDir, version).final).then((s) => s.isDirectory(), () => false);
+  }
+}
+

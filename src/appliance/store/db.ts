@@ -1,0 +1,70 @@
+/**
+ * The appliance database: one SQLite file (better-sqlite3) in WAL mode, mode 0600, with
+ * numbered migrations tracked in `PRAGMA user_version`. All SQL lives in the store/
+ * modules; the rest of the appliance calls their functions.
+ */
+import Database from 'better-sqlite3';
+import { chmodSync, closeSync, openSync } from 'node:fs';
+import { AirgapError } from '../../kit/errors.js';
+import { MIGRATIONS } from './migrations.js';
+
+export type Db = Database.Database;
+
+/** The schema version this code writes: the number of the last migration. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Opens (creating when missing) the database at `path`, mode 0600, WAL, foreign keys on,
+ * a 5 s busy timeout, and applies the migrations it lacks, each in its own transaction.
+ * Throws AirgapError AG_DB_NEWER when the file was written by a newer airgap, AG_DB_OPEN
+ * when it cannot be opened or is not a database.
+ */
+export function openDatabase(path: string): Db {
+  // Create the file 0600 before SQLite does, so its WAL and shm files inherit that mode.
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+    chmodSync(path, 0o600);
+  } catch (cause) {
+    throw new AirgapError('AG_DB_OPEN', `cannot create the database ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let db: Db;
+  try {
+    db = new Database(path, { timeout: 5000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+  } catch (cause) {
+    throw new AirgapError('AG_DB_OPEN', `cannot open the database ${path}: ${(cause as Error).message}`, {
+      cause,
+      hint: 'restore it from a backup, or move it away to start with an empty one',
+    });
+  }
+  try {
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new AirgapError('AG_DB_NEWER', `the database has schema ${current}, newer than this airgap's ${SCHEMA_VERSION}`, {
+      hint: 'run the airgap release that wrote it, or a newer one',
+    });
+  }
+  for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
+    const sql = MIGRATIONS[version - 1]!;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}
+
+/** The schema version stored in the file. */
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}

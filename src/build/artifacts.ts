@@ -1,0 +1,201 @@
+/**
+ * Helm charts and packs as OCI artifacts: a small JSON config blob, one tar+gzip layer,
+ * and an image manifest tying them together (OCI image-spec, "Guidelines for artifact
+ * usage", and Helm's registry format: helm.sh/docs/topics/registries).
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { basename, join, relative, sep } from 'node:path';
+import { createGunzip, createGzip } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import tarStream from 'tar-stream';
+import { parse as parseYaml } from 'yaml';
+import { BundleError } from '../kit/errors.js';
+import { sha256Digest } from '../kit/digest.js';
+import {
+  MEDIA_TYPE_HELM_CHART,
+  MEDIA_TYPE_HELM_CONFIG,
+  MEDIA_TYPE_OCI_MANIFEST,
+  MEDIA_TYPE_PACK_CONFIG,
+  MEDIA_TYPE_PACK_CONTENT,
+  type Descriptor,
+} from '../oci/manifest.js';
+import { chartTarget, packTarget } from '../format/layout.js';
+import { BUNDLE_NAME, SEMVER } from '../format/names.js';
+
+/** A blob of an artifact that lives in a file (the chart .tgz, a pack's tarball). */
+export interface FileBlob {
+  descriptor: Descriptor;
+  file: string;
+}
+
+export interface Artifact {
+  name: string;
+  version: string;
+  /** `charts/<name>:<version>` or `packs/<name>:<version>`. */
+  target: string;
+  manifest: { descriptor: Descriptor; bytes: Buffer };
+  config: { descriptor: Descriptor; bytes: Buffer };
+  layer: FileBlob;
+}
+
+const CHART_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+
+/** sha256 and size of a file, read as a stream. */
+export async function hashFile(file: string): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+function artifactManifest(configMediaType: string, configBytes: Buffer, layer: Descriptor, annotations: Record<string, string>) {
+  const config: Descriptor = { mediaType: configMediaType, digest: sha256Digest(configBytes), size: configBytes.length };
+  const manifest = { schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_MANIFEST, config, layers: [layer], annotations };
+  const bytes = Buffer.from(JSON.stringify(manifest), 'utf8');
+  return {
+    config: { descriptor: config, bytes: configBytes },
+    manifest: { descriptor: { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: sha256Digest(bytes), size: bytes.length }, bytes },
+  };
+}
+
+/** Reads `<chart>/Chart.yaml` from a chart archive without extracting anything. */
+async function readChartYaml(tgz: string): Promise<Record<string, unknown>> {
+  const extract = tarStream.extract();
+  let found: Buffer | undefined;
+  extract.on('entry', (header, stream, next) => {
+    const parts = header.name.split('/').filter(Boolean);
+    if (!found && parts.length === 2 && parts[1] === 'Chart.yaml' && header.type === 'file' && (header.size ?? 0) < 1024 * 1024) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+      stream.on('end', () => {
+        found = Buffer.concat(chunks);
+        next();
+      });
+    } else {
+      stream.on('end', () => next());
+      stream.resume();
+    }
+  });
+  await pipeline(createReadStream(tgz), createGunzip(), extract);
+  if (!found) throw new BundleError('AG_CHART', `${tgz} has no <name>/Chart.yaml; is it a Helm chart packaged with 'helm package'?`);
+  const meta = parseYaml(found.toString('utf8')) as unknown;
+  if (typeof meta !== 'object' || meta === null) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml is not a mapping`);
+  return meta as Record<string, unknown>;
+}
+
+/**
+ * Makes the OCI artifact of a Helm chart archive: config = Chart.yaml as JSON
+ * (application/vnd.cncf.helm.config.v1+json), layer = the .tgz as it is
+ * (application/vnd.cncf.helm.chart.content.v1.tar+gzip). Throws BundleError AG_CHART.
+ */
+export async function chartArtifact(tgz: string): Promise<Artifact> {
+  let meta: Record<string, unknown>;
+  try {
+    meta = await readChartYaml(tgz);
+  } catch (cause) {
+    if (cause instanceof BundleError) throw cause;
+    throw new BundleError('AG_CHART', `${tgz} is not a readable chart archive (.tgz)`, { cause });
+  }
+  const name = meta.name;
+  const version = typeof meta.version === 'number' ? String(meta.version) : meta.version;
+  if (typeof name !== 'string' || !CHART_NAME.test(name)) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml has no valid name`);
+  if (typeof version !== 'string' || !SEMVER.test(version)) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml version '${String(version)}' is not semver`);
+  const layerHash = await hashFile(tgz);
+  const layer: Descriptor = { mediaType: MEDIA_TYPE_HELM_CHART, ...layerHash };
+  const annotations: Record<string, string> = { 'org.opencontainers.image.title': name, 'org.opencontainers.image.version': version };
+  if (typeof meta.description === 'string') annotations['org.opencontainers.image.description'] = meta.description;
+  const parts = artifactManifest(MEDIA_TYPE_HELM_CONFIG, Buffer.from(JSON.stringify({ ...meta, version }), 'utf8'), layer, annotations);
+  return { name, version, target: chartTarget(name, version), ...parts, layer: { descriptor: layer, file: tgz } };
+}
+
+/** Every regular file and directory under `dir`, sorted, as '/'-separated relative paths. */
+async function walk(dir: string, root = dir): Promise<Array<{ rel: string; abs: string; dir: boolean; mode: number; size: number }>> {
+  const out: Array<{ rel: string; abs: string; dir: boolean; mode: number; size: number }> = [];
+  const names = (await readdir(dir)).sort();
+  for (const name of names) {
+    const abs = join(dir, name);
+    const info = await lstat(abs);
+    const rel = relative(root, abs).split(sep).join('/');
+    if (info.isDirectory()) {
+      out.push({ rel, abs, dir: true, mode: 0o755, size: 0 });
+      out.push(...(await walk(abs, root)));
+    } else if (info.isFile()) {
+      out.push({ rel, abs, dir: false, mode: info.mode & 0o111 ? 0o755 : 0o644, size: info.size });
+    } else {
+      throw new BundleError('AG_PACK', `${abs} is not a regular file or directory (links and devices are not packed)`, { hint: 'replace it with a copy of what it points to' });
+    }
+  }
+  return out;
+}
+
+/**
+ * Makes the OCI artifact of a pack folder: config = pack.yaml as JSON
+ * (application/vnd.airgap.pack.config.v1+json), layer = a reproducible tar+gzip of the
+ * folder written into `workDir` (sorted names, zero times and owners). Throws BundleError AG_PACK.
+ */
+export async function packArtifact(folder: string, workDir: string): Promise<Artifact> {
+  let meta: Record<string, unknown>;
+  try {
+    meta = parseYaml(await readFile(join(folder, 'pack.yaml'), 'utf8')) as Record<string, unknown>;
+  } catch (cause) {
+    throw new BundleError('AG_PACK', `${folder} has no readable pack.yaml`, { cause, hint: 'a pack is a folder with pack.yaml (name, version, …)' });
+  }
+  const name = meta?.name;
+  const version = typeof meta?.version === 'number' ? String(meta.version) : meta?.version;
+  if (typeof name !== 'string' || !BUNDLE_NAME.test(name)) throw new BundleError('AG_PACK', `${folder}/pack.yaml: name must be lower-case letters, digits, '.', '_' or '-'`);
+  if (typeof version !== 'string' || !SEMVER.test(version)) throw new BundleError('AG_PACK', `${folder}/pack.yaml: version '${String(version)}' is not semver`);
+
+  const entries = await walk(folder);
+  const tarball = join(workDir, `pack-${name}-${version}-${basename(folder)}.tar.gz`);
+  const pack = tarStream.pack();
+  const hash = createHash('sha256');
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const written = pipeline(pack, createGzip({ level: 6 }), counter, createWriteStream(tarball));
+  for (const e of entries) {
+    const header = { name: e.dir ? `${e.rel}/` : e.rel, mode: e.mode, mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
+    if (e.dir) {
+      pack.entry({ ...header, type: 'directory' });
+      continue;
+    }
+    await new Promise<void>((resolveEntry, reject) => {
+      const sink = pack.entry({ ...header, type: 'file', size: e.size }, (err) => (err ? reject(err) : resolveEntry()));
+      createReadStream(e.abs).on('error', reject).pipe(sink);
+    });
+  }
+  pack.finalize();
+  await written;
+  const layer: Descriptor = { mediaType: MEDIA_TYPE_PACK_CONTENT, digest: `sha256:${hash.digest('hex')}`, size };
+  const parts = artifactManifest(MEDIA_TYPE_PACK_CONFIG, Buffer.from(JSON.stringify({ ...meta, version }), 'utf8'), layer, {
+    'org.opencontainers.image.title': name,
+    'org.opencontainers.image.version': version,
+  });
+  return { name, version, target: packTarget(name, version), ...parts, layer: { descriptor: layer, file: tarball } };
+}
+
+/** Files of a `files:` item: a file, or a folder walked recursively (regular files only). */
+export async function listSourceFiles(source: string): Promise<Array<{ rel: string; abs: string; mode: number; size: number }>> {
+  const info = await lstat(source).catch((cause: unknown) => {
+    throw new BundleError('AG_FILES', `cannot read ${source}`, { cause });
+  });
+  if (info.isFile()) return [{ rel: basename(source), abs: source, mode: info.mode & 0o111 ? 0o755 : 0o644, size: info.size }];
+  if (!info.isDirectory()) throw new BundleError('AG_FILES', `${source} is not a regular file or directory`);
+  try {
+    return (await walk(source)).filter((e) => !e.dir);
+  } catch (cause) {
+    if (cause instanceof BundleError) throw new BundleError('AG_FILES', cause.message, { cause, ...(cause.hint ? { hint: cause.hint } : {}) });
+    throw cause;
+  }
+}

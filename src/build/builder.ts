@@ -1,0 +1,403 @@
+/**
+ * `airgap build`: bundle.yaml → one signed, self-extracting `airgap-v<version>.bin`.
+ *
+ * Two passes. Plan: resolve every source to entries whose size and sha256 are known
+ * (manifests and descriptors give them for blobs; files and artifact layers are hashed),
+ * so that the TOC, the first tar entry, can be written and signed up front. Write: stream
+ * each entry into the tar behind a placeholder header, checking every entry's size and
+ * sha256 as it passes and hashing the whole payload in flight; then write the real header
+ * at offset 0, fsync and rename. Memory stays flat: no blob is ever held whole.
+ */
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, mkdtemp, open, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { KeyObject } from 'node:crypto';
+import { BundleError } from '../kit/errors.js';
+import { loadBundleSpec, type BundleSpec } from './bundle-spec.js';
+import { collectImage, imageSourceFor } from './image-source.js';
+import type { Credentials } from '../oci/client.js';
+import { chartArtifact, packArtifact, listSourceFiles, hashFile, type Artifact } from './artifacts.js';
+import { MEDIA_TYPE_OCI_INDEX, type Descriptor } from '../oci/manifest.js';
+import {
+  ANNOTATION_KIND,
+  ANNOTATION_REF_NAME,
+  FORMAT_VERSION,
+  HEADER_SIZE,
+  OCI_INDEX_PATH,
+  OCI_LAYOUT_CONTENT,
+  OCI_LAYOUT_PATH,
+  TOC_PATH,
+  binFileName,
+  blobPath,
+  filePath,
+} from '../format/layout.js';
+import { encodeFileHeader, endOfArchive, paddingFor } from '../format/tar.js';
+import { renderHeader } from '../format/header.js';
+import { serializeToc, TOC_API_VERSION, TOC_KIND, type Toc, type TocArtifact, type TocFile, type TocImage } from '../format/toc.js';
+import { loadPrivateKey, signBytes } from '../format/keys.js';
+import { sha256Hex, hexOfDigest } from '../kit/digest.js';
+import { collisionKey, entryPathProblem } from '../format/paths.js';
+import { syncDir } from '../kit/fs.js';
+
+export interface BuildProgress {
+  stage: 'plan' | 'write' | 'done';
+  /** Bytes of payload written so far (write stage). */
+  bytesDone: number;
+  /** Bytes the payload will have (known once planned). */
+  bytesTotal: number;
+  /** What is being worked on, e.g. an image source or an entry path. */
+  item?: string;
+}
+
+export interface BuildOptions {
+  /** Path to bundle.yaml. */
+  specPath: string;
+  /** Output file, or a directory to write `airgap-v<version>.bin` into. Default: the current directory. */
+  out?: string;
+  /** ed25519 private key (PEM); unsigned when absent. */
+  privateKeyPath?: string;
+  /** Registries (`host:port`, or `*`) reached over plain HTTP. */
+  insecureRegistries?: string[];
+  /** Credentials for a registry host, e.g. read from a docker config.json. */
+  credentials?: (registry: string) => Credentials | undefined;
+  /** Creation time written in the TOC and header. Default: now. */
+  created?: Date;
+  onProgress?: (progress: BuildProgress) => void;
+  /** Aborts the build (Ctrl-C); the partial output is removed. */
+  signal?: AbortSignal;
+}
+
+export interface BuildResult {
+  path: string;
+  name: string;
+  version: string;
+  created: string;
+  payloadSize: number;
+  payloadSha256: string;
+  fileSize: number;
+  keyId: string;
+  entries: number;
+  blobs: number;
+  images: TocImage[];
+  charts: TocArtifact[];
+  packs: TocArtifact[];
+  files: TocFile[];
+}
+
+/** One tar entry to write: its size and sha256 are known before writing. */
+interface PlannedEntry {
+  path: string;
+  size: number;
+  sha256: string;
+  mode: number;
+  /** The bytes, in memory (small: manifests, configs, the TOC) or as a stream. */
+  open: () => Promise<Buffer | Readable>;
+}
+
+class Plan {
+  readonly entries = new Map<string, PlannedEntry>();
+  readonly namesSeen = new Map<string, string>();
+  readonly targets = new Map<string, string>();
+  readonly indexManifests: Descriptor[] = [];
+
+  add(entry: PlannedEntry): void {
+    if (this.entries.has(entry.path)) return; // content-addressed: the same blob is stored once
+    const key = collisionKey(entry.path);
+    const other = this.namesSeen.get(key);
+    if (other !== undefined) {
+      throw new BundleError('AG_DUPLICATE', `'${entry.path}' and '${other}' would be the same file on a case-insensitive or normalising file system`);
+    }
+    this.namesSeen.set(key, entry.path);
+    this.entries.set(entry.path, entry);
+  }
+
+  addBlob(descriptor: Descriptor, open: () => Promise<Buffer | Readable>): void {
+    this.add({ path: blobPath(descriptor.digest), size: descriptor.size, sha256: hexOfDigest(descriptor.digest), mode: 0o644, open });
+  }
+
+  claimTarget(target: string, what: string): void {
+    const other = this.targets.get(target);
+    if (other) throw new BundleError('AG_DUPLICATE', `${what} and ${other} both target ${target}`);
+    this.targets.set(target, what);
+  }
+}
+
+function bufferEntry(path: string, bytes: Buffer): PlannedEntry {
+  return { path, size: bytes.length, sha256: sha256Hex(bytes), mode: 0o644, open: async () => bytes };
+}
+
+/** Resolves every source of the spec into planned entries and TOC lists. */
+async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: string, report: (item: string) => void) {
+  const plan = new Plan();
+  const images: TocImage[] = [];
+  const charts: TocArtifact[] = [];
+  const packs: TocArtifact[] = [];
+  const files: TocFile[] = [];
+
+  for (const [i, item] of spec.images.entries()) {
+    report(item.source);
+    const source = imageSourceFor(item.source, spec.baseDir, {
+      insecureRegistries: options.insecureRegistries ?? [],
+      credentials: options.credentials ?? (() => undefined),
+    });
+    const target = item.target ?? source.defaultTarget;
+    if (!target) throw new BundleError('AG_SPEC', `images[${i}] (${item.source}) needs a target: repository:tag`);
+    plan.claimTarget(target, `images[${i}]`);
+    const image = await collectImage(source);
+    for (const [digest, m] of image.manifests) plan.addBlob({ mediaType: m.mediaType, digest, size: m.bytes.length }, async () => m.bytes);
+    for (const blob of image.blobs.values()) plan.addBlob(blob, () => source.openBlob(blob));
+    plan.indexManifests.push({ ...image.descriptor, annotations: { [ANNOTATION_REF_NAME]: target, [ANNOTATION_KIND]: 'image' } });
+    images.push({ target, source: item.source, digest: image.descriptor.digest, mediaType: image.descriptor.mediaType, size: image.size, platforms: image.platforms });
+  }
+
+  const addArtifact = (artifact: Artifact, kind: 'chart' | 'pack', list: TocArtifact[], what: string) => {
+    plan.claimTarget(artifact.target, what);
+    plan.addBlob(artifact.manifest.descriptor, async () => artifact.manifest.bytes);
+    plan.addBlob(artifact.config.descriptor, async () => artifact.config.bytes);
+    plan.addBlob(artifact.layer.descriptor, async () => createReadStream(artifact.layer.file, { highWaterMark: 1024 * 1024 }));
+    plan.indexManifests.push({ ...artifact.manifest.descriptor, annotations: { [ANNOTATION_REF_NAME]: artifact.target, [ANNOTATION_KIND]: kind } });
+    const size = artifact.manifest.descriptor.size + artifact.config.descriptor.size + artifact.layer.descriptor.size;
+    list.push({ name: artifact.name, version: artifact.version, target: artifact.target, digest: artifact.manifest.descriptor.digest, size });
+  };
+  for (const [i, item] of spec.charts.entries()) {
+    report(item.source);
+    addArtifact(await chartArtifact(resolve(spec.baseDir, item.source)), 'chart', charts, `charts[${i}]`);
+  }
+  for (const [i, item] of spec.packs.entries()) {
+    report(item.source);
+    addArtifact(await packArtifact(resolve(spec.baseDir, item.source), workDir), 'pack', packs, `packs[${i}]`);
+  }
+
+  for (const item of spec.files) {
+    report(item.source);
+    const source = resolve(spec.baseDir, item.source);
+    const found = await listSourceFiles(source);
+    const asFolder = item.target.endsWith('/') || found.length !== 1 || (await stat(source)).isDirectory();
+    const base = item.target.replace(/\/+$/, '');
+    for (const f of found) {
+      const target = asFolder ? `${base}/${f.rel}` : base;
+      const problem = entryPathProblem(target);
+      if (problem) throw new BundleError('AG_FILES', `file target '${target}' ${problem}`);
+      const { digest, size } = await hashFile(f.abs);
+      const path = filePath(target);
+      if (plan.entries.has(path)) throw new BundleError('AG_DUPLICATE', `two files target ${target}`);
+      plan.add({ path, size, sha256: hexOfDigest(digest), mode: f.mode, open: async () => createReadStream(f.abs, { highWaterMark: 1024 * 1024 }) });
+      files.push({ target, path, size, sha256: hexOfDigest(digest), mode: f.mode });
+    }
+  }
+  return { plan, images, charts, packs, files };
+}
+
+/** Copies entries into the output stream, hashing the payload and checking each entry. */
+class PayloadWriter {
+  readonly hash: Hash = createHash('sha256');
+  written = 0;
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly out: WriteStream,
+    private readonly onBytes: (n: number) => void,
+    private readonly signal?: AbortSignal,
+  ) {
+    out.on('error', (err) => {
+      this.failure = err;
+    });
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.signal?.throwIfAborted();
+    this.hash.update(chunk);
+    this.written += chunk.length;
+    if (!this.out.write(chunk)) await once(this.out, 'drain');
+    this.onBytes(chunk.length);
+  }
+
+  async entry(entry: PlannedEntry, mtime: number): Promise<void> {
+    await this.write(encodeFileHeader({ path: entry.path, size: entry.size, mode: entry.mode, mtime }));
+    const source = await entry.open();
+    const hash = createHash('sha256');
+    let size = 0;
+    if (Buffer.isBuffer(source)) {
+      hash.update(source);
+      size = source.length;
+      await this.write(source);
+    } else {
+      for await (const raw of source) {
+        const chunk = raw as Buffer;
+        size += chunk.length;
+        if (size > entry.size) {
+          source.destroy();
+          break;
+        }
+        hash.update(chunk);
+        await this.write(chunk);
+      }
+    }
+    if (size !== entry.size || hash.digest('hex') !== entry.sha256) {
+      throw new BundleError('AG_SOURCE_CHANGED', `${entry.path}: the source does not match its digest or size (${size} bytes read, ${entry.size} expected)`, {
+        hint: 'the source changed during the build or is corrupt; run the build again',
+      });
+    }
+    const padding = paddingFor(entry.size);
+    if (padding) await this.write(Buffer.alloc(padding));
+  }
+}
+
+/** The output file: `out` itself, or `out/airgap-v<version>.bin` when it is a folder (made if needed). */
+async function resolveOutPath(out: string | undefined, version: string): Promise<string> {
+  const target = resolve(out ?? '.');
+  const info = await stat(target).catch(() => undefined);
+  const path = info?.isDirectory() || (out ?? '').endsWith('/') ? join(target, binFileName(version)) : target;
+  await mkdir(dirname(path), { recursive: true });
+  return path;
+}
+
+/**
+ * Builds the .bin described by `options.specPath`. Returns what was written. Throws
+ * BundleError (spec, sources, duplicates, disk space), RegistryError (docker:// sources) or
+ * PayloadError (key); on any failure nothing is left at the output path.
+ */
+export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
+  const spec = await loadBundleSpec(options.specPath);
+  const signer = options.privateKeyPath ? await loadPrivateKey(options.privateKeyPath) : undefined;
+  const outPath = await resolveOutPath(options.out, spec.version);
+  const created = (options.created ?? new Date()).toISOString().replace(/\.\d+Z$/, 'Z');
+  const mtime = Math.floor(Date.parse(created) / 1000);
+  const progress = options.onProgress ?? (() => {});
+
+  const workDir = await mkdtemp(join(tmpdir(), 'airgap-build-'));
+  const partial = `${outPath}.${randomBytes(4).toString('hex')}.partial`;
+  try {
+    progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
+    const { plan, images, charts, packs, files } = await planBundle(spec, options, workDir, (item) => {
+      options.signal?.throwIfAborted();
+      progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
+    });
+
+    const indexBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: plan.indexManifests }), 'utf8');
+    const ordered: PlannedEntry[] = [
+      bufferEntry(OCI_LAYOUT_PATH, Buffer.from(OCI_LAYOUT_CONTENT)),
+      bufferEntry(OCI_INDEX_PATH, indexBytes),
+      ...plan.entries.values(),
+    ];
+    // blobs before files, in the order they were met: manifests then their blobs
+    ordered.sort((a, b) => rank(a.path) - rank(b.path));
+    const toc: Toc = {
+      apiVersion: TOC_API_VERSION,
+      kind: TOC_KIND,
+      name: spec.name,
+      version: spec.version,
+      created,
+      images,
+      charts,
+      packs,
+      files,
+      entries: ordered.map((e) => ({ path: e.path, size: e.size, sha256: e.sha256 })),
+    };
+    const tocBytes = serializeToc(toc);
+    const tocEntry = bufferEntry(TOC_PATH, tocBytes);
+    const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime });
+    const all = [tocEntry, ...ordered];
+    let payloadSize = 2 * 512;
+    for (const e of all) payloadSize += encodeFileHeader({ path: e.path, size: e.size, mode: e.mode, mtime }).length + e.size + paddingFor(e.size);
+
+    await checkFreeSpace(dirname(outPath), HEADER_SIZE + payloadSize);
+    progress({ stage: 'write', bytesDone: 0, bytesTotal: payloadSize });
+
+    const out = createWriteStream(partial, { flags: 'wx', mode: 0o644, highWaterMark: 4 * 1024 * 1024 });
+    await once(out, 'open');
+    let done = 0;
+    let lastReport = 0;
+    const writer = new PayloadWriter(
+      out,
+      (n) => {
+        done += n;
+        if (done - lastReport >= 8 * 1024 * 1024 || done === payloadSize) {
+          lastReport = done;
+          progress({ stage: 'write', bytesDone: done, bytesTotal: payloadSize });
+        }
+      },
+      options.signal,
+    );
+    try {
+      out.write(Buffer.alloc(HEADER_SIZE, 0x0a)); // placeholder, replaced once the payload digest is known
+      for (const entry of all) await writer.entry(entry, mtime);
+      await writer.write(endOfArchive());
+      out.end();
+      await once(out, 'finish');
+    } catch (err) {
+      out.destroy();
+      await once(out, 'close').catch(() => {});
+      throw err;
+    }
+    if (writer.written !== payloadSize) throw new Error(`internal: wrote ${writer.written} payload bytes, planned ${payloadSize}`);
+
+    const payloadSha256 = writer.hash.digest('hex');
+    const header = renderHeader({
+      format: FORMAT_VERSION,
+      name: spec.name,
+      version: spec.version,
+      created,
+      payloadOffset: HEADER_SIZE,
+      payloadSize,
+      payloadSha256,
+      tocOffset: HEADER_SIZE + tocHeader.length,
+      tocSize: tocBytes.length,
+      tocSha256: tocEntry.sha256,
+      keyId: signer?.keyId ?? '',
+      signature: signer ? signBytes(tocBytes, signer.key as KeyObject) : '',
+    });
+    const fh = await open(partial, 'r+');
+    try {
+      await fh.write(header, 0, header.length, 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await chmod(partial, 0o755);
+    await rename(partial, outPath);
+    await syncDir(dirname(outPath));
+    progress({ stage: 'done', bytesDone: payloadSize, bytesTotal: payloadSize });
+    return {
+      path: outPath,
+      name: spec.name,
+      version: spec.version,
+      created,
+      payloadSize,
+      payloadSha256,
+      fileSize: HEADER_SIZE + payloadSize,
+      keyId: signer?.keyId ?? '',
+      entries: all.length,
+      blobs: plan.entries.size - files.length,
+      images,
+      charts,
+      packs,
+      files,
+    };
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function rank(path: string): number {
+  if (path === OCI_LAYOUT_PATH) return 0;
+  if (path === OCI_INDEX_PATH) return 1;
+  return path.startsWith('oci/') ? 2 : 3;
+}
+
+async function checkFreeSpace(dir: string, bytes: number): Promise<void> {
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs) return;
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes) {
+    throw new BundleError('AG_NO_SPACE', `${dir} has ${free} bytes free; the .bin needs ${bytes}`, { hint: 'free some space or pass --out on a larger disk' });
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * `bundle.yaml`, the build input (DESIGN.md, "CLI contract"):
+ *
+ *   apiVersion: airgap/v1
+ *   kind: Bundle
+ *   name: demo
+ *   version: 1.0.0
+ *   images: [{ source: oci:./images:busybox, target: library/busybox:1.35 }]
+ *   charts: [{ source: ./charts/hello-0.1.0.tgz }]
+ *   packs:  [{ source: ./packs/cilium }]
+ *   files:  [{ source: ./manifests/, target: manifests/ }]
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { BundleError } from '../kit/errors.js';
+import { BUNDLE_NAME, SEMVER } from '../format/names.js';
+import { targetProblem } from '../oci/reference.js';
+import { entryPathProblem } from '../format/paths.js';
+
+export interface BundleSpec {
+  name: string;
+  version: string;
+  images: Array<{ source: string; target?: string }>;
+  charts: Array<{ source: string }>;
+  packs: Array<{ source: string }>;
+  files: Array<{ source: string; target: string }>;
+  /** Directory of bundle.yaml: relative sources resolve against it. */
+  baseDir: string;
+}
+
+const SECTIONS = new Set(['apiVersion', 'kind', 'name', 'version', 'images', 'charts', 'packs', 'files']);
+
+function fail(file: string, message: string, hint?: string): never {
+  throw new BundleError('AG_SPEC', `${file}: ${message}`, hint ? { hint } : {});
+}
+
+/**
+ * Reads and validates a bundle spec. Throws BundleError AG_SPEC naming the file and the
+ * first wrong field (unknown keys included, so that typos do not pass silently).
+ */
+export async function loadBundleSpec(path: string): Promise<BundleSpec> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new BundleError('AG_SPEC', `cannot read ${path}`, { cause });
+  }
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length) fail(path, `not valid YAML: ${doc.errors[0]!.message}`);
+  const root = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) fail(path, 'must be a YAML mapping');
+  const r = root as Record<string, unknown>;
+  for (const key of Object.keys(r)) if (!SECTIONS.has(key)) fail(path, `unknown key '${key}'`, `known keys: ${[...SECTIONS].join(', ')}`);
+  if (r.apiVersion !== 'airgap/v1') fail(path, "apiVersion must be 'airgap/v1'");
+  if (r.kind !== 'Bundle') fail(path, "kind must be 'Bundle'");
+  if (typeof r.name !== 'string' || !BUNDLE_NAME.test(r.name)) fail(path, 'name must be lower-case letters, digits, ".", "_" or "-" (at most 64)');
+  const version = typeof r.version === 'number' ? String(r.version) : r.version;
+  if (typeof version !== 'string' || !SEMVER.test(version)) fail(path, `version '${String(r.version)}' is not a semantic version like 1.2.3`);
+
+  const list = (key: string, allowed: string[], required: string[]): Array<Record<string, string>> => {
+    const value = r[key] ?? [];
+    if (!Array.isArray(value)) fail(path, `${key} must be a list`);
+    return value.map((item: unknown, i: number) => {
+      if (typeof item !== 'object' || item === null || Array.isArray(item)) fail(path, `${key}[${i}] must be a mapping`);
+      const o = item as Record<string, unknown>;
+      for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(path, `${key}[${i}] has an unknown key '${k}'`, `allowed: ${allowed.join(', ')}`);
+      for (const k of allowed) {
+        if (o[k] === undefined && !required.includes(k)) continue;
+        if (typeof o[k] !== 'string' || o[k] === '') fail(path, `${key}[${i}].${k} must be a non-empty string`);
+      }
+      return o as Record<string, string>;
+    });
+  };
+  const images = list('images', ['source', 'target'], ['source']);
+  images.forEach((img, i) => {
+    const problem = img.target !== undefined ? targetProblem(img.target) : undefined;
+    if (problem) fail(path, `images[${i}].target ${problem}`);
+  });
+  const files = list('files', ['source', 'target'], ['source', 'target']);
+  files.forEach((f, i) => {
+    const problem = entryPathProblem(f.target!.replace(/\/+$/, ''));
+    if (problem) fail(path, `files[${i}].target '${f.target}' ${problem}`, 'a relative path such as manifests/ or bin/tool');
+  });
+  return {
+    name: r.name,
+    version,
+    images: images.map((i) => (i.target ? { source: i.source!, target: i.target } : { source: i.source! })),
+    charts: list('charts', ['source'], ['source']).map((c) => ({ source: c.source! })),
+    packs: list('packs', ['source'], ['source']).map((p) => ({ source: p.source! })),
+    files: files.map((f) => ({ source: f.source!, target: f.target! })),
+    baseDir: dirname(resolve(path)),
+  };
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * The `airgap` command: the connected-side verbs (build/) plus the appliance's own.
+ * This is the only place that reads process.argv, process.env and the TTY state.
+ */
+import { readFileSync } from 'node:fs';
+import { runCli } from './kit/cli.js';
+import { buildCommands } from './build/commands.js';
+import { applianceCommands } from './appliance/cli/commands.js';
+import { importCommands } from './appliance/cli/import-commands.js';
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const interrupt = new AbortController();
+const serving = process.argv[2] === 'serve';
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
+    // The daemon finishes stopping its registries; any other command gives up at once.
+    if (serving) process.stderr.write(`airgap: ${signal} again: already stopping the daemon and its registries\n`);
+    else process.exit(130);
+  });
+}
+
+const version = packageVersion();
+const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
+const code = await runCli(process.argv.slice(2), [...buildCommands, ...applianceCommands(host, version), ...importCommands(host)], {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  interactive: process.stderr.isTTY === true,
+  signal: interrupt.signal,
+}, version);
+process.exitCode = code;

@@ -1,0 +1,211 @@
+/**
+ * The table of contents, `airgap.yaml`: the first tar entry. It names the release and
+ * lists every other entry with its size and sha256, plus what the payload holds (images,
+ * charts, packs, files). The signature covers its exact bytes; it covers everything else.
+ */
+import { parseDocument, stringify } from 'yaml';
+import { PayloadError } from '../kit/errors.js';
+import { BUNDLE_NAME, SEMVER } from './names.js';
+import { targetProblem } from '../oci/reference.js';
+import { entryPathProblem } from './paths.js';
+import { SHA256_DIGEST, SHA256_HEX } from '../kit/digest.js';
+
+export const TOC_API_VERSION = 'airgap/v1';
+export const TOC_KIND = 'TableOfContents';
+
+/** One tar entry other than the TOC itself. */
+export interface TocEntry {
+  path: string;
+  /** Bytes. */
+  size: number;
+  /** Lower-case hex sha256 of the entry's data. */
+  sha256: string;
+}
+
+export interface TocImage {
+  /** `repository:tag` in the appliance image registry. */
+  target: string;
+  /** Where it came from, as written in bundle.yaml. */
+  source: string;
+  /** Digest of the top manifest or index. */
+  digest: string;
+  mediaType: string;
+  /** Bytes of every blob and manifest the image needs. */
+  size: number;
+  /** `os/architecture[/variant]` of each manifest (one for a single-platform image). */
+  platforms: string[];
+}
+
+export interface TocArtifact {
+  name: string;
+  version: string;
+  /** `charts/<name>:<version>` or `packs/<name>:<version>`. */
+  target: string;
+  digest: string;
+  size: number;
+}
+
+export interface TocFile {
+  /** Path under the repository's `/repo/<version>/`. */
+  target: string;
+  /** The tar entry: `files/<target>`. */
+  path: string;
+  size: number;
+  sha256: string;
+  /** Permission bits: 0o644 or 0o755. */
+  mode: number;
+}
+
+export interface Toc {
+  apiVersion: typeof TOC_API_VERSION;
+  kind: typeof TOC_KIND;
+  name: string;
+  version: string;
+  /** ISO 8601 UTC. */
+  created: string;
+  images: TocImage[];
+  charts: TocArtifact[];
+  packs: TocArtifact[];
+  files: TocFile[];
+  entries: TocEntry[];
+}
+
+/** Serialises the TOC as YAML with a fixed key order (the bytes that get signed). */
+export function serializeToc(toc: Toc): Buffer {
+  const ordered = {
+    apiVersion: toc.apiVersion,
+    kind: toc.kind,
+    name: toc.name,
+    version: toc.version,
+    created: toc.created,
+    images: toc.images.map((i) => ({ target: i.target, source: i.source, digest: i.digest, mediaType: i.mediaType, size: i.size, platforms: i.platforms })),
+    charts: toc.charts.map(artifactOrder),
+    packs: toc.packs.map(artifactOrder),
+    files: toc.files.map((f) => ({ target: f.target, path: f.path, size: f.size, sha256: f.sha256, mode: `0${f.mode.toString(8)}` })),
+    entries: toc.entries.map((e) => ({ path: e.path, size: e.size, sha256: e.sha256 })),
+  };
+  return Buffer.from(stringify(ordered, { lineWidth: 0 }), 'utf8');
+}
+
+function artifactOrder(a: TocArtifact) {
+  return { name: a.name, version: a.version, target: a.target, digest: a.digest, size: a.size };
+}
+
+/** Largest TOC accepted, in bytes: 64 MiB is room for about 400,000 entries. */
+export const MAX_TOC_BYTES = 64 * 1024 * 1024;
+
+class Checker {
+  constructor(private readonly where: string) {}
+
+  fail(path: string, problem: string): never {
+    throw new PayloadError('AG_TOC_INVALID', `${this.where}: ${path} ${problem}`);
+  }
+
+  object(value: unknown, path: string): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(path, 'must be a mapping');
+    return value as Record<string, unknown>;
+  }
+
+  array(value: unknown, path: string): unknown[] {
+    if (!Array.isArray(value)) this.fail(path, 'must be a list');
+    return value;
+  }
+
+  string(obj: Record<string, unknown>, key: string, path: string, pattern?: RegExp): string {
+    const value = obj[key];
+    if (typeof value !== 'string' || value === '') this.fail(`${path}.${key}`, 'must be a non-empty string');
+    if (pattern && !pattern.test(value)) this.fail(`${path}.${key}`, `has an invalid value '${value.slice(0, 100)}'`);
+    return value;
+  }
+
+  size(obj: Record<string, unknown>, key: string, path: string): number {
+    const value = obj[key];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) this.fail(`${path}.${key}`, 'must be a byte count');
+    return value;
+  }
+}
+
+/**
+ * Parses and validates TOC bytes. Throws PayloadError AG_TOC_INVALID with the path of the
+ * first field that is wrong (YAML syntax, duplicate keys, missing fields, bad digests,
+ * bad paths, duplicate entries).
+ */
+export function parseToc(bytes: Buffer): Toc {
+  if (bytes.length > MAX_TOC_BYTES) throw new PayloadError('AG_TOC_INVALID', `the TOC is larger than ${MAX_TOC_BYTES} bytes`);
+  const doc = parseDocument(bytes.toString('utf8'), { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
+  }
+  const c = new Checker('TOC');
+  const root = c.object(doc.toJS({ maxAliasCount: 0 }), 'document');
+  if (root.apiVersion !== TOC_API_VERSION) c.fail('apiVersion', `must be ${TOC_API_VERSION}`);
+  if (root.kind !== TOC_KIND) c.fail('kind', `must be ${TOC_KIND}`);
+  const name = c.string(root, 'name', 'toc', BUNDLE_NAME);
+  const version = c.string(root, 'version', 'toc', SEMVER);
+  const created = c.string(root, 'created', 'toc', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/);
+
+  const entries = c.array(root.entries, 'entries').map((raw, i) => {
+    const at = `entries[${i}]`;
+    const e = c.object(raw, at);
+    const path = c.string(e, 'path', at);
+    const problem = entryPathProblem(path);
+    if (problem) c.fail(`${at}.path`, problem);
+    return { path, size: c.size(e, 'size', at), sha256: c.string(e, 'sha256', at, SHA256_HEX) };
+  });
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.path)) c.fail('entries', `list ${e.path} twice`);
+    seen.add(e.path);
+  }
+
+  const images = c.array(root.images ?? [], 'images').map((raw, i) => {
+    const at = `images[${i}]`;
+    const o = c.object(raw, at);
+    const target = c.string(o, 'target', at);
+    const problem = targetProblem(target);
+    if (problem) c.fail(`${at}.target`, problem);
+    const platforms = c.array(o.platforms ?? [], `${at}.platforms`).map((p, j): string => {
+      if (typeof p !== 'string') c.fail(`${at}.platforms[${j}]`, 'must be a string');
+      return p as string;
+    });
+    return {
+      target,
+      source: c.string(o, 'source', at),
+      digest: c.string(o, 'digest', at, SHA256_DIGEST),
+      mediaType: c.string(o, 'mediaType', at),
+      size: c.size(o, 'size', at),
+      platforms,
+    };
+  });
+  const artifacts = (key: 'charts' | 'packs') =>
+    c.array(root[key] ?? [], key).map((raw, i) => {
+      const at = `${key}[${i}]`;
+      const o = c.object(raw, at);
+      const target = c.string(o, 'target', at);
+      const problem = targetProblem(target);
+      if (problem) c.fail(`${at}.target`, problem);
+      return {
+        name: c.string(o, 'name', at),
+        version: c.string(o, 'version', at),
+        target,
+        digest: c.string(o, 'digest', at, SHA256_DIGEST),
+        size: c.size(o, 'size', at),
+      };
+    });
+  const files = c.array(root.files ?? [], 'files').map((raw, i) => {
+    const at = `files[${i}]`;
+    const o = c.object(raw, at);
+    const target = c.string(o, 'target', at);
+    const problem = entryPathProblem(target);
+    if (problem) c.fail(`${at}.target`, problem);
+    const mode = c.string(o, 'mode', at, /^0?[0-7]{3}$/);
+    return {
+      target,
+      path: c.string(o, 'path', at),
+      size: c.size(o, 'size', at),
+      sha256: c.string(o, 'sha256', at, SHA256_HEX),
+      mode: parseInt(mode, 8),
+    };
+  });
+  return { apiVersion: TOC_API_VERSION, kind: TOC_KIND, name, version, created, images, charts: artifacts('charts'), packs: artifacts('packs'), files, entries };
+}
