@@ -3,20 +3,11 @@
  * The `airgap` command: the connected-side verbs (build/) plus the appliance's own.
  * This is the only place that reads process.argv, process.env and the TTY state.
  */
-import { readFileSync } from 'node:fs';
 import { runCli } from './kit/cli.js';
+import { productVersion } from './kit/version.js';
 import { buildCommands } from './build/commands.js';
 import { applianceCommands } from './appliance/cli/commands.js';
 import { importCommands } from './appliance/cli/import-commands.js';
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 const interrupt = new AbortController();
 const serving = process.argv[2] === 'serve';
@@ -29,7 +20,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const version = packageVersion();
+const version = productVersion();
 const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
 const code = await runCli(process.argv.slice(2), [...buildCommands, ...applianceCommands(host, version), ...importCommands(host)], {
   stdout: process.stdout,

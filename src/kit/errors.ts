@@ -30,10 +30,17 @@ export class BundleError extends AirgapError {}
 
 /** A registry answered with an error or an unexpected response (OCI distribution-spec). */
 export class RegistryError extends AirgapError {
+  /** The registry's HTTP status, when it answered. */
   readonly status?: number;
-  constructor(code: string, message: string, options: ErrorOptions & { status?: number } = {}) {
+  /** The registry's own error code (distribution-spec "Error Codes"), e.g. DIGEST_INVALID. */
+  readonly registryCode?: string;
+  /** A network error or timeout that the same request may not meet again. */
+  readonly transient: boolean;
+  constructor(code: string, message: string, options: ErrorOptions & { status?: number; registryCode?: string; transient?: boolean } = {}) {
     super(code, message, options);
     if (options.status !== undefined) this.status = options.status;
+    if (options.registryCode !== undefined) this.registryCode = options.registryCode;
+    this.transient = options.transient === true;
   }
 }
 

@@ -28,7 +28,7 @@ import { writeReleasesJson } from '../import/commit.js';
 import { currentRelease, listReleases } from '../store/releases.js';
 import { unfinishedImports } from '../store/imports.js';
 import { getCredential } from '../store/credentials.js';
-import { HttpsRegistry, type PushTarget } from '../registries/push-client.js';
+import { RegistryClient, type PushTarget } from '../../oci/client.js';
 import { pidAlive } from '../../kit/pids.js';
 
 /** Settings keys. */
@@ -243,10 +243,11 @@ export class Appliance {
   pushTargets(): Record<RegistryName, PushTarget> {
     const host = loopbackFor(this.options.config.address);
     const make = (name: RegistryName) =>
-      new HttpsRegistry({
-        url: httpsUrl(host, registryPort(this.options.config, name)),
+      new RegistryClient({
+        registry: httpsUrl(host, registryPort(this.options.config, name)),
         caPem: this.tlsMaterial.caPem,
         credentials: this.credentials[registryAccount(name)],
+        access: 'push',
         label: `${name} registry`,
       });
     return { images: make('images'), packs: make('packs') };

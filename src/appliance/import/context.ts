@@ -1,7 +1,7 @@
 /** What every import stage receives: the opened file, the plan, the push targets, the journal. */
 import type { Logger } from 'pino';
 import type { OpenedPayload } from '../../format/reader.js';
-import type { PushTarget } from '../registries/push-client.js';
+import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
 import type { JournalEntry } from '../store/imports.js';

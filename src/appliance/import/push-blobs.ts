@@ -8,7 +8,7 @@
  */
 import { Transform, type Readable } from 'node:stream';
 import { PayloadError, RegistryError } from '../../kit/errors.js';
-import type { PushTarget } from '../registries/push-client.js';
+import type { PushTarget } from '../../oci/client.js';
 import { openEntryStream } from '../../format/reader.js';
 import { journalBlob, repositoriesWithBlob, type BlobAction } from '../store/imports.js';
 import { runPool, type ImportContext, type Stage } from './context.js';
@@ -44,7 +44,7 @@ async function uploadChecked(target: PushTarget, repository: string, blob: Plann
   try {
     await target.uploadBlob(repository, blob.digest, blob.size, body, signal);
   } catch (err) {
-    if (err instanceof RegistryError && /DIGEST_INVALID|digest did not match/i.test(err.message)) {
+    if (err instanceof RegistryError && (err.registryCode === 'DIGEST_INVALID' || /DIGEST_INVALID|digest did not match/i.test(err.message))) {
       throw new PayloadError('AG_ENTRY_DIGEST', `entry ${blob.path} does not match its digest (the registry refused it); the file is damaged`, { cause: err, hint: 'copy the file again' });
     }
     throw err;

@@ -10,7 +10,7 @@ import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { AirgapError, PayloadError } from '../../kit/errors.js';
 import type { OpenedPayload } from '../../format/reader.js';
-import type { PushTarget } from '../registries/push-client.js';
+import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
 import { currentRelease, listArtifacts } from '../store/releases.js';

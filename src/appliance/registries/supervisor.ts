@@ -6,10 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, unlink } from 'node:fs/promises';
-import { request } from 'node:https';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { AirgapError } from '../../kit/errors.js';
+import { RegistryClient } from '../../oci/client.js';
 import { writeFileAtomic } from '../../kit/fs.js';
 import { Mutex } from '../../kit/mutex.js';
 import { pidAlive } from '../../kit/pids.js';
@@ -57,22 +57,19 @@ const STOP_GRACE_MS = 15_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
- * GET `url` over TLS trusting only `caPem`, with basic auth when `credential` is given;
- * resolves the HTTP status. Rejects on connection, TLS or timeout errors.
+ * GET /v2/ of the registry at `url` (its `/v2/` path is implied) over TLS trusting
+ * `caPem`, with basic auth when `credential` is given, through the project's one OCI
+ * client: one attempt, `timeoutMs` at most. Resolves the HTTP status; rejects on
+ * connection, TLS or timeout errors.
  */
-export function probeHttps(url: string, caPem: string, credential?: { username: string; password: string }, timeoutMs = 2000): Promise<number> {
-  const headers = credential ? { authorization: `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}` } : undefined;
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', ca: caPem, agent: false, timeout: timeoutMs, ...(headers ? { headers } : {}) }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
+export async function probeHttps(url: string, caPem: string, credential?: { username: string; password: string }, timeoutMs = 2000): Promise<number> {
+  const client = new RegistryClient({ registry: new URL(url).origin, caPem, ...(credential ? { credentials: credential } : {}), timeoutMs, retries: 0, maxSockets: 1 });
+  try {
+    return await client.ping();
+  } finally {
+    client.close();
+  }
 }
-
 
 /**
  * Stops a registry that an earlier daemon started with `configPath` and left running
