@@ -555,7 +555,7 @@ export class RegistryClient implements PushTarget {
         this.tokens.delete(key);
       }
       // The challenge may name a scope the client did not ask for; ask for both.
-      const wanted = challenge.params.scope ? [...new Set([...scopes, ...challenge.params.scope.split(' ')])] : scopes;
+      const wanted = challenge.params.scope ? mergeScopes(scopes, challenge.params.scope.split(' ')) : scopes;
       const authorization = await this.fetchToken(wanted);
       if (scopeKey(wanted) !== key) this.tokens.set(key, this.tokens.get(scopeKey(wanted))!);
       return authorization !== sent;
@@ -700,6 +700,22 @@ class TimeoutError extends Error {}
 
 function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Scopes of `a` with those of `b` added: actions on the same resource (`type:name`) are
+ * joined, so `repository:x:pull,push` and `repository:x:pull` stay one scope.
+ */
+export function mergeScopes(a: string[], b: string[]): string[] {
+  const actions = new Map<string, Set<string>>();
+  for (const scope of [...a, ...b]) {
+    const cut = scope.lastIndexOf(':');
+    const resource = cut === -1 ? scope : scope.slice(0, cut);
+    const set = actions.get(resource) ?? new Set<string>();
+    if (cut !== -1) for (const action of scope.slice(cut + 1).split(',')) if (action) set.add(action);
+    actions.set(resource, set);
+  }
+  return [...actions].map(([resource, set]) => (set.size ? `${resource}:${[...set].join(',')}` : resource));
 }
 
 function scopeKey(scopes: string[]): string {
