@@ -1,5 +1,5 @@
 /**
- * `bundle.yaml`, the build input (DESIGN.md, "CLI contract"):
+ * `bundle.yaml`, the build input (docs/cli.md, "bundle.yaml"):
  *
  *   apiVersion: airgap/v1
  *   kind: Bundle

@@ -1,6 +1,6 @@
 /**
  * The on-disk layout of an airgap .bin: every name inside a payload is built here and
- * nowhere else (see ../shared/DESIGN.md, "The payload file").
+ * nowhere else (docs/format.md).
  *
  *   [ sh header, HEADER_SIZE bytes ][ uncompressed pax tar ]
  *     airgap.yaml                     the TOC, always the first entry

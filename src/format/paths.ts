@@ -1,5 +1,5 @@
 /**
- * Entry path rules of the payload (DESIGN.md, "The payload file"): every entry is a
+ * Entry path rules of the payload (docs/format.md): every entry is a
  * relative, normalised, '/'-separated path. Used by both the writer and the reader so
  * that what one writes the other accepts.
  */

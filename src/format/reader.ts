@@ -1,5 +1,5 @@
 /**
- * Reading a .bin without running or extracting it (DESIGN.md, "The payload file"):
+ * Reading a .bin without running or extracting it (docs/format.md):
  * parse the header as data, index the tar by seeking from header to header (no data is
  * read), enforce the entry rules, check the TOC against its digest and signature and
  * against the index, and check that the OCI layout is closed (every manifest's blobs are

@@ -1,5 +1,5 @@
 /**
- * The import queue and pipeline driver (DESIGN.md, "Import pipeline"): one import at a
+ * The import queue and pipeline driver (docs/architecture.md, "One import"): one import at a
  * time, in order; each runs open → preflight → images → charts → packs → files → tags →
  * commit, recording every stage and every finished blob in SQLite. When the daemon stops
  * (or dies) mid-import, the import stays 'running' and the next start resumes it from its
