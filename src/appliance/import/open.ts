@@ -2,7 +2,7 @@
  * Import stage "open": the .bin is checked before anything is touched
  * (docs/architecture.md, "One import"; docs/format.md): header, size, tar index and entry rules, TOC digest, signature
  * against the trusted keys in `<state-dir>/trusted-keys/*.pub`, TOC against the index,
- * OCI layout closure. Blob digests are checked by the registry as they land (ADR 0002).
+ * OCI layout closure. Blob digests are checked by the registry as they land (ADR 0002), file digests in flight.
  */
 import { readdir } from 'node:fs/promises';
 import { PayloadError } from '../../kit/errors.js';
