@@ -65,6 +65,12 @@ export interface OpenOptions {
   trustedKeys?: PublicKeyInfo[];
   /** Refuse unsigned files even when no key is given. */
   requireSignature?: boolean;
+  /**
+   * Accept a file that is unsigned or signed by a key not given (status `unsigned` or
+   * `unchecked`): the operator's explicit choice. A signature by a given key must still
+   * verify.
+   */
+  allowUnverified?: boolean;
 }
 
 /** Largest pax extended header accepted, in bytes. */
@@ -164,11 +170,12 @@ function checkSignature(header: HeaderFields, tocBytes: Buffer, options: OpenOpt
   const keys = options.trustedKeys ?? [];
   const mustVerify = keys.length > 0 || options.requireSignature === true;
   if (!header.signature) {
-    if (mustVerify) throw new PayloadError('AG_UNSIGNED', 'the file is not signed', { hint: 'build it with --key PRIVATE.pem, or allow unsigned files explicitly' });
+    if (mustVerify && !options.allowUnverified) throw new PayloadError('AG_UNSIGNED', 'the file is not signed', { hint: 'build it with --key PRIVATE.pem, or allow unsigned files explicitly' });
     return { status: 'unsigned', keyId: '' };
   }
   if (!mustVerify) return { status: 'unchecked', keyId: header.keyId };
   const key = keys.find((k) => k.keyId === header.keyId);
+  if (!key && options.allowUnverified) return { status: 'unchecked', keyId: header.keyId };
   if (!key) {
     throw new PayloadError('AG_UNKNOWN_KEY', `the file is signed by key ${header.keyId}, which is not trusted here`, {
       hint: keys.length ? `trusted keys: ${keys.map((k) => `${k.keyId} (${k.source})`).join(', ')}` : 'add the signer\'s .pub file to the trusted keys',

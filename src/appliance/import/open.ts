@@ -12,8 +12,9 @@ import { openPayload, type OpenedPayload } from '../../format/reader.js';
 /**
  * Opens `file` for import. Unless `allowUnsigned` (the daemon's explicit flag), the file
  * must be signed by one of the trusted keys: with none installed, every file is refused
- * with a hint that says where keys go. Throws PayloadError (see openPayload) or
- * AG_NO_TRUSTED_KEYS.
+ * with a hint that says where keys go. With it, unsigned files and files signed by a key
+ * that is not trusted are accepted, while a signature by a trusted key must still verify.
+ * Throws PayloadError (see openPayload) or AG_NO_TRUSTED_KEYS.
  */
 export async function openForImport(file: string, trustedKeysDir: string, allowUnsigned: boolean): Promise<OpenedPayload> {
   const keyFiles = (await readdir(trustedKeysDir).catch(() => [] as string[])).filter((f) => f.endsWith('.pub'));
@@ -26,5 +27,5 @@ export async function openForImport(file: string, trustedKeysDir: string, allowU
       hint: `copy the airgap-signing.pub of the build side into ${trustedKeysDir}/ and import again`,
     });
   }
-  return openPayload(file, { trustedKeys, requireSignature: !allowUnsigned });
+  return openPayload(file, { trustedKeys, requireSignature: !allowUnsigned, allowUnverified: allowUnsigned });
 }
