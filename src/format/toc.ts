@@ -137,7 +137,14 @@ export function parseToc(bytes: Buffer): Toc {
     throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
   }
   const c = new Checker('TOC');
-  const root = c.object(doc.toJS({ maxAliasCount: 0 }), 'document');
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 0 });
+  } catch (cause) {
+    // yaml throws a ReferenceError for an alias (&a … *a): the writer never makes one.
+    throw new PayloadError('AG_TOC_INVALID', `the TOC is not plain YAML: ${(cause as Error).message}`, { cause });
+  }
+  const root = c.object(value, 'document');
   if (root.apiVersion !== TOC_API_VERSION) c.fail('apiVersion', `must be ${TOC_API_VERSION}`);
   if (root.kind !== TOC_KIND) c.fail('kind', `must be ${TOC_KIND}`);
   const name = c.string(root, 'name', 'toc', BUNDLE_NAME);

@@ -101,6 +101,7 @@ t.test('TOC round trip and validation', async (t) => {
   t.throws(() => parseToc(Buffer.from(text.replace('name: demo', 'name: demo\nname: again'))), { code: 'AG_TOC_INVALID' });
   t.throws(() => parseToc(Buffer.from(text.replaceAll('path: files/a.yaml', 'path: ../a.yaml'))), { code: 'AG_TOC_INVALID' });
   t.throws(() => parseToc(Buffer.from('{')), { code: 'AG_TOC_INVALID' });
+  t.throws(() => parseToc(Buffer.from(text.replace('name: demo', 'name: &n demo\nalias: *n'))), { code: 'AG_TOC_INVALID', message: /not plain YAML/ });
   t.throws(() => parseToc(Buffer.from(text.replace(`sha256: ${'d'.repeat(64)}\n`, 'sha256: nothex\n'))), { code: 'AG_TOC_INVALID' });
 });
 
