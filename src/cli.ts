@@ -3,11 +3,9 @@
  * The `airgap` command: the connected-side verbs (build/) plus the appliance's own.
  * This is the only place that reads process.argv, process.env and the TTY state.
  */
-import { runCli } from './kit/cli.js';
+import { EXIT, runCli } from './kit/cli.js';
 import { productVersion } from './kit/version.js';
-import { buildCommands } from './build/commands.js';
-import { applianceCommands } from './appliance/cli/commands.js';
-import { importCommands } from './appliance/cli/import-commands.js';
+import { airgapCommands } from './commands.js';
 
 const interrupt = new AbortController();
 const serving = process.argv[2] === 'serve';
@@ -16,13 +14,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
     // The daemon finishes stopping its registries; any other command gives up at once.
     if (serving) process.stderr.write(`airgap: ${signal} again: already stopping the daemon and its registries\n`);
-    else process.exit(130);
+    else process.exit(EXIT.interrupted);
   });
 }
 
 const version = productVersion();
 const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
-const code = await runCli(process.argv.slice(2), [...buildCommands, ...applianceCommands(host, version), ...importCommands(host)], {
+const code = await runCli(process.argv.slice(2), airgapCommands(host, version), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,

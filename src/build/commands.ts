@@ -4,41 +4,36 @@
  *   airgap build <bundle.yaml> --out FILE [--key PRIVATE.pem]
  *   airgap keygen --out DIR
  *   airgap inspect FILE.bin [--key PUB] [--json]
+ *
+ * Each verb's flags are one table that the parser and `--help` both read.
  */
 import { UsageError } from '../kit/errors.js';
-import { parseCommandArgs, print, progressReporter, type Command } from '../kit/cli.js';
+import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, table } from '../kit/text.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import { generateSigningKeys, loadPublicKeys } from '../format/keys.js';
 import { openPayload, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
 import { buildBundle, type BuildProgress } from './builder.js';
 
-const buildCommand: Command = {
+const buildCommand = defineCommand({
   name: 'build',
   summary: 'build a signed, self-extracting airgap-v<version>.bin from bundle.yaml',
-  usage: `airgap build <bundle.yaml> [--out FILE|DIR] [--key PRIVATE.pem] [options]
-
-Reads bundle.yaml (images, charts, packs, files) and writes one self-extracting
-.bin: a sh header and an uncompressed tar whose TOC is signed with --key.
-
-Options:
-  --out FILE|DIR            output file, or folder for airgap-v<version>.bin (default: .)
-  --key PRIVATE.pem         ed25519 signing key from 'airgap keygen' (unsigned without it)
-  --insecure-registry HOST  reach HOST[:PORT] over plain HTTP (repeatable; a lab mirror)
-  --registry-auth FILE      registry credentials, a docker config.json
-  --json                    print the result as one JSON document
-  --quiet                   no progress
-  -h, --help                this help`,
-  async run(args, ctx) {
-    const { values, positionals, help } = parseCommandArgs(this, args, {
-      out: { type: 'string', short: 'o' },
-      key: { type: 'string', short: 'k' },
-      'insecure-registry': { type: 'string', multiple: true },
-      'registry-auth': { type: 'string' },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-    }, { min: 1, max: 1 });
-    if (help) return (print(ctx.stdout, this.usage), 0);
+  usage: 'airgap build <bundle.yaml> [--out FILE|DIR] [--key PRIVATE.pem] [options]',
+  description: `Reads bundle.yaml (images, charts, packs, files) and writes one self-extracting
+.bin: a sh header and an uncompressed tar whose TOC is signed with --key.`,
+  args: { min: 1, max: 1 },
+  options: {
+    out: { type: 'string', short: 'o', value: 'FILE|DIR', description: 'output file, or folder for airgap-v<version>.bin', default: '.' },
+    key: { type: 'string', short: 'k', value: 'PRIVATE.pem', description: "ed25519 signing key from 'airgap keygen'; without it the .bin is unsigned" },
+    'insecure-registry': { type: 'string', multiple: true, value: 'HOST', description: 'reach HOST[:PORT] over plain HTTP, e.g. a lab mirror' },
+    'registry-auth': { type: 'string', value: 'FILE', description: 'registry credentials, a docker config.json' },
+    json: { type: 'boolean', description: 'print the result as one JSON document' },
+    quiet: { type: 'boolean', short: 'q', description: 'no progress' },
+  },
+  environment: [
+    { name: 'SOURCE_DATE_EPOCH', description: 'the creation time written into the .bin, in seconds since 1970, for a reproducible build', default: 'now' },
+  ],
+  async run({ values, positionals }, ctx) {
     const progress = progressReporter(ctx, values.quiet === true);
     const credentials = values['registry-auth'] ? await loadRegistryAuth(values['registry-auth']) : undefined;
     const epoch = ctx.env.SOURCE_DATE_EPOCH;
@@ -72,28 +67,30 @@ Options:
         ].join('\n'),
       );
     }
-    return 0;
+    return EXIT.ok;
   },
-};
+});
 
-const keygenCommand: Command = {
+const keygenCommand = defineCommand({
   name: 'keygen',
   summary: 'make an ed25519 signing key pair',
-  usage: `airgap keygen --out DIR [--json]
-
-Writes DIR/airgap-signing.key (private, mode 0600: keep it on the build side) and
+  usage: 'airgap keygen --out DIR [--json]',
+  description: `Writes DIR/airgap-signing.key (private, mode 0600: keep it on the build side) and
 DIR/airgap-signing.pub (copy it into <state-dir>/trusted-keys/ on each appliance).
 Refuses to overwrite an existing key.`,
-  async run(args, ctx) {
-    const { values, help } = parseCommandArgs(this, args, { out: { type: 'string', short: 'o' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
-    if (help) return (print(ctx.stdout, this.usage), 0);
+  args: { min: 0, max: 0 },
+  options: {
+    out: { type: 'string', short: 'o', value: 'DIR', description: 'folder for the key pair, made if needed; required' },
+    json: { type: 'boolean', description: 'print the paths and the key id as one JSON document' },
+  },
+  async run({ values }, ctx) {
     if (!values.out) throw new UsageError('--out DIR is required', { hint: 'airgap keygen --out DIR' });
     const keys = await generateSigningKeys(values.out);
     if (values.json) print(ctx.stdout, JSON.stringify(keys, null, 2));
     else print(ctx.stdout, `Wrote ${keys.privateKeyPath} (keep it secret)\nWrote ${keys.publicKeyPath}\nKey id ${keys.keyId}`);
-    return 0;
+    return EXIT.ok;
   },
-};
+});
 
 function inspectJson(opened: OpenedPayload, dataVerified: boolean) {
   const { header, toc } = opened;
@@ -115,27 +112,20 @@ function inspectJson(opened: OpenedPayload, dataVerified: boolean) {
   };
 }
 
-const inspectCommand: Command = {
+const inspectCommand = defineCommand({
   name: 'inspect',
   summary: 'verify a .bin and list what it holds',
-  usage: `airgap inspect FILE.bin [--key PUB] [--json]
-
-Parses the header as data (never runs it), indexes the tar, checks every entry
+  usage: 'airgap inspect FILE.bin [--key PUB] [--json]',
+  description: `Parses the header as data (never runs it), indexes the tar, checks every entry
 rule, the TOC and its signature, reads the payload once to verify every sha256,
-and lists images (with digests), charts, packs and files.
-
-Options:
-  --key PUB      trusted public key file, or a folder of *.pub (repeatable); with
-                 it, a missing, unknown or bad signature is refused
-  --json         print one JSON document
-  -h, --help     this help`,
-  async run(args, ctx) {
-    const { values, positionals, help } = parseCommandArgs(this, args, {
-      key: { type: 'string', short: 'k', multiple: true },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-    }, { min: 1, max: 1 });
-    if (help) return (print(ctx.stdout, this.usage), 0);
+and lists images (with digests), charts, packs and files.`,
+  args: { min: 1, max: 1 },
+  options: {
+    key: { type: 'string', short: 'k', multiple: true, value: 'PUB', description: 'trusted public key file, or a folder of *.pub; with it, a missing, unknown or bad signature is refused' },
+    json: { type: 'boolean', description: 'print one JSON document, and no progress' },
+    quiet: { type: 'boolean', short: 'q', description: 'no progress' },
+  },
+  async run({ values, positionals }, ctx) {
     const trustedKeys = values.key ? await loadPublicKeys(values.key) : [];
     const opened = await openPayload(positionals[0]!, { trustedKeys });
     try {
@@ -147,7 +137,7 @@ Options:
     }
     if (values.json) {
       print(ctx.stdout, JSON.stringify(inspectJson(opened, true), null, 2));
-      return 0;
+      return EXIT.ok;
     }
     const { toc, header, signature } = opened;
     const sig =
@@ -173,9 +163,9 @@ Options:
       ...(toc.files.length ? [table(toc.files.map((f) => [f.target, formatBytes(f.size), `0${f.mode.toString(8)}`]))] : []),
     ];
     print(ctx.stdout, lines.join('\n'));
-    return 0;
+    return EXIT.ok;
   },
-};
+});
 
 /** The connected-side verbs. */
 export const buildCommands: Command[] = [buildCommand, keygenCommand, inspectCommand];

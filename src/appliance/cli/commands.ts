@@ -2,26 +2,34 @@
  * The appliance's CLI verbs (DESIGN.md, "CLI contract"):
  *
  *   airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]
- *                [--registry-port N] [--pack-registry-port N]
+ *                [--registry-port N] [--pack-registry-port N] [--log-level LEVEL]
+ *                [--allow-unsigned]
  *   airgap setup <repo-ip> [--json]        (also installed as `airgap-setup`)
  *   airgap status [--json]
+ *   airgap firstboot --ovf-env FILE [--root DIR] [--user NAME] [--json]
  *
+ * Each verb's flags are one table that the parser and `--help` both read.
  * `setup` and `status` talk to the running daemon over its admin socket.
  */
 import { readFile } from 'node:fs/promises';
-import { parseCommandArgs, type Command } from '../../kit/cli.js';
+import { defineCommand, EXIT, print, type Command } from '../../kit/cli.js';
 import { UsageError } from '../../kit/errors.js';
 import { formatBytes, formatDuration, table } from '../../kit/text.js';
 import { parseRepoAddress } from '../config/address.js';
 import { callAdmin } from './admin-client.js';
 import type { ApplianceStatus, ConnectionDetails, SetupResult } from '../daemon/appliance.js';
-import { resolveServeConfig, resolveStateDir, type Host } from '../config/config.js';
-
-function print(stream: NodeJS.WritableStream, text: string): void {
-  stream.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-const stateDirOption = { 'state-dir': { type: 'string' } } as const;
+import {
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_MAX_UPLOAD_BYTES,
+  DEFAULT_REGISTRY_BINARY,
+  LOG_LEVELS,
+  resolveServeConfig,
+  resolveStateDir,
+  ROOT_PORTS,
+  USER_PORTS,
+  type Host,
+} from '../config/config.js';
+import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
 
 /** The text block `airgap setup` prints: what an admin copies into the platform installer. */
 export function renderConnectionDetails(d: ConnectionDetails): string {
@@ -66,47 +74,42 @@ function renderStatus(s: ApplianceStatus): string {
   return lines.join('\n');
 }
 
+/** Where `airgap firstboot` writes, and whose keys it installs, without --root and --user. */
+const FIRSTBOOT_ROOT = '/';
+const FIRSTBOOT_USER = 'ubuntu';
+
+/** The default of a port flag: root's and everyone else's. */
+const portDefault = (key: keyof typeof ROOT_PORTS) => (ROOT_PORTS[key] === USER_PORTS[key] ? String(ROOT_PORTS[key]) : `${ROOT_PORTS[key]} as root, else ${USER_PORTS[key]}`);
+
 /** The appliance verbs; `host` gives the uid (root picks the OVA defaults) and cwd. */
 export function applianceCommands(host: Omit<Host, 'env'>, version: string): Command[] {
-  const serve: Command = {
+  const serve = defineCommand({
     name: 'serve',
     summary: 'run the appliance daemon (registries, file repository, admin API)',
     usage: `airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]
              [--registry-port N] [--pack-registry-port N] [--log-level LEVEL]
-             [--allow-unsigned]
-
-Runs the appliance in the foreground until SIGTERM or Ctrl-C: two supervised
+             [--allow-unsigned]`,
+    description: `Runs the appliance in the foreground until SIGTERM or Ctrl-C: two supervised
 docker-registry processes (images and charts on --registry-port, packs on
 --pack-registry-port) with TLS and htpasswd auth, the file repository over HTTPS,
-/ca.crt and a redirect over HTTP, and the admin API on <state-dir>/admin.sock.
-
-With no flags: as root, all addresses, ports 443/80/5000/8000, state in
-/var/lib/airgap; otherwise 127.0.0.1, ports 8443/8080/5000/8000, state in
-~/.local/state/airgap. AIRGAP_STATE_DIR sets the state dir too.
-
-Options:
-  --state-dir DIR            where the database, PKI, registries and repository live
-  --address IP               address to listen on (0.0.0.0 for all)
-  --https-port N             file repository and console
-  --http-port N              /ca.crt and a redirect to HTTPS
-  --registry-port N          image registry
-  --pack-registry-port N     pack registry
-  --log-level LEVEL          fatal, error, warn, info (default), debug, trace
-  --allow-unsigned           import .bin files that are unsigned or signed by a key
-                             not in <state-dir>/trusted-keys/ (off by default)
-  -h, --help                 this help`,
-    async run(args, ctx) {
-      const { values, help } = parseCommandArgs(this, args, {
-        ...stateDirOption,
-        address: { type: 'string' },
-        'https-port': { type: 'string' },
-        'http-port': { type: 'string' },
-        'registry-port': { type: 'string' },
-        'pack-registry-port': { type: 'string' },
-        'log-level': { type: 'string' },
-        'allow-unsigned': { type: 'boolean' },
-      }, { min: 0, max: 0 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+/ca.crt and a redirect over HTTP, and the admin API on <state-dir>/admin.sock.`,
+    args: { min: 0, max: 0 },
+    options: {
+      ...stateDirOption('where the database, PKI, registries and repository live'),
+      address: { type: 'string', value: 'IP', description: 'address to listen on; 0.0.0.0 or :: for all', env: 'AIRGAP_ADDRESS', default: '0.0.0.0 as root, else 127.0.0.1' },
+      'https-port': { type: 'string', value: 'N', description: 'file repository and console', default: portDefault('https') },
+      'http-port': { type: 'string', value: 'N', description: '/ca.crt and a redirect to HTTPS', default: portDefault('http') },
+      'registry-port': { type: 'string', value: 'N', description: 'image registry, for images and charts', default: portDefault('registry') },
+      'pack-registry-port': { type: 'string', value: 'N', description: 'pack registry', default: portDefault('packRegistry') },
+      'log-level': { type: 'string', value: 'LEVEL', description: LOG_LEVELS.join(', '), env: 'AIRGAP_LOG_LEVEL', default: DEFAULT_LOG_LEVEL },
+      'allow-unsigned': { type: 'boolean', description: 'import .bin files that are unsigned or signed by a key not in <state-dir>/trusted-keys/' },
+    },
+    environment: [
+      ...stateDirEnvironment,
+      { name: 'AIRGAP_REGISTRY_BIN', description: 'the docker-registry program to run, looked up on PATH', default: DEFAULT_REGISTRY_BINARY },
+      { name: 'AIRGAP_MAX_UPLOAD_BYTES', description: 'largest .bin the web console and API accept, in bytes', default: `${DEFAULT_MAX_UPLOAD_BYTES / 1024 ** 3} GiB` },
+    ],
+    async run({ values }, ctx) {
       const config = resolveServeConfig({
         stateDir: values['state-dir'],
         address: values.address,
@@ -121,7 +124,7 @@ Options:
       const { createLogger } = await import('../daemon/logger.js');
       const { startServer } = await import('../daemon/server.js');
       const log = await createLogger(config.logLevel, ctx.stdout, (ctx.stdout as { isTTY?: boolean }).isTTY === true);
-      if (ctx.signal?.aborted) return 130;
+      if (ctx.signal?.aborted) return EXIT.interrupted;
       const server = await startServer(config, log, version);
       await new Promise<void>((resolve) => {
         if (!ctx.signal) return;
@@ -131,31 +134,26 @@ Options:
       log.info('stopping');
       await server.close();
       log.info('stopped');
-      return 0;
+      return EXIT.ok;
     },
-  };
+  });
 
-  const setup: Command = {
+  const setup = defineCommand({
     name: 'setup',
     summary: 'set the repo address; print URLs, credentials and the base64 CA',
-    usage: `airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)
-
-<repo-ip> is the address clients use to reach this appliance: an IPv4 or IPv6
+    usage: 'airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)',
+    description: `<repo-ip> is the address clients use to reach this appliance: an IPv4 or IPv6
 address or a DNS name. The first run makes the server certificate for it (the CA
 and the credentials were made when the daemon first started); a new address
 re-issues the certificate from the same CA and restarts the registries. A repeated
 run changes nothing and prints the same details.
 
 Prints the repository, registry and console URLs with their usernames and
-passwords, and the registry CA certificate in base64 (one line).
-
-Options:
-  --json             print one JSON document
-  --state-dir DIR    state dir of the daemon (default as for 'airgap serve')
-  -h, --help         this help`,
-    async run(args, ctx) {
-      const { values, positionals, help } = parseCommandArgs(this, args, { ...stateDirOption, json: { type: 'boolean' } }, { min: 1, max: 1 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+passwords, and the registry CA certificate in base64 (one line).`,
+    args: { min: 1, max: 1 },
+    options: { ...jsonOption(), ...stateDirOption() },
+    environment: stateDirEnvironment,
+    async run({ values, positionals }, ctx) {
       parseRepoAddress(positionals[0]!); // a bad address is a usage error (exit 2) before any daemon is asked
       const stateDir = resolveStateDir(values['state-dir'], { ...host, env: ctx.env });
       const result = await callAdmin<SetupResult>(stateDir, 'POST', '/v1/setup', { repoAddress: positionals[0] }, { onWait: (m) => print(ctx.stderr, m) });
@@ -164,55 +162,59 @@ Options:
       const done = [c.repoAddress ? 'repo address set' : '', c.certificate ? 'server certificate issued' : '', c.registriesRestarted.length ? `${c.registriesRestarted.join(' and ')} registries restarted` : ''].filter(Boolean);
       print(ctx.stderr, `Setup completed: ${done.length ? done.join('; ') : 'nothing changed'}.`);
       print(ctx.stdout, values.json ? JSON.stringify(result.details, null, 2) : renderConnectionDetails(result.details));
-      return 0;
+      return EXIT.ok;
     },
-  };
+  });
 
-  const status: Command = {
+  const status = defineCommand({
     name: 'status',
     summary: 'health of the daemon, registries, database and registry volume',
-    usage: `airgap status [--json] [--state-dir DIR]
-
-Exit code 0 when every part is healthy, 1 when one is not (or the daemon is down).`,
-    async run(args, ctx) {
-      const { values, help } = parseCommandArgs(this, args, { ...stateDirOption, json: { type: 'boolean' } }, { min: 0, max: 0 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+    usage: 'airgap status [--json] [--state-dir DIR]',
+    description: `Asks the running daemon how its parts are: the daemon, each registry, the
+certificate, the database and the registry volume.`,
+    args: { min: 0, max: 0 },
+    options: { ...jsonOption(), ...stateDirOption() },
+    environment: stateDirEnvironment,
+    exitCodes: [
+      [EXIT.ok, 'every part is healthy'],
+      [EXIT.failed, 'a part is not, or the daemon is down'],
+      [EXIT.usage, 'bad usage'],
+    ],
+    async run({ values }, ctx) {
       const stateDir = resolveStateDir(values['state-dir'], { ...host, env: ctx.env });
       const s = await callAdmin<ApplianceStatus>(stateDir, 'GET', '/v1/status', undefined, { onWait: (m) => print(ctx.stderr, m) });
       print(ctx.stdout, values.json ? JSON.stringify(s, null, 2) : renderStatus(s));
-      return s.healthy ? 0 : 1;
+      return s.healthy ? EXIT.ok : EXIT.failed;
     },
-  };
+  });
 
-  const firstboot: Command = {
+  const firstboot = defineCommand({
     name: 'firstboot',
     summary: 'apply the OVA vApp properties (SSH keys, host name, static network)',
-    usage: `airgap firstboot --ovf-env FILE [--root DIR] [--user NAME] [--json]
-
-Reads an OVF environment document (what vCenter passes to the VM from the
+    usage: 'airgap firstboot --ovf-env FILE [--root DIR] [--user NAME] [--json]',
+    description: `Reads an OVF environment document (what vCenter passes to the VM from the
 "Deploy OVF Template" wizard; cloud-init's OVF datasource saves it, or
-'vmware-rpctool "info-get guestinfo.ovfEnv"' prints it) and writes under DIR
-(default /): the user's ~/.ssh/authorized_keys, /etc/hostname and /etc/hosts,
+'vmware-rpctool "info-get guestinfo.ovfEnv"' prints it) and writes under DIR:
+the user's ~/.ssh/authorized_keys, /etc/hostname and /etc/hosts,
 /etc/netplan/60-airgap.yaml for a static network, and an sshd drop-in that turns
 password login off. Properties: public-keys, hostname, network.address (CIDR),
 network.gateway, network.dns. Idempotent.`,
-    async run(args, ctx) {
-      const { values, help } = parseCommandArgs(this, args, {
-        'ovf-env': { type: 'string' },
-        root: { type: 'string' },
-        user: { type: 'string' },
-        json: { type: 'boolean' },
-      }, { min: 0, max: 0 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+    args: { min: 0, max: 0 },
+    options: {
+      'ovf-env': { type: 'string', value: 'FILE', description: 'the OVF environment document; required' },
+      root: { type: 'string', value: 'DIR', description: 'the root of the file system to write into', default: FIRSTBOOT_ROOT },
+      user: { type: 'string', value: 'NAME', description: 'the user whose authorized_keys get the public keys', default: FIRSTBOOT_USER },
+      ...jsonOption('print the settings and the files written as one JSON document'),
+    },
+    async run({ values }, ctx) {
       if (!values['ovf-env']) throw new UsageError('--ovf-env FILE is required', { hint: 'airgap firstboot --ovf-env /var/lib/cloud/seed/ovf-env.xml' });
       const { applyFirstBoot, parseOvfEnvironment } = await import('../firstboot/firstboot.js');
       const settings = parseOvfEnvironment(await readFile(values['ovf-env'], 'utf8'));
-      const written = await applyFirstBoot(values.root ?? '/', settings, values.user ?? 'ubuntu');
+      const written = await applyFirstBoot(values.root ?? FIRSTBOOT_ROOT, settings, values.user ?? FIRSTBOOT_USER);
       print(ctx.stdout, values.json ? JSON.stringify({ settings, written }, null, 2) : written.map((f) => `wrote ${f}`).join('\n'));
-      return 0;
+      return EXIT.ok;
     },
-  };
+  });
 
   return [serve, setup, status, firstboot];
 }
-

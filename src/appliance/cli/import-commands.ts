@@ -1,25 +1,24 @@
 /**
  * The CLI verbs of imports and content (DESIGN.md, "CLI contract"):
  *
- *   airgap import FILE.bin [--json] [--allow-downgrade]
+ *   airgap import FILE.bin [--json] [--allow-downgrade] [--quiet]
  *   airgap releases [--json]     airgap images [--json]     airgap packs [--json]
+ *
+ * All take --state-dir DIR; each verb's flags are one table that the parser and `--help` read.
  *
  * `import` hands the file to the daemon and follows its progress until it is done; when
  * the daemon restarts meanwhile, it reconnects and follows the resumed import.
  */
 import { resolve } from 'node:path';
 import { AirgapError } from '../../kit/errors.js';
-import { parseCommandArgs, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
+import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
 import { formatBytes, formatDuration, table } from '../../kit/text.js';
 import { callAdmin, streamAdmin } from './admin-client.js';
 import { resolveStateDir, type Host } from '../config/config.js';
+import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
 import type { ImportResult, ImportUpdate } from '../import/runner.js';
 import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
-
-function print(stream: NodeJS.WritableStream, text: string): void {
-  stream.write(text.endsWith('\n') ? text : `${text}\n`);
-}
 
 /** What the CLI prints when an import enters a stage (the original installer's wording). */
 const STAGE_LINES: Record<string, string> = {
@@ -112,35 +111,35 @@ function importSummary(r: ImportResult): string {
 export function importCommands(host: Omit<Host, 'env'>): Command[] {
   const stateDirOf = (flag: string | undefined, ctx: CliContext) => resolveStateDir(flag, { ...host, env: ctx.env });
 
-  const importCommand: Command = {
+  const importCommand = defineCommand({
     name: 'import',
     summary: 'import a .bin into the appliance (images, charts, packs, files)',
-    usage: `airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]
-
-Hands FILE.bin to the daemon, which checks it (header, signature against
+    usage: 'airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]',
+    description: `Hands FILE.bin to the daemon, which checks it (header, signature against
 <state-dir>/trusted-keys/*.pub, TOC, entry rules, version, free space) and pushes
 what is new: blobs straight from the file into the registries, then manifests,
 files into /repo/<version>/, and tags last. Follows the progress until done.
 
 Re-importing an installed release changes nothing; a newer release is an upgrade
-that pushes only what changed; an older one is refused unless --allow-downgrade.
-
-Options:
-  --json              print one JSON document at the end
-  --allow-downgrade   accept a release older than the current one
-  --quiet             no progress
-  --state-dir DIR     state dir of the daemon
-  -h, --help          this help
-
-Exit codes: 0 imported or unchanged, 1 refused or failed (the message says why), 2 usage.`,
-    async run(args, ctx) {
-      const { values, positionals, help } = parseCommandArgs(this, args, {
-        'state-dir': { type: 'string' },
-        json: { type: 'boolean' },
-        'allow-downgrade': { type: 'boolean' },
-        quiet: { type: 'boolean', short: 'q' },
-      }, { min: 1, max: 1 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+that pushes only what changed; an older one is refused unless --allow-downgrade.`,
+    args: { min: 1, max: 1 },
+    options: {
+      ...jsonOption('print one JSON document at the end, and no progress'),
+      'allow-downgrade': { type: 'boolean', description: 'accept a release older than the current one' },
+      quiet: { type: 'boolean', short: 'q', description: 'no progress, no waiting notices' },
+      ...stateDirOption(),
+    },
+    environment: [
+      ...stateDirEnvironment,
+      { name: 'PWD', description: 'the folder a relative FILE.bin is taken from; the shell sets it', default: 'the working directory' },
+    ],
+    exitCodes: [
+      [EXIT.ok, 'imported, or already on the box (unchanged)'],
+      [EXIT.failed, 'refused or failed (the message says why)'],
+      [EXIT.usage, 'bad usage'],
+      [EXIT.interrupted, "interrupted; the import goes on in the daemon ('airgap status' shows it)"],
+    ],
+    async run({ values, positionals }, ctx) {
       const stateDir = stateDirOf(values['state-dir'], ctx);
       const file = resolve(ctx.env.PWD && !positionals[0]!.startsWith('/') ? ctx.env.PWD : host.cwd, positionals[0]!);
       const quiet = values.quiet === true || values.json === true;
@@ -156,37 +155,42 @@ Exit codes: 0 imported or unchanged, 1 refused or failed (the message says why),
       }
       const result = row.result as ImportResult;
       print(ctx.stdout, values.json ? JSON.stringify(result, null, 2) : importSummary(result));
-      return 0;
+      return EXIT.ok;
     },
-  };
+  });
 
-  const releasesCommand: Command = {
+  const releasesCommand = defineCommand({
     name: 'releases',
     summary: 'list the releases on the box',
     usage: 'airgap releases [--json] [--state-dir DIR]',
-    async run(args, ctx) {
-      const { values, help } = parseCommandArgs(this, args, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+    description: `Lists the releases imported into the appliance, newest first; * marks the
+current one.`,
+    args: { min: 0, max: 0 },
+    options: { ...jsonOption(), ...stateDirOption() },
+    environment: stateDirEnvironment,
+    async run({ values }, ctx) {
       const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files: unknown[]; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
         stateDirOf(values['state-dir'], ctx), 'GET', '/v1/releases',
       );
-      if (values.json) return (print(ctx.stdout, JSON.stringify(doc, null, 2)), 0);
-      if (!doc.releases.length) return (print(ctx.stdout, "No releases yet: import a .bin with 'airgap import FILE.bin'."), 0);
+      if (values.json) return (print(ctx.stdout, JSON.stringify(doc, null, 2)), EXIT.ok);
+      if (!doc.releases.length) return (print(ctx.stdout, "No releases yet: import a .bin with 'airgap import FILE.bin'."), EXIT.ok);
       print(ctx.stdout, table([
         ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files'],
         ...doc.releases.map((r) => [r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '), String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.files.length)]),
       ], ''));
-      return 0;
+      return EXIT.ok;
     },
-  };
+  });
 
-  const artifactCommand = (name: 'images' | 'packs', kinds: Array<ArtifactRow['kind']>, summary: string): Command => ({
+  const artifactCommand = (name: 'images' | 'packs', kinds: Array<ArtifactRow['kind']>, summary: string, description: string) => defineCommand({
     name,
     summary,
     usage: `airgap ${name} [--json] [--state-dir DIR]`,
-    async run(args, ctx) {
-      const { values, help } = parseCommandArgs(this, args, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
-      if (help) return (print(ctx.stdout, this.usage), 0);
+    description,
+    args: { min: 0, max: 0 },
+    options: { ...jsonOption(), ...stateDirOption() },
+    environment: stateDirEnvironment,
+    async run({ values }, ctx) {
       const stateDir = stateDirOf(values['state-dir'], ctx);
       const rows: ArtifactRow[] = [];
       for (const kind of kinds) rows.push(...(await callAdmin<{ artifacts: ArtifactRow[] }>(stateDir, 'GET', `/v1/artifacts?kind=${kind}`)).artifacts);
@@ -199,20 +203,22 @@ Exit codes: 0 imported or unchanged, 1 refused or failed (the message says why),
         merged.set(key, m);
       }
       const list = [...merged.values()].map(({ releaseVersion: _r, ...rest }) => rest);
-      if (values.json) return (print(ctx.stdout, JSON.stringify({ [name]: list }, null, 2)), 0);
-      if (!list.length) return (print(ctx.stdout, `No ${name} yet.`), 0);
+      if (values.json) return (print(ctx.stdout, JSON.stringify({ [name]: list }, null, 2)), EXIT.ok);
+      if (!list.length) return (print(ctx.stdout, `No ${name} yet.`), EXIT.ok);
       print(ctx.stdout, table([
         ['kind', 'target', 'digest', 'size', 'releases'],
         ...list.map((a) => [a.kind, a.target, a.digest, formatBytes(a.size), a.releases.join(',')]),
       ], ''));
-      return 0;
+      return EXIT.ok;
     },
   });
 
   return [
     importCommand,
     releasesCommand,
-    artifactCommand('images', ['image', 'chart'], 'list images and charts on the box (image registry)'),
-    artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)'),
+    artifactCommand('images', ['image', 'chart'], 'list images and charts on the box (image registry)', `Lists the images and Helm charts in the image registry: one line per target
+and digest, with the releases that carry it.`),
+    artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)', `Lists the packs in the pack registry: one line per target and digest, with the
+releases that carry it.`),
   ];
 }

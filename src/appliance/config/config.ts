@@ -73,7 +73,15 @@ function port(name: string, value: string | undefined, fallback: number): number
   return Number(value);
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+/** pino levels `--log-level` takes, and the one without the flag or AIRGAP_LOG_LEVEL. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+export const DEFAULT_LOG_LEVEL = 'info';
+
+/** The distribution binary without AIRGAP_REGISTRY_BIN (Debian's package), looked up on PATH. */
+export const DEFAULT_REGISTRY_BINARY = 'docker-registry';
+
+/** Largest .bin the console accepts without AIRGAP_MAX_UPLOAD_BYTES: 100 GiB. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 ** 3;
 
 /**
  * Resolves `airgap serve` flags into a config. With no flags: loopback and ports
@@ -86,7 +94,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
   const ports = root ? ROOT_PORTS : USER_PORTS;
   const address = flags.address ?? host.env.AIRGAP_ADDRESS ?? (root ? '0.0.0.0' : '127.0.0.1');
   const listen = parseListenAddress(address);
-  const logLevel = flags.logLevel ?? host.env.AIRGAP_LOG_LEVEL ?? 'info';
+  const logLevel = flags.logLevel ?? host.env.AIRGAP_LOG_LEVEL ?? DEFAULT_LOG_LEVEL;
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const config: ServeConfig = {
     stateDir: resolveStateDir(flags.stateDir, host),
@@ -95,10 +103,10 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     httpPort: port('http-port', flags.httpPort, ports.http),
     registryPort: port('registry-port', flags.registryPort, ports.registry),
     packRegistryPort: port('pack-registry-port', flags.packRegistryPort, ports.packRegistry),
-    registryBinary: host.env.AIRGAP_REGISTRY_BIN || 'docker-registry',
+    registryBinary: host.env.AIRGAP_REGISTRY_BIN || DEFAULT_REGISTRY_BINARY,
     logLevel,
     allowUnsigned: flags.allowUnsigned === true,
-    maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : 100 * 1024 ** 3,
+    maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {
