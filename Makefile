@@ -8,7 +8,7 @@ $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-.PHONY: deps build test demo clean typecheck package ova-smoke
+.PHONY: deps build test lint demo clean typecheck package ova-smoke
 
 deps: $(NODE_MODULES)
 	sh scripts/bootstrap.sh
@@ -20,7 +20,10 @@ build: deps
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
-test: build
+lint: deps
+	npx eslint .
+
+test: build lint
 	npx tap
 
 demo: build

@@ -15,7 +15,6 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { KeyObject } from 'node:crypto';
 import { BundleError } from '../kit/errors.js';
 import { loadBundleSpec, type BundleSpec } from './bundle-spec.js';
 import { collectImage, imageSourceFor } from './image-source.js';
@@ -350,7 +349,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
       tocSize: tocBytes.length,
       tocSha256: tocEntry.sha256,
       keyId: signer?.keyId ?? '',
-      signature: signer ? signBytes(tocBytes, signer.key as KeyObject) : '',
+      signature: signer ? signBytes(tocBytes, signer.key) : '',
     });
     const fh = await open(partial, 'r+');
     try {

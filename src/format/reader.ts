@@ -206,7 +206,7 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
   try {
     fh = await open(file, 'r');
   } catch (cause) {
-    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, { cause });
+    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause });
   }
   let ok = false;
   try {

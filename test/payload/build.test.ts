@@ -192,11 +192,17 @@ t.test('airgap inspect prints the contents; --json has the digests', async (t) =
   t.match(human.stdout, /charts\/hello:0\.1\.0/);
   t.match(human.stdout, /packs\/cilium:1\.14\.2/);
   t.match(human.stdout, /manifests\/nested\/b\.yaml/);
-  const json = JSON.parse((await execa(AIRGAP, ['inspect', bin, '--json'])).stdout) as Record<string, any>;
+  const json = JSON.parse((await execa(AIRGAP, ['inspect', bin, '--json'])).stdout) as {
+    name: string;
+    signature: { status: string };
+    payload: { verified: boolean };
+    images: { digest: string }[];
+    files: unknown[];
+  };
   t.equal(json.name, 'demo');
   t.equal(json.signature.status, 'unchecked');
   t.equal(json.payload.verified, true);
-  t.equal(json.images[0].digest, busyboxDigest);
+  t.equal(json.images[0]?.digest, busyboxDigest);
   t.equal(json.files.length, 5);
 });
 
@@ -256,7 +262,7 @@ t.test('docker:// sources come from a real registry on loopback', async (t) => {
   t.match(refused.stderr, /--insecure-registry/);
   const built = await buildBundle({ specPath: remoteSpec, out: join(work, 'remote.bin'), insecureRegistries: [registry.host] });
   t.same(built.images.map((i) => i.target), ['library/busybox:1.35', 'mirror/multiarch:v1']);
-  const registryDigest = JSON.parse((await execa('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/library/busybox:1.35`])).stdout).Digest as string;
+  const registryDigest = (JSON.parse((await execa('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/library/busybox:1.35`])).stdout) as { Digest: string }).Digest;
   t.equal(built.images[0]!.digest, registryDigest);
   const rawIndex = (await execa('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/apps/multiarch:v1`], { stripFinalNewline: false })).stdout;
   t.equal(built.images[1]!.digest, `sha256:${createHash('sha256').update(rawIndex).digest('hex')}`, 'the index comes through byte for byte');

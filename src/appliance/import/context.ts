@@ -54,7 +54,8 @@ export function newCounters(): ImportCounters {
 /** Runs `worker` over `items` with at most `limit` at once; the first failure stops the rest and is thrown. */
 export async function runPool<T>(items: T[], limit: number, signal: AbortSignal, worker: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  let failure: unknown;
+  // Boxed so that whatever was thrown (even a non-Error) is rethrown as it came.
+  let failure: { error: unknown } | undefined;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (failure === undefined && next < items.length) {
       const item = items[next++]!;
@@ -62,11 +63,11 @@ export async function runPool<T>(items: T[], limit: number, signal: AbortSignal,
         // Inside the try: on abort every lane stops taking work and Promise.all waits for those in flight.
         signal.throwIfAborted();
         await worker(item);
-      } catch (err) {
-        failure ??= err;
+      } catch (error) {
+        failure ??= { error };
       }
     }
   });
   await Promise.all(lanes);
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw failure.error;
 }

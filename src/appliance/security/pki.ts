@@ -19,12 +19,15 @@ import type { StateLayout } from '../config/state-layout.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-/** The key types of @peculiar/x509's signatures (DOM webcrypto types; Node's are the same objects). */
-type KeyPair = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'];
-type SigningKey = KeyPair['privateKey'];
+/**
+ * Node's webcrypto key types. @peculiar/x509 declares the DOM ones, which our lib (no DOM)
+ * lacks; at run time they are the same objects.
+ */
+type KeyPair = webcrypto.CryptoKeyPair;
+type SigningKey = webcrypto.CryptoKey;
 
 async function generateKeyPair(): Promise<KeyPair> {
-  return (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as unknown as KeyPair;
+  return webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
 }
 
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -68,14 +71,14 @@ function serial(): string {
   return bytes.toString('hex');
 }
 
-async function exportKeyPem(key: KeyPair['privateKey']): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key as unknown as webcrypto.CryptoKey));
+async function exportKeyPem(key: SigningKey): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
   return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n';
 }
 
 async function importSigningKey(pem: string): Promise<SigningKey> {
   const der = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
-  return (await webcrypto.subtle.importKey('pkcs8', der, ALGORITHM, false, ['sign'])) as unknown as SigningKey;
+  return webcrypto.subtle.importKey('pkcs8', der, ALGORITHM, false, ['sign']);
 }
 
 function sanEntry(name: string): { type: 'ip' | 'dns'; value: string } {
