@@ -108,9 +108,9 @@ t.test('airgap --help lists the commands, the environment and the exit codes', a
 
 t.test('usage errors still exit 2 and point at the help', async (t) => {
   const cases: Array<[string[], RegExp]> = [
-    [['build'], /missing argument \[AG_USAGE\]\n  hint: usage: airgap build <bundle\.yaml>/],
+    [['build'], /missing argument \[AG_USAGE\]\n {2}hint: usage: airgap build <bundle\.yaml>/],
     [['status', 'extra'], /unexpected argument 'extra'/],
-    [['inspect', 'a.bin', '--bogus'], /Unknown option '--bogus' \[AG_USAGE\]\n  hint: see 'airgap inspect --help'/],
+    [['inspect', 'a.bin', '--bogus'], /Unknown option '--bogus' \[AG_USAGE\]\n {2}hint: see 'airgap inspect --help'/],
     [['build', 'x.yaml', '--out'], /argument missing/],
     [['keygen'], /--out DIR is required/],
   ];

@@ -95,7 +95,7 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, outpu
     }
   }
   reporter.end();
-  return final!;
+  return final;
 }
 
 function importSummary(r: ImportResult): string {
