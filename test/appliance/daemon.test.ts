@@ -5,12 +5,12 @@
  */
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { SCHEMA_VERSION } from '../../src/appliance/store/db.js';
-import { AIRGAP_SETUP, isAlive, registriesOf, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
+import { AIRGAP_SETUP, daemonHealthy, eventsSince, isAlive, lastEventId, registriesOf, registryPid, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { tempDir } from '../helpers/temp.js';
 
 interface Details {
   repository: { url: string; username: string; password: string };
@@ -20,11 +20,8 @@ interface Details {
   caCertificateBase64: string;
 }
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-daemon-test-'));
-const daemon = await startDaemon();
-t.teardown(async () => {
-  await daemon.stop();
-});
+const work = await tempDir(t, 'airgap-daemon-test-');
+const daemon = await startDaemon(t);
 
 const first = await daemon.cli(['setup', '127.0.0.1', '--json']);
 const details = JSON.parse(first.stdout) as Details;
@@ -232,8 +229,7 @@ t.test('SIGTERM stops the daemon and both registries, even during a slow downloa
   t.equal(down.exitCode, 1);
   t.match(down.stderr, /the airgap daemon is not running .*\[AG_DAEMON_DOWN\]\n  hint: start it: airgap serve/);
 
-  const again = await startDaemon({ stateDir: daemon.stateDir, ports: daemon.ports });
-  t.teardown(() => again.stop());
+  const again = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
   const r = await again.cli(['setup', '127.0.0.1', '--json']);
   t.equal(r.stdout, first.stdout, 'same CA, URLs and credentials after a restart');
   t.match(r.stderr, /nothing changed/);

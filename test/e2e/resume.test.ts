@@ -6,8 +6,7 @@
  * closed; a bad one goes to failed/ with the reason), and the live progress bar on a TTY.
  */
 import t from 'tap';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, stat, truncate, writeFile, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readdir, readFile, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -18,8 +17,9 @@ import { buildBundle } from '../../src/build/builder.js';
 import { generateSigningKeys } from '../../src/format/keys.js';
 import { writeSyntheticLayout, makeFiles } from '../helpers/fixtures.js';
 import { AIRGAP, startDaemon, waitFor, type TestDaemon } from '../helpers/appliance.js';
+import { tempDir } from '../helpers/temp.js';
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-resume-test-'));
+const work = await tempDir(t, 'airgap-resume-test-');
 const keys = await generateSigningKeys(join(work, 'keys'));
 await makeFiles(join(work, 'manifests'));
 
@@ -40,8 +40,9 @@ async function release(version: string, layers: number, layerBytes: number): Pro
 
 const big = await release('1.0.0', 80, 1024 * 1024);
 const small = await release('1.1.0', 2, 100_000);
-let daemon: TestDaemon = await startDaemon();
-t.teardown(() => daemon.stop());
+let daemon: TestDaemon = await startDaemon(t);
+/** The file's test: a daemon started inside a subtest serves the later ones too, so it stops with this. */
+const top = t;
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
 const stateDir = daemon.stateDir;
 const dbFile = join(stateDir, 'airgap.db');
@@ -70,7 +71,7 @@ t.test('kill -9 in the middle of an import: the next start resumes it, nothing f
   const journalled = query<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM import_blobs WHERE import_id = ? AND action = 'pushed'", running!.id)[0]!;
   t.ok(journalled.n >= 1, `${journalled.n} blobs were journalled before the kill`);
 
-  daemon = await startDaemon({ stateDir, ports: daemon.ports });
+  daemon = await startDaemon(top, { stateDir, ports: daemon.ports });
   const a = await first;
   const b = await second;
   t.equal(a.exitCode, 0, String(a.stderr));
