@@ -143,8 +143,7 @@ t.test('one daemon per state dir; a killed daemon leaves orphans that the next o
 
   const next = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
   t.ok(await waitFor(() => orphans.every((p) => !isAlive(p)), 5), 'the orphans are stopped');
-  const s = JSON.parse((await next.cli(['status', '--json'])).stdout) as { healthy: boolean };
-  t.equal(s.healthy, true);
+  t.equal(await daemonHealthy(next.stateDir), true);
   const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
   const stopped = db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'registry.orphan_stopped'").get() as { n: number };
   db.close();
