@@ -32,7 +32,7 @@ function listen(port: number): Promise<Server> {
   });
 }
 
-t.test('usage errors exit 2 with one sentence', async (t) => {
+t.test('usage errors exit 2 with one sentence (in-process: no daemon is asked)', async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [['serve', '--bogus'], /Unknown option '--bogus'/],
     [['serve', '--https-port', '70000'], /--https-port must be a port number from 1 to 65535, not '70000'/],
@@ -50,7 +50,7 @@ t.test('usage errors exit 2 with one sentence', async (t) => {
     [['status', 'extra'], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {
-    const r = await airgap(args);
+    const r = await runAirgap(args);
     t.equal(r.exitCode, 2, args.join(' '));
     t.match(r.stderr, message, args.join(' '));
     t.equal(r.stdout, '');

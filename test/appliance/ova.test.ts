@@ -96,7 +96,7 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
   t.throws(() => parseOvfEnvironment('<html/>'), /not an OVF environment/);
   const bad = join(root, 'bad.xml');
   await writeFile(bad, env({ hostname: 'bad_name' }));
-  const r = await execa(AIRGAP, ['firstboot', '--ovf-env', bad, '--root', root], { reject: false });
+  const r = await runAirgap(['firstboot', '--ovf-env', bad, '--root', root]);
   t.equal(r.exitCode, 2);
   t.match(r.stderr, /airgap: error: 'bad_name' is not a valid host name/);
 });

@@ -217,9 +217,9 @@ t.test('the CLI builds the same way; bad specs fail clearly and leave nothing', 
   const ty = await execa(AIRGAP, ['build', typo], { reject: false });
   t.equal(ty.exitCode, 1);
   t.match(ty.stderr, /unknown key 'imagez'/);
-  const usage = await execa(AIRGAP, ['build'], { reject: false });
+  const usage = await runAirgap(['build']);
   t.equal(usage.exitCode, 2);
-  const flag = await execa(AIRGAP, ['build', spec, '--frobnicate'], { reject: false });
+  const flag = await runAirgap(['build', spec, '--frobnicate']);
   t.equal(flag.exitCode, 2);
   t.match(flag.stderr, /--frobnicate/);
   const dup = await writeBundle(join(work, 'single'), {
