@@ -42,7 +42,7 @@ const ops: ConsoleOperations = {
   getImport: (id) => (id === 1 ? row(1, 'imported') : undefined),
   followImport: (id, onUpdate, onDone) => {
     onUpdate({ importId: id, state: 'running', stage: 'images', name: 'demo', version: '1.0.0', queuePosition: 0, bytesDone: 5, bytesTotal: 10, itemsDone: 1, itemsTotal: 2 });
-    setTimeout(() => onDone(row(id, 'imported')), 10);
+    setImmediate(() => onDone(row(id, 'imported')));
     return () => {};
   },
   queueUpload: (file, actor, allowDowngrade) => {

@@ -238,8 +238,9 @@ t.test('secrets and the admin socket are private', async (t) => {
 t.test('SIGTERM stops the daemon and both registries, even during a slow download; a restart keeps CA and credentials', async (t) => {
   const pids = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
   await writeFile(join(daemon.stateDir, 'repo', '1.0.0', 'big.bin'), Buffer.alloc(20 * 1024 * 1024));
-  const slow = execa('curl', ['-s', '-o', '/dev/null', '--limit-rate', '100k', '--cacert', caFile, '-u', `${details.repository.username}:${details.repository.password}`, `${details.repository.url}/repo/1.0.0/big.bin`], { reject: false });
-  await new Promise((r) => setTimeout(r, 500));
+  const partial = join(work, 'big.bin.part');
+  const slow = execa('curl', ['-s', '-o', partial, '--limit-rate', '100k', '--cacert', caFile, '-u', `${details.repository.username}:${details.repository.password}`, `${details.repository.url}/repo/1.0.0/big.bin`], { reject: false });
+  t.ok(await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) > 0), 'the download is under way');
   const stopping = Date.now();
   const result = await daemon.stop();
   t.ok(Date.now() - stopping < 10_000, 'stopped without waiting for the download');
