@@ -4,9 +4,7 @@
  * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
  */
 import t from 'tap';
-import { mkdtemp, readFile, readdir, statfs } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, readdir, statfs } from 'node:fs/promises';
 import { pino } from 'pino';
 import { buildPublicApp } from '../../src/appliance/http/app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
@@ -14,8 +12,9 @@ import { hashPassword } from '../../src/appliance/security/credentials.js';
 import { ensurePki } from '../../src/appliance/security/pki.js';
 import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import type { ImportRow } from '../../src/appliance/store/imports.js';
+import { tempDir } from '../helpers/temp.js';
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-api-'));
+const work = await tempDir(t, 'airgap-api-');
 const layout = stateLayout(work);
 const pki = await ensurePki(layout, ['127.0.0.1']);
 const PASSWORD = 'Console-Pa55word';
@@ -43,7 +42,7 @@ const ops: ConsoleOperations = {
   getImport: (id) => (id === 1 ? row(1, 'imported') : undefined),
   followImport: (id, onUpdate, onDone) => {
     onUpdate({ importId: id, state: 'running', stage: 'images', name: 'demo', version: '1.0.0', queuePosition: 0, bytesDone: 5, bytesTotal: 10, itemsDone: 1, itemsTotal: 2 });
-    setTimeout(() => onDone(row(id, 'imported')), 10);
+    setImmediate(() => onDone(row(id, 'imported')));
     return () => {};
   },
   queueUpload: (file, actor, allowDowngrade) => {

@@ -5,12 +5,12 @@
  */
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { SCHEMA_VERSION } from '../../src/appliance/store/db.js';
-import { AIRGAP_SETUP, isAlive, registriesOf, registryPid, startDaemon, waitFor } from '../helpers/appliance.js';
+import { AIRGAP_SETUP, daemonHealthy, eventsSince, isAlive, lastEventId, registriesOf, registryPid, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { tempDir } from '../helpers/temp.js';
 
 interface Details {
   repository: { url: string; username: string; password: string };
@@ -20,11 +20,8 @@ interface Details {
   caCertificateBase64: string;
 }
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-daemon-test-'));
-const daemon = await startDaemon();
-t.teardown(async () => {
-  await daemon.stop();
-});
+const work = await tempDir(t, 'airgap-daemon-test-');
+const daemon = await startDaemon(t);
 
 const first = await daemon.cli(['setup', '127.0.0.1', '--json']);
 const details = JSON.parse(first.stdout) as Details;
@@ -150,7 +147,7 @@ t.test('setup while a killed registry is coming back: one process per registry, 
   process.kill(await registryPid(daemon.stateDir, 'images'), 'SIGKILL');
   const r = await daemon.cli(['setup', 'localhost']);
   t.equal(r.exitCode, 0, r.stderr);
-  t.ok(await waitFor(async () => (await registriesOf(daemon.stateDir)).length === 2 && JSON.parse((await daemon.cli(['status', '--json'])).stdout).healthy === true), 'healthy again');
+  t.ok(await waitFor(async () => (await registriesOf(daemon.stateDir)).length === 2 && (await daemonHealthy(daemon.stateDir))), 'healthy again');
   t.equal((await registriesOf(daemon.stateDir)).length, 2, 'no extra or untracked process');
   for (const port of [daemon.ports.registry, daemon.ports.packRegistry]) {
     const san = await execa('sh', ['-c', `openssl s_client -connect 127.0.0.1:${port} -CAfile ${caFile} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName`]);
@@ -183,22 +180,46 @@ t.test('status reports every part', async (t) => {
   t.match(text.stdout, /images\s+https:\/\/127\.0\.0\.1:\d+\s+running\s+ok/);
 });
 
-t.test('a killed registry is restarted, and the event is recorded', async (t) => {
+/** The images registry once it runs, answers and has restarted `restarts` times, else undefined. */
+async function imagesRunning(restarts: number) {
+  const s = await registryStatus(daemon.stateDir, 'images').catch(() => undefined);
+  return s && s.state === 'running' && s.healthy && s.restarts === restarts ? s : undefined;
+}
+
+t.test('a killed registry is restarted once, and exactly that kill is recorded', async (t) => {
+  // Earlier tests killed this registry too: count from here, not from the daemon's start.
+  const before = await registryStatus(daemon.stateDir, 'images');
+  const since = await lastEventId(daemon.stateDir);
   const old = await registryPid(daemon.stateDir, 'images');
+  t.equal(before.pid, old, 'the pid file names the supervised process');
   process.kill(old, 'SIGKILL');
-  const restarted = await waitFor(async () => {
-    const r = await daemon.cli(['status', '--json']);
-    const s = JSON.parse(r.stdout || '{}') as { registries?: Array<{ name: string; state: string; healthy: boolean; restarts: number; pid: number }> };
-    const images = s.registries?.find((x) => x.name === 'images');
-    return images !== undefined && images.state === 'running' && images.healthy && images.restarts === 1 && images.pid !== old;
-  });
-  t.ok(restarted, 'running again with a new pid, restarts = 1');
+  t.ok(await waitFor(async () => (await imagesRunning(before.restarts + 1)) !== undefined), 'running and answering again, restarts + 1');
+  const after = await registryStatus(daemon.stateDir, 'images');
+  t.equal(after.restarts - before.restarts, 1, 'one restart for one kill');
+  t.not(after.pid, old, 'a new process');
+  t.equal(await registryPid(daemon.stateDir, 'images'), after.pid, 'its pid file follows');
   t.equal(await curlStatus(`${details.imageRegistry.url}/v2/`, `${details.imageRegistry.username}:${details.imageRegistry.password}`), 200);
-  const db = await import('better-sqlite3');
-  const conn = new db.default(join(daemon.stateDir, 'airgap.db'), { readonly: true });
-  const kinds = (conn.prepare("SELECT kind FROM events WHERE kind LIKE 'registry.%'").all() as Array<{ kind: string }>).map((e) => e.kind);
-  conn.close();
-  t.ok(kinds.includes('registry.exited') && kinds.includes('registry.restarted'), `events: ${kinds.join(', ')}`);
+  const events = await eventsSince(daemon.stateDir, since);
+  t.same(events.map((e) => e.kind), ['registry.exited', 'registry.restarted'], 'the exit and the restart, nothing else');
+  t.match(events[0]?.data, { registry: 'images', signal: 'SIGKILL' });
+  t.match(events[1]?.data, { registry: 'images', pid: after.pid });
+});
+
+t.test('the backoff starts over after a successful restart: two kills in a row each wait the first step', async (t) => {
+  const before = await registryStatus(daemon.stateDir, 'images');
+  const since = await lastEventId(daemon.stateDir);
+  for (const n of [1, 2]) {
+    const pid = await registryPid(daemon.stateDir, 'images');
+    process.kill(pid, 'SIGKILL');
+    t.ok(await waitFor(async () => ((await imagesRunning(before.restarts + n))?.pid ?? pid) !== pid), `kill ${n}: running again with a new pid (restarts + ${n})`);
+  }
+  const events = await eventsSince(daemon.stateDir, since);
+  t.same(
+    events.map((e) => [e.kind, e.data?.delaySeconds]),
+    [['registry.exited', 1], ['registry.restarted', undefined], ['registry.exited', 1], ['registry.restarted', undefined]],
+    'each exit is restarted after 1 s: the restart that answered its probe reset the backoff',
+  );
+  t.equal((await registryStatus(daemon.stateDir, 'images')).restarts - before.restarts, 2);
 });
 
 t.test('secrets and the admin socket are private', async (t) => {
@@ -217,8 +238,9 @@ t.test('secrets and the admin socket are private', async (t) => {
 t.test('SIGTERM stops the daemon and both registries, even during a slow download; a restart keeps CA and credentials', async (t) => {
   const pids = [await registryPid(daemon.stateDir, 'images'), await registryPid(daemon.stateDir, 'packs')];
   await writeFile(join(daemon.stateDir, 'repo', '1.0.0', 'big.bin'), Buffer.alloc(20 * 1024 * 1024));
-  const slow = execa('curl', ['-s', '-o', '/dev/null', '--limit-rate', '100k', '--cacert', caFile, '-u', `${details.repository.username}:${details.repository.password}`, `${details.repository.url}/repo/1.0.0/big.bin`], { reject: false });
-  await new Promise((r) => setTimeout(r, 500));
+  const partial = join(work, 'big.bin.part');
+  const slow = execa('curl', ['-s', '-o', partial, '--limit-rate', '100k', '--cacert', caFile, '-u', `${details.repository.username}:${details.repository.password}`, `${details.repository.url}/repo/1.0.0/big.bin`], { reject: false });
+  t.ok(await waitFor(async () => ((await stat(partial).catch(() => undefined))?.size ?? 0) > 0), 'the download is under way');
   const stopping = Date.now();
   const result = await daemon.stop();
   t.ok(Date.now() - stopping < 10_000, 'stopped without waiting for the download');
@@ -232,8 +254,7 @@ t.test('SIGTERM stops the daemon and both registries, even during a slow downloa
   t.equal(down.exitCode, 1);
   t.match(down.stderr, /the airgap daemon is not running .*\[AG_DAEMON_DOWN\]\n  hint: start it: airgap serve/);
 
-  const again = await startDaemon({ stateDir: daemon.stateDir, ports: daemon.ports });
-  t.teardown(() => again.stop());
+  const again = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
   const r = await again.cli(['setup', '127.0.0.1', '--json']);
   t.equal(r.stdout, first.stdout, 'same CA, URLs and credentials after a restart');
   t.match(r.stderr, /nothing changed/);

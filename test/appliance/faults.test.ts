@@ -3,13 +3,14 @@
  * sentence and a non-zero exit, and leaves no lock, socket or registry process behind.
  */
 import t, { type Test } from 'tap';
-import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from '../../src/appliance/store/db.js';
-import { airgap, freePorts, isAlive, registriesOf, registryPid, serveArgs, startDaemon, waitFor } from '../helpers/appliance.js';
+import { airgap, daemonHealthy, freePorts, isAlive, registriesOf, registryPid, serveArgs, startDaemon, waitFor } from '../helpers/appliance.js';
+import { runAirgap } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp.js';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
@@ -20,9 +21,8 @@ async function assertClean(t: Test, stateDir: string): Promise<void> {
   t.same(await registriesOf(stateDir), [], 'no registry process left');
 }
 
-async function newStateDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'airgap-faults-'));
-}
+/** A state dir of its own, removed when `t` ends. */
+const newStateDir = (t: Test) => tempDir(t, 'airgap-faults-');
 
 function listen(port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
@@ -32,7 +32,7 @@ function listen(port: number): Promise<Server> {
   });
 }
 
-t.test('usage errors exit 2 with one sentence', async (t) => {
+t.test('usage errors exit 2 with one sentence (in-process: no daemon is asked)', async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [['serve', '--bogus'], /Unknown option '--bogus'/],
     [['serve', '--https-port', '70000'], /--https-port must be a port number from 1 to 65535, not '70000'/],
@@ -50,7 +50,7 @@ t.test('usage errors exit 2 with one sentence', async (t) => {
     [['status', 'extra'], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {
-    const r = await airgap(args);
+    const r = await runAirgap(args);
     t.equal(r.exitCode, 2, args.join(' '));
     t.match(r.stderr, message, args.join(' '));
     t.equal(r.stdout, '');
@@ -58,7 +58,7 @@ t.test('usage errors exit 2 with one sentence', async (t) => {
 });
 
 t.test('setup and status without a daemon say how to start one', async (t) => {
-  const stateDir = await newStateDir();
+  const stateDir = await newStateDir(t);
   for (const verb of [['setup', '10.0.0.5'], ['status']]) {
     const r = await airgap([...verb, '--state-dir', stateDir]);
     t.equal(r.exitCode, 1);
@@ -68,7 +68,7 @@ t.test('setup and status without a daemon say how to start one', async (t) => {
 
 t.test('a port in use: clear error, nothing left running', async (t) => {
   for (const which of ['registry', 'https'] as const) {
-    const stateDir = await newStateDir();
+    const stateDir = await newStateDir(t);
     const ports = await freePorts();
     const blocker = await listen(ports[which]);
     const r = await airgap(serveArgs(stateDir, ports));
@@ -80,7 +80,7 @@ t.test('a port in use: clear error, nothing left running', async (t) => {
 });
 
 t.test('a missing docker-registry binary, or one that dies at start', async (t) => {
-  const stateDir = await newStateDir();
+  const stateDir = await newStateDir(t);
   const missing = await airgap(serveArgs(stateDir, await freePorts()), { AIRGAP_REGISTRY_BIN: '/nonexistent/docker-registry' });
   t.equal(missing.exitCode, 1);
   t.match(missing.stderr, /the registry program '\/nonexistent\/docker-registry' is not installed \(not found on PATH\) \[AG_REGISTRY_BINARY\]\n  hint: install Debian's docker-registry package/);
@@ -93,7 +93,7 @@ t.test('a missing docker-registry binary, or one that dies at start', async (t) 
 });
 
 t.test('an unusable state dir', async (t) => {
-  const dir = await newStateDir();
+  const dir = await newStateDir(t);
   await writeFile(join(dir, 'a-file'), 'x');
   const r = await airgap(serveArgs(join(dir, 'a-file', 'state'), await freePorts()));
   t.equal(r.exitCode, 1);
@@ -102,7 +102,7 @@ t.test('an unusable state dir', async (t) => {
 });
 
 t.test('a damaged CA or a newer database is refused, not replaced', async (t) => {
-  const daemon = await startDaemon();
+  const daemon = await startDaemon(t);
   await daemon.stop();
   const ca = await readFile(join(daemon.stateDir, 'pki', 'ca.crt'));
   await writeFile(join(daemon.stateDir, 'pki', 'ca.crt'), 'not a certificate\n');
@@ -123,15 +123,14 @@ t.test('a damaged CA or a newer database is refused, not replaced', async (t) =>
 });
 
 t.test('a stale pid file of another program (pid reused after a hard reset) does not block the start', async (t) => {
-  const stateDir = await newStateDir();
+  const stateDir = await newStateDir(t);
   await writeFile(join(stateDir, 'daemon.pid'), `${process.pid}\n`); // alive, but not an airgap daemon
-  const daemon = await startDaemon({ stateDir });
-  t.teardown(() => daemon.stop());
+  const daemon = await startDaemon(t, { stateDir });
   t.equal((await daemon.cli(['status'])).exitCode, 0);
 });
 
 t.test('one daemon per state dir; a killed daemon leaves orphans that the next one stops', async (t) => {
-  const daemon = await startDaemon();
+  const daemon = await startDaemon(t);
   const second = await airgap(serveArgs(daemon.stateDir, await freePorts()));
   t.equal(second.exitCode, 1);
   t.match(second.stderr, /another airgap daemon \(pid \d+\) is running with the state dir/);
@@ -142,11 +141,9 @@ t.test('one daemon per state dir; a killed daemon leaves orphans that the next o
   await daemon.child;
   t.ok(orphans.every(isAlive), 'SIGKILL of the daemon leaves its registries running');
 
-  const next = await startDaemon({ stateDir: daemon.stateDir, ports: daemon.ports });
-  t.teardown(() => next.stop());
+  const next = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
   t.ok(await waitFor(() => orphans.every((p) => !isAlive(p)), 5), 'the orphans are stopped');
-  const s = JSON.parse((await next.cli(['status', '--json'])).stdout) as { healthy: boolean };
-  t.equal(s.healthy, true);
+  t.equal(await daemonHealthy(next.stateDir), true);
   const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
   const stopped = db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'registry.orphan_stopped'").get() as { n: number };
   db.close();

@@ -4,13 +4,14 @@
  * authorized_keys, hostname and network files; every shell script passes shellcheck.
  */
 import t from 'tap';
-import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { OVF_KEYS, applyFirstBoot, netplanFor, parseOvfEnvironment } from '../../src/appliance/firstboot/firstboot.js';
 import { AIRGAP } from '../helpers/appliance.js';
+import { runAirgap } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp.js';
 
 const repo = join(import.meta.dirname, '..', '..');
 const fixture = join(repo, 'test', 'fixtures', 'ovf-env.xml');
@@ -41,7 +42,7 @@ t.test('the OVF descriptor parses and offers every vApp property first boot read
 });
 
 t.test('an ovf-env.xml applied to a temp root writes keys, host name, network and sshd settings', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'airgap-firstboot-'));
+  const root = await tempDir(t, 'airgap-firstboot-');
   const settings = parseOvfEnvironment(await readFile(fixture, 'utf8'));
   t.equal(settings.publicKeys.length, 2);
   t.equal(settings.hostname, 'airgap-repo01');
@@ -81,7 +82,7 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
     `<?xml version="1.0"?><Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"><PropertySection>${Object.entries(props).map(([k, v]) => `<Property oe:key="${k}" oe:value="${v}"/>`).join('')}</PropertySection></Environment>`;
   const dhcp = parseOvfEnvironment(env({ 'public-keys': '', hostname: 'box' }));
   t.equal(dhcp.network, undefined);
-  const root = await mkdtemp(join(tmpdir(), 'airgap-firstboot-'));
+  const root = await tempDir(t, 'airgap-firstboot-');
   await applyFirstBoot(root, dhcp);
   t.notOk(await stat(join(root, 'etc', 'netplan', '60-airgap.yaml')).then(() => true, () => false), 'no netplan file for DHCP');
   await mkdir(join(root, 'etc'), { recursive: true });
@@ -95,7 +96,7 @@ t.test('DHCP when no address is given; bad values are refused with a sentence', 
   t.throws(() => parseOvfEnvironment('<html/>'), /not an OVF environment/);
   const bad = join(root, 'bad.xml');
   await writeFile(bad, env({ hostname: 'bad_name' }));
-  const r = await execa(AIRGAP, ['firstboot', '--ovf-env', bad, '--root', root], { reject: false });
+  const r = await runAirgap(['firstboot', '--ovf-env', bad, '--root', root]);
   t.equal(r.exitCode, 2);
   t.match(r.stderr, /airgap: error: 'bad_name' is not a valid host name/);
 });

@@ -5,8 +5,7 @@
  */
 import t from 'tap';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, stat, writeFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { parse as parseYaml } from 'yaml';
@@ -20,8 +19,9 @@ import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../src/appliance/store/db.js';
 import { listEvents, recordEvent } from '../../src/appliance/store/events.js';
 import { getSetting, setSetting } from '../../src/appliance/store/settings.js';
+import { tempDir } from '../helpers/temp.js';
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-parts-'));
+const work = await tempDir(t, 'airgap-parts-');
 
 t.test('repo addresses: IPv4, IPv6, DNS names; nothing else', async (t) => {
   t.same(parseRepoAddress('10.0.0.5'), { value: '10.0.0.5', kind: 'ipv4' });

@@ -4,16 +4,16 @@
  * error shapes.
  */
 import t from 'tap';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pino } from 'pino';
 import { buildAdminApp, buildPublicApp, buildRedirectApp, parseBasicAuth, type AdminOperations } from '../../src/appliance/http/app.js';
 import { AirgapError, UsageError } from '../../src/kit/errors.js';
 import { parseRepoAddress } from '../../src/appliance/config/address.js';
+import { tempDir } from '../helpers/temp.js';
 
 const log = pino({ level: 'silent' });
-const repoDir = await mkdtemp(join(tmpdir(), 'airgap-routes-'));
+const repoDir = await tempDir(t, 'airgap-routes-');
 await mkdir(join(repoDir, '1.0.0', 'manifests'), { recursive: true });
 await writeFile(join(repoDir, '1.0.0', 'manifests', 'a.yaml'), 'kind: ConfigMap\n');
 await writeFile(join(repoDir, '1.0.0', '.partial.tmp'), 'half');

@@ -6,9 +6,8 @@
  */
 import t from 'tap';
 import { X509Certificate, createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { stringify } from 'yaml';
@@ -17,8 +16,9 @@ import { generateSigningKeys } from '../../src/format/keys.js';
 import { makeFiles, writeSyntheticLayout } from '../helpers/fixtures.js';
 import { startDaemon } from '../helpers/appliance.js';
 import { freePort } from '../helpers/registry.js';
+import { tempDir } from '../helpers/temp.js';
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-console-test-'));
+const work = await tempDir(t, 'airgap-console-test-');
 const output = join(import.meta.dirname, '..', 'output');
 await mkdir(output, { recursive: true });
 const keys = await generateSigningKeys(join(work, 'keys'));
@@ -32,8 +32,7 @@ await writeFile(spec, stringify({
 }));
 const bin = (await buildBundle({ specPath: spec, out: work, privateKeyPath: keys.privateKeyPath })).path;
 
-const daemon = await startDaemon();
-t.teardown(() => daemon.stop());
+const daemon = await startDaemon(t);
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
 const details = JSON.parse((await daemon.cli(['setup', '127.0.0.1', '--json'])).stdout) as {
   console: { url: string; username: string; password: string };

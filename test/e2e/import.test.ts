@@ -6,8 +6,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -20,6 +19,7 @@ import { makeBusyboxLayout, writeSyntheticLayout, makeChart, makePack, makeFiles
 import { stringify } from 'yaml';
 import { craftBin } from '../helpers/craft.js';
 import { startDaemon } from '../helpers/appliance.js';
+import { tempDir } from '../helpers/temp.js';
 
 interface Details {
   repository: { url: string; username: string; password: string };
@@ -43,7 +43,7 @@ interface Result {
   seconds: number;
 }
 
-const work = await mkdtemp(join(tmpdir(), 'airgap-import-test-'));
+const work = await tempDir(t, 'airgap-import-test-');
 const keys = await generateSigningKeys(join(work, 'keys'));
 
 // Content: busybox (umoci), a three-layer image, a multi-arch image sharing a layer, a chart, a pack, files.
@@ -86,8 +86,7 @@ const baseImages = [
 const v1 = await build('1.0.0', [...baseImages, { source: 'oci:./images:app-1', target: 'apps/app:1' }]);
 const v2 = await build('1.1.0', [...baseImages, { source: 'oci:./images:app-2', target: 'apps/app:2' }], true, join(work, 'v2'));
 
-const daemon = await startDaemon();
-t.teardown(() => daemon.stop());
+const daemon = await startDaemon(t);
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
 const setup = await daemon.cli(['setup', '127.0.0.1', '--json']);
 const details = JSON.parse(setup.stdout) as Details;

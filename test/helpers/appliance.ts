@@ -1,14 +1,19 @@
 /**
  * Runs the real appliance daemon (`scripts/airgap serve`) for a test: on 127.0.0.1 with
  * free ports and a temp state dir; its two docker-registry processes are real. Stops it
- * (SIGTERM) when the test ends.
+ * (SIGTERM) and removes the state dir it made when the test ends. Reads the daemon's
+ * state through its admin socket, as the CLI does, without a process per question.
  */
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import { freePort } from './registry.js';
+import { tempDir, type Teardown } from './temp.js';
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 export const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 export const AIRGAP_SETUP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap-setup');
@@ -67,24 +72,86 @@ export function serveArgs(stateDir: string, ports: DaemonPorts): string[] {
   ];
 }
 
-/** Whether a daemon answers on `socketPath` (a dead daemon's socket file refuses). */
-function socketAnswers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/v1/events?limit=1' }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
+/**
+ * GET `path` (e.g. `/v1/status`) on the admin socket of the daemon that owns `stateDir`
+ * and resolves its JSON body. Rejects on a socket error (no daemon, a dead one's socket)
+ * or a status other than 200.
+ */
+export function adminGet<T>(stateDir: string, path: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: stateLayout(stateDir).adminSocket, path }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) return reject(new Error(`GET ${path} on the admin socket: ${res.statusCode} ${text}`));
+        try {
+          resolve(JSON.parse(text) as T);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
     });
-    req.on('error', () => resolve(false));
+    req.on('error', reject);
     req.end();
   });
+}
+
+/** Whether a daemon answers on its admin socket (a dead daemon's socket file refuses). */
+function daemonAnswers(stateDir: string): Promise<boolean> {
+  return adminGet(stateDir, '/v1/events?limit=1').then(() => true, () => false);
+}
+
+/** What `/v1/status` says of one registry (the fields tests read). */
+export interface RegistryReport {
+  name: string;
+  state: string;
+  healthy: boolean;
+  pid: number | null;
+  restarts: number;
+}
+
+/** The daemon's status of the registry `name`. Rejects when the daemon does not answer. */
+export async function registryStatus(stateDir: string, name: 'images' | 'packs'): Promise<RegistryReport> {
+  const s = await adminGet<{ registries: RegistryReport[] }>(stateDir, '/v1/status');
+  const r = s.registries.find((x) => x.name === name);
+  if (!r) throw new Error(`no registry ${name} in the status`);
+  return r;
+}
+
+/** Whether the daemon answers and reports every part healthy. */
+export function daemonHealthy(stateDir: string): Promise<boolean> {
+  return adminGet<{ healthy: boolean }>(stateDir, '/v1/status').then((s) => s.healthy, () => false);
+}
+
+export interface EventRecord {
+  id: number;
+  kind: string;
+  actor: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+/** The id of the newest event in the daemon's log (0 when there is none). */
+export async function lastEventId(stateDir: string): Promise<number> {
+  const { events } = await adminGet<{ events: EventRecord[] }>(stateDir, '/v1/events?limit=1');
+  return events[0]?.id ?? 0;
+}
+
+/** The events recorded after the event `id`, oldest first (at most 1000). */
+export async function eventsSince(stateDir: string, id: number): Promise<EventRecord[]> {
+  const { events } = await adminGet<{ events: EventRecord[] }>(stateDir, '/v1/events?limit=1000');
+  return events.filter((e) => e.id > id).reverse();
 }
 
 /**
  * Starts the daemon and resolves once its admin socket answers (the daemon opens it
  * only after the registries answer). Rejects with the daemon's output when it exits.
+ * When `t` ends, the daemon is stopped and the state dir removed, if this call made it.
  */
-export async function startDaemon(options: { stateDir?: string; ports?: DaemonPorts; env?: Record<string, string> } = {}): Promise<TestDaemon> {
-  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'airgap-state-')));
+export async function startDaemon(t: Teardown, options: { stateDir?: string; ports?: DaemonPorts; env?: Record<string, string> } = {}): Promise<TestDaemon> {
+  const stateDir = options.stateDir ?? (await tempDir(t, 'airgap-state-'));
   const ports = options.ports ?? (await freePorts());
   let out = '';
   const child = execa(AIRGAP, serveArgs(stateDir, ports), { reject: false, all: true, env: { AIRGAP_LOG_LEVEL: 'debug', ...options.env } });
@@ -102,12 +169,10 @@ export async function startDaemon(options: { stateDir?: string; ports?: DaemonPo
       return { exitCode: r.exitCode };
     },
   };
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) break;
-    const ready = await socketAnswers(join(stateDir, 'admin.sock'));
-    if (ready) return daemon;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  t.teardown(() => daemon.stop());
+  let ready = false;
+  await waitFor(async () => child.exitCode !== null || (ready = await daemonAnswers(stateDir)), 40);
+  if (ready) return daemon;
   // SIGTERM first: a daemon that is up but slow stops its registries; SIGKILL would orphan them.
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
@@ -139,14 +204,4 @@ export async function registriesOf(stateDir: string): Promise<number[]> {
     if (cmdline.includes(`${stateDir}/`) && cmdline.includes('docker-registry')) pids.push(Number(name));
   }
   return pids;
-}
-
-/** Polls `check` every 100 ms until it returns true or `seconds` pass. */
-export async function waitFor(check: () => Promise<boolean> | boolean, seconds = 20): Promise<boolean> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
 }

@@ -1,13 +1,14 @@
 /**
  * Starts Debian's `docker-registry` (CNCF distribution) on 127.0.0.1 for a test, plain
- * HTTP, storage in a temp folder; stops it when the test ends.
+ * HTTP, storage in a temp folder; stops it and removes the folder when the test ends.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import bcrypt from 'bcryptjs';
+import { tempDir, type Teardown } from './temp.js';
+import { waitFor } from './wait.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,10 +30,11 @@ export interface TestRegistry {
 
 /**
  * Starts a registry and waits until GET /v2/ answers (401 counts when `auth` is set:
- * htpasswd with a bcrypt hash, as the appliance configures it).
+ * htpasswd with a bcrypt hash, as the appliance configures it). When `t` ends, the
+ * registry is stopped and its folder removed.
  */
-export async function startRegistry(auth?: { username: string; password: string }): Promise<TestRegistry> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-registry-'));
+export async function startRegistry(t: Teardown, auth?: { username: string; password: string }): Promise<TestRegistry> {
+  const dir = await tempDir(t, 'airgap-registry-');
   const port = await freePort();
   const config = join(dir, 'config.yml');
   const authLines: string[] = [];
@@ -53,12 +55,11 @@ export async function startRegistry(auth?: { username: string; password: string 
   );
   const child: ResultPromise = execa('docker-registry', ['serve', config], { reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
   const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok || (auth !== undefined && r.status === 401), () => false);
-    if (ok) return { host, stop: async () => void (child.kill('SIGTERM'), await child) };
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const stop = async () => void (child.kill('SIGTERM'), await child);
+  t.teardown(stop);
+  let ready = false;
+  await waitFor(async () => child.exitCode !== null || (ready = await fetch(`http://${host}/v2/`).then((r) => r.ok || (auth !== undefined && r.status === 401), () => false)), 10);
+  if (ready) return { host, stop };
   child.kill('SIGKILL');
   const result = await child;
   throw new Error(`docker-registry did not start on ${host}: ${String(result.stderr).slice(-2000)}`);

@@ -5,20 +5,21 @@
  * same digests as the sources. Also: docker:// sources from a real registry on loopback.
  */
 import t from 'tap';
-import { mkdtemp, readFile, stat, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
 import { makeBusyboxLayout, writeSyntheticLayout, makeChart, makePack, makeFiles, writeBundle } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
+import { runAirgap } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp.js';
 import { buildBundle } from '../../src/build/builder.js';
 import { openPayload, verifyPayloadData, openEntryStream } from '../../src/format/reader.js';
 import { generateSigningKeys, loadPublicKeys } from '../../src/format/keys.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
-const work = await mkdtemp(join(tmpdir(), 'airgap-build-test-'));
+const work = await tempDir(t, 'airgap-build-test-');
 const keys = await generateSigningKeys(join(work, 'keys'));
 const trustedKeys = await loadPublicKeys([keys.publicKeyPath]);
 
@@ -222,9 +223,9 @@ t.test('the CLI builds the same way; bad specs fail clearly and leave nothing', 
   const ty = await execa(AIRGAP, ['build', typo], { reject: false });
   t.equal(ty.exitCode, 1);
   t.match(ty.stderr, /unknown key 'imagez'/);
-  const usage = await execa(AIRGAP, ['build'], { reject: false });
+  const usage = await runAirgap(['build']);
   t.equal(usage.exitCode, 2);
-  const flag = await execa(AIRGAP, ['build', spec, '--frobnicate'], { reject: false });
+  const flag = await runAirgap(['build', spec, '--frobnicate']);
   t.equal(flag.exitCode, 2);
   t.match(flag.stderr, /--frobnicate/);
   const dup = await writeBundle(join(work, 'single'), {
@@ -244,8 +245,7 @@ t.test('the CLI builds the same way; bad specs fail clearly and leave nothing', 
 });
 
 t.test('docker:// sources come from a real registry on loopback', async (t) => {
-  const registry = await startRegistry();
-  t.teardown(() => registry.stop());
+  const registry = await startRegistry(t);
   const layout = join(work, 'images');
   await execa('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:busybox`, `docker://${registry.host}/library/busybox:1.35`]);
   await execa('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layout}:multiarch`, `docker://${registry.host}/apps/multiarch:v1`]);
@@ -278,8 +278,7 @@ t.test('docker:// sources come from a real registry on loopback', async (t) => {
 
 t.test('docker:// with Basic auth: credentials from --registry-auth (a docker config.json)', async (t) => {
   const auth = { username: 'puller', password: 'correct horse battery staple' };
-  const registry = await startRegistry(auth);
-  t.teardown(() => registry.stop());
+  const registry = await startRegistry(t, auth);
   await execa('skopeo', ['copy', '--dest-tls-verify=false', `--dest-creds=${auth.username}:${auth.password}`, `oci:${join(work, 'images')}:multi`, `docker://${registry.host}/apps/multi:v1`]);
   const authSpec = await writeBundle(join(work, 'images'), { name: 'authed', version: '1.0.0', images: [{ source: `docker://${registry.host}/apps/multi:v1` }] });
   const denied = await execa(AIRGAP, ['build', authSpec, '--insecure-registry', registry.host, '--out', join(work, 'authed.bin')], { reject: false });

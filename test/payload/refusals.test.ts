@@ -3,19 +3,19 @@
  * reason (a baseline crafted the same way is accepted), through the library and the CLI.
  */
 import t from 'tap';
-import { mkdtemp, readFile, writeFile, appendFile, truncate, rename } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile, appendFile, truncate, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPairSync, createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { craftBin } from '../helpers/craft.js';
+import { tempDir } from '../helpers/temp.js';
 import { openPayload, verifyPayloadData, openEntryStream } from '../../src/format/reader.js';
 import { keyIdOf, type PublicKeyInfo } from '../../src/format/keys.js';
 import { sealHeaderBlock, ustarBlock } from '../../src/format/tar.js';
 import { HEADER_SIZE } from '../../src/format/layout.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
-const dir = await mkdtemp(join(tmpdir(), 'airgap-refusals-'));
+const dir = await tempDir(t, 'airgap-refusals-');
 const signer = generateKeyPairSync('ed25519');
 const other = generateKeyPairSync('ed25519');
 const trusted: PublicKeyInfo[] = [{ key: signer.publicKey, keyId: keyIdOf(signer.publicKey), source: 'signer.pub' }];

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { encodeFileHeader, endOfArchive, paddingFor, parseHeaderBlock, parsePaxRecords } from '../../src/format/tar.js';
@@ -10,6 +9,7 @@ import { HEADER_SIZE } from '../../src/format/layout.js';
 import { parseToc, serializeToc } from '../../src/format/toc.js';
 import { splitTarget } from '../../src/oci/reference.js';
 import { parseImageReference } from '../../src/oci/reference.js';
+import { tempDir } from '../helpers/temp.js';
 
 const fields: HeaderFields = {
   format: '1',
@@ -50,7 +50,7 @@ t.test('header parsing rejects what is not ours or is malformed', async (t) => {
 });
 
 t.test('tar headers: ustar for short names, pax for long and non-ASCII ones; GNU tar agrees', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-tar-'));
+  const dir = await tempDir(t, 'airgap-tar-');
   const names = ['short.txt', `${'d/'.repeat(60)}long-name.txt`, 'files/ünïcødé/名前.txt'];
   const parts: Buffer[] = [];
   for (const [i, name] of names.entries()) {

@@ -48,10 +48,11 @@ export interface SupervisorOptions {
   fingerprint: () => Promise<string>;
 }
 
-/** Backoff between restarts, seconds; the last one repeats. */
+/**
+ * Backoff between restarts, seconds; the last one repeats. A (re)start whose process
+ * answered the health probe starts it over: its next crash restarts after 1 s.
+ */
 const BACKOFF_SECONDS = [1, 2, 4, 8, 16, 30];
-/** A process that ran this long is healthy again: its next crash restarts after 1 s. */
-const STABLE_SECONDS = 60;
 const STOP_GRACE_MS = 15_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -224,6 +225,7 @@ export class SupervisedRegistry {
         if (status === 200 && child.exitCode === null && child.signalCode === null) {
           this.state = 'running';
           this.startedWith = fingerprint;
+          this.failures = 0;
           log.info({ pid: child.pid }, 'registry ready');
           return;
         }
@@ -264,10 +266,8 @@ export class SupervisedRegistry {
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child !== child) return;
-    const ranSeconds = this.since ? (Date.now() - this.since.getTime()) / 1000 : 0;
     this.lastExit = { code, signal, at: new Date().toISOString() };
     if (this.stopping || this.state === 'starting') return;
-    if (ranSeconds >= STABLE_SECONDS) this.failures = 0;
     const delay = BACKOFF_SECONDS[Math.min(this.failures, BACKOFF_SECONDS.length - 1)]!;
     this.failures += 1;
     this.state = 'backoff';
