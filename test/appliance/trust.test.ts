@@ -4,16 +4,15 @@
  * signature that a trusted key does not verify.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { openForImport } from '../../src/appliance/import/open.js';
 import { HEADER_SIZE } from '../../src/format/layout.js';
 import { craftBin } from '../helpers/craft.js';
+import { tempDir } from '../helpers/temp.js';
 
-const dir = await mkdtemp(join(tmpdir(), 'airgap-trust-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = await tempDir(t, 'airgap-trust-');
 const keysDir = join(dir, 'trusted-keys');
 await mkdir(keysDir);
 const trusted = generateKeyPairSync('ed25519');

@@ -9,12 +9,12 @@
  * Everything listens on 127.0.0.1 and stops with the test.
  */
 import { createHash, createPrivateKey, randomUUID, sign, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { freePort } from './registry.js';
+import { tempDir, type Teardown } from './temp.js';
 
 const ISSUER = 'airgap-test-token-issuer';
 const SERVICE = 'airgap-test-registry';
@@ -79,13 +79,14 @@ function basicOf(req: IncomingMessage): { username: string; password: string } |
 
 /**
  * Starts the token service stand-in and a docker-registry that trusts it, and waits until
- * the registry answers GET /v2/ with its Bearer challenge.
+ * the registry answers GET /v2/ with its Bearer challenge. Both stop, and their folder
+ * goes, when `t` ends.
  */
-export async function startTokenRegistry(): Promise<TokenRegistry> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-token-registry-'));
-  const cleanup: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })];
+export async function startTokenRegistry(t: Teardown): Promise<TokenRegistry> {
+  const dir = await tempDir(t, 'airgap-token-registry-');
+  const cleanup: Array<() => Promise<unknown>> = [];
   const stop = async () => {
-    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+    for (const step of cleanup.splice(0).reverse()) await step().catch(() => undefined);
   };
   try {
     await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=airgap test token signer', '-days', '2', '-keyout', join(dir, 'signer.key'), '-out', join(dir, 'signer.crt')]);
@@ -134,6 +135,7 @@ export async function startTokenRegistry(): Promise<TokenRegistry> {
       child.kill('SIGTERM');
       await child;
     });
+    t.teardown(stop);
     for (let i = 0; i < 100; i++) {
       const challenge = await fetch(`http://${state.host}/v2/`).then((r) => r.headers.get('www-authenticate'), () => null);
       if (challenge?.startsWith('Bearer ')) return state;

@@ -6,10 +6,9 @@
  * to blob storage, oversized bodies, silence, private-CA TLS.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
@@ -18,6 +17,7 @@ import { MAX_MANIFEST_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/manif
 import { sha256Digest } from '../../src/kit/digest.js';
 import { productVersion } from '../../src/kit/version.js';
 import { startRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/temp.js';
 import { startTokenRegistry } from '../helpers/token-registry.js';
 
 /** A blob and a manifest that uses it as config and layer, with an annotation of `pad` bytes. */
@@ -64,8 +64,7 @@ const json = (res: ServerResponse, status: number, body: unknown, headers: Recor
 
 t.test('Basic auth against a real registry: push, pull, tags, catalog, and a retag that keeps a 2 MB manifest whole', async (t) => {
   const auth = { username: 'alice', password: 'secret-1' };
-  const registry = await startRegistry(auth);
-  t.teardown(() => registry.stop());
+  const registry = await startRegistry(t, auth);
   const client = new RegistryClient({ registry: registry.host, insecure: true, credentials: auth, access: 'push' });
   t.teardown(() => client.close());
 
@@ -95,8 +94,7 @@ t.test('Basic auth against a real registry: push, pull, tags, catalog, and a ret
 });
 
 t.test('Bearer tokens from a token service in front of a real registry: one token per scope set, refetched when refused', async (t) => {
-  const registry = await startTokenRegistry();
-  t.teardown(() => registry.stop());
+  const registry = await startTokenRegistry(t);
   const client = new RegistryClient({ registry: registry.host, insecure: true, credentials: { username: registry.username, password: registry.password }, access: 'push' });
   t.teardown(() => client.close());
 
@@ -207,8 +205,7 @@ t.test('a manifest past the limit is refused, never cut; a silent registry times
 });
 
 t.test('a private CA: trusted when given, refused when not', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-client-ca-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'airgap-client-ca-');
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=test CA', '-days', '2', '-keyout', 'ca.key', '-out', 'ca.crt');
   ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=registry', '-keyout', 'server.key', '-out', 'server.csr');
