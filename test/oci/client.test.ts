@@ -15,6 +15,7 @@ import t, { type Test } from 'tap';
 import { RegistryClient } from '../../src/oci/client.js';
 import { MAX_MANIFEST_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/manifest.js';
 import { sha256Digest } from '../../src/kit/digest.js';
+import { PayloadError } from '../../src/kit/errors.js';
 import { productVersion } from '../../src/kit/version.js';
 import { startRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/temp.js';
@@ -174,6 +175,24 @@ t.test('the registry refusing a digest is not retried and keeps its code', async
   t.teardown(() => client.close());
   await t.rejects(client.uploadBlob('a/b', sha256Digest('x'), 1, () => Readable.from([Buffer.from('y')])), { code: 'AG_REGISTRY_PUSH', registryCode: 'DIGEST_INVALID', status: 400 });
   t.equal(server.seen.length, 2);
+});
+
+t.test('an error of the upload body (a damaged source) fails the upload at once and is not retried', async (t) => {
+  const server = await standIn(t, (req, res) => {
+    if (req.method === 'POST') return res.writeHead(202, { location: '/v2/a/b/blobs/uploads/x' }).end();
+    req.resume();
+  });
+  const client = new RegistryClient({ registry: server.url, retryBaseMs: 1 });
+  t.teardown(() => client.close());
+  const damaged = () =>
+    new Readable({
+      read() {
+        this.push(Buffer.alloc(1000));
+        this.destroy(new PayloadError('AG_TRUNCATED', 'the file ends early'));
+      },
+    });
+  await t.rejects(client.uploadBlob('a/b', sha256Digest('x'), 5000, damaged), { code: 'AG_TRUNCATED' });
+  t.equal(server.seen.filter((r) => r.method === 'POST').length, 1, 'one attempt only: no new upload was started');
 });
 
 t.test('redirects on blob GETs: followed, and Authorization never leaves the registry origin', async (t) => {

@@ -119,11 +119,15 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
           // A retry of the body starts over: take back what the last attempt counted.
           bytesDone -= sent;
           sent = 0;
-          return openEntryStream(ctx.opened, g.blob.path).pipe(countingStream((n) => {
+          const counter = countingStream((n) => {
             sent += n;
             bytesDone += n;
             report();
-          }));
+          });
+          // pipe() does not pass errors on: a read error of the .bin (truncated, gone)
+          // must fail the upload at once, not leave the request waiting for bytes.
+          const source = openEntryStream(ctx.opened, g.blob.path).on('error', (err) => counter.destroy(err));
+          return source.pipe(counter);
         },
         ctx.signal,
       );
