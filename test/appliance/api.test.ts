@@ -14,6 +14,13 @@ import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import type { ImportRow } from '../../src/appliance/store/imports.js';
 import { tempDir } from '../helpers/temp.js';
 
+/** The error body every refusal carries. */
+interface ApiError { code: string; message: string }
+/** An upload as POST/PUT/GET /api/v1/uploads describe it. */
+interface Upload { id: string; name: string; size: number; offset: number }
+/** GET /api/v1/connection: passwords are null unless revealed. */
+interface Connection { imageRegistry: { url: string; username: string; password: string | null } }
+
 const work = await tempDir(t, 'airgap-api-');
 const layout = stateLayout(work);
 const pki = await ensurePki(layout, ['127.0.0.1']);
@@ -79,7 +86,7 @@ const basic = (u: string, p: string) => ({ authorization: `Basic ${Buffer.from(`
 async function login(client = '10.1.1.1') {
   const r = await app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: PASSWORD }, remoteAddress: client });
   const cookie = String(r.headers['set-cookie']).split(';')[0]!;
-  return { r, cookie, csrf: (r.json() as { csrfToken: string }).csrfToken };
+  return { r, cookie, csrf: r.json<{ csrfToken: string }>().csrfToken };
 }
 
 t.test('anonymous requests get 401; the console login sets a secure, httpOnly, SameSite=Strict cookie', async (t) => {
@@ -104,14 +111,14 @@ t.test('with the session: reads work; changes need the CSRF token; logout ends i
   t.same(me.json(), { username: 'admin', csrfToken: csrf });
   const noToken = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie }, payload: { name: 'a.bin', size: 10 } });
   t.equal(noToken.statusCode, 403);
-  t.equal(noToken.json().code, 'AG_CSRF');
+  t.equal(noToken.json<ApiError>().code, 'AG_CSRF');
   const wrongToken = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': `${csrf}x` }, payload: { name: 'a.bin', size: 10 } });
   t.equal(wrongToken.statusCode, 403);
   const ok = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': csrf }, payload: { name: 'a.bin', size: 10 } });
   t.equal(ok.statusCode, 201);
-  const putNoToken = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${ok.json().id}`, headers: { ...HOST, cookie, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(10) });
+  const putNoToken = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${ok.json<Upload>().id}`, headers: { ...HOST, cookie, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(10) });
   t.equal(putNoToken.statusCode, 403, 'PUT needs the token too');
-  const del = await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json().id}`, headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
+  const del = await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json<Upload>().id}`, headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
   t.equal(del.statusCode, 204, 'an upload can be dropped');
   const out = await app.inject({ method: 'DELETE', url: '/api/v1/session', headers: { ...HOST, cookie, 'x-csrf-token': csrf } });
   t.equal(out.statusCode, 204);
@@ -139,22 +146,22 @@ t.test('scripts use basic auth; a cross-site request is refused whatever it carr
   const { cookie, csrf } = await login();
   const cross = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, cookie, 'x-csrf-token': csrf, origin: 'https://evil.example' }, payload: { name: 'a.bin', size: 10 } });
   t.equal(cross.statusCode, 403);
-  t.equal(cross.json().code, 'AG_CROSS_SITE');
+  t.equal(cross.json<ApiError>().code, 'AG_CROSS_SITE');
   const crossBasic = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, ...basic('admin', PASSWORD), origin: 'http://10.0.0.5:8080' }, payload: { name: 'a.bin', size: 10 } });
   t.equal(crossBasic.statusCode, 403, 'another port is another site');
   const same = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { ...HOST, ...basic('admin', PASSWORD), origin: 'https://10.0.0.5' }, payload: { name: 'a.bin', size: 10 } });
   t.equal(same.statusCode, 201);
-  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${same.json().id}`, headers: { ...HOST, ...basic('admin', PASSWORD) } });
+  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${same.json<Upload>().id}`, headers: { ...HOST, ...basic('admin', PASSWORD) } });
 });
 
 t.test('connection details: passwords only on explicit request, which is recorded', async (t) => {
   const auth = { ...HOST, ...basic('admin', PASSWORD) };
-  const hidden = (await app.inject({ url: '/api/v1/connection', headers: auth })).json();
+  const hidden = (await app.inject({ url: '/api/v1/connection', headers: auth })).json<Connection>();
   t.equal(hidden.imageRegistry.url, 'https://10.0.0.5:5000');
   t.equal(hidden.imageRegistry.username, 'airgap-images');
   t.equal(hidden.imageRegistry.password, null);
   t.notMatch(JSON.stringify(hidden), /-secret/);
-  const shown = (await app.inject({ url: '/api/v1/connection?reveal=true', headers: auth })).json();
+  const shown = (await app.inject({ url: '/api/v1/connection?reveal=true', headers: auth })).json<Connection>();
   t.equal(shown.imageRegistry.password, 'airgap-images-secret');
   t.ok(events.some((e) => e.kind === 'console.passwords_revealed'));
   const ca = await app.inject({ url: '/api/v1/ca.crt', headers: auth });
@@ -166,20 +173,20 @@ t.test('uploads: resumable chunks streamed to disk, size limit, then the import 
   const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
   const created = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'airgap-v1.0.0.bin', size: data.length } });
   t.equal(created.statusCode, 201);
-  const { id } = created.json() as { id: string };
+  const { id } = created.json<Upload>();
   const put = (start: number, end: number) =>
     app.inject({ method: 'PUT', url: `/api/v1/uploads/${id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `bytes ${start}-${end - 1}/${data.length}` }, payload: data.subarray(start, end) });
   t.same((await put(0, 1000)).json(), { id, name: 'airgap-v1.0.0.bin', size: 3000, offset: 1000 });
   const gap = await put(2000, 3000);
   t.equal(gap.statusCode, 409, 'a chunk must start at the offset');
   t.match(gap.json(), { code: 'AG_UPLOAD_OFFSET', message: 'the upload is at byte 1000, not 2000' });
-  t.equal((await app.inject({ url: `/api/v1/uploads/${id}`, headers: auth })).json().offset, 1000, 'the client asks where to resume');
+  t.equal((await app.inject({ url: `/api/v1/uploads/${id}`, headers: auth })).json<Upload>().offset, 1000, 'the client asks where to resume');
   const early = await app.inject({ method: 'POST', url: '/api/v1/imports', headers: auth, payload: { uploadId: id } });
   t.equal(early.statusCode, 409, 'an incomplete upload is not imported');
-  t.equal((await put(1000, 3000)).json().offset, 3000);
+  t.equal((await put(1000, 3000)).json<Upload>().offset, 3000);
   const imported = await app.inject({ method: 'POST', url: '/api/v1/imports', headers: auth, payload: { uploadId: id } });
   t.equal(imported.statusCode, 202);
-  t.equal(imported.json().import.id, 7);
+  t.equal(imported.json<{ import: { id: number } }>().import.id, 7);
   const last = queued[queued.length - 1]!;
   t.equal(last.actor, 'admin');
   t.ok((await readFile(last.file)).equals(data), 'the file on disk is the upload, byte for byte');
@@ -189,23 +196,23 @@ t.test('uploads: resumable chunks streamed to disk, size limit, then the import 
   t.equal(big.statusCode, 413);
   const name = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: '../../etc/passwd', size: 10 } });
   t.equal(name.statusCode, 400);
-  t.equal(name.json().code, 'AG_UPLOAD_NAME');
+  t.equal(name.json<ApiError>().code, 'AG_UPLOAD_NAME');
   const over = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'small.bin', size: 10 } });
-  const overrun = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(20) });
+  const overrun = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json<Upload>().id}`, headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(20) });
   t.equal(overrun.statusCode, 413, 'a body longer than the declared size is refused');
-  const text = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'text/plain' }, payload: 'hello' });
+  const text = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json<Upload>().id}`, headers: { ...auth, 'content-type': 'text/plain' }, payload: 'hello' });
   t.equal(text.statusCode, 415, 'chunks are octet-streams only');
-  const lying = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json().id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': 'bytes 0-1/10' }, payload: Buffer.alloc(5) });
+  const lying = await app.inject({ method: 'PUT', url: `/api/v1/uploads/${over.json<Upload>().id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': 'bytes 0-1/10' }, payload: Buffer.alloc(5) });
   t.equal(lying.statusCode, 400, 'Content-Range must match the body');
-  const open: string[] = [over.json().id];
-  for (let i = 0; i < 3; i++) open.push((await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: `x${i}.bin`, size: 10 } })).json().id);
+  const open: string[] = [over.json<Upload>().id];
+  for (let i = 0; i < 3; i++) open.push((await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: `x${i}.bin`, size: 10 } })).json<Upload>().id);
   const fifth = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'x9.bin', size: 10 } });
   t.equal(fifth.statusCode, 429, 'at most four open uploads');
-  t.equal(fifth.json().code, 'AG_UPLOADS_OPEN');
+  t.equal(fifth.json<ApiError>().code, 'AG_UPLOADS_OPEN');
   for (const id of open) t.equal((await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${id}`, headers: auth })).statusCode, 204);
   const huge = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'h.bin', size: 999_999 } });
   t.equal(huge.statusCode, 201);
-  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${huge.json().id}`, headers: auth });
+  await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${huge.json<Upload>().id}`, headers: auth });
 });
 
 t.test('one-shot upload: the .bin as the body of POST /api/v1/imports', async (t) => {
@@ -229,7 +236,7 @@ t.test('import progress as server-sent events', async (t) => {
 t.test('the OpenAPI document is generated from the route schemas', async (t) => {
   const r = await app.inject({ url: '/api/v1/openapi.json', headers: HOST });
   t.equal(r.statusCode, 200);
-  const doc = r.json() as { openapi: string; paths: Record<string, Record<string, unknown>> };
+  const doc = r.json<{ openapi: string; paths: Record<string, Record<string, unknown>> }>();
   t.match(doc.openapi, /^3\./);
   for (const path of ['/api/v1/session', '/api/v1/status', '/api/v1/connection', '/api/v1/releases', '/api/v1/images', '/api/v1/imports', '/api/v1/uploads', '/api/v1/events']) {
     t.ok(doc.paths[path], path);

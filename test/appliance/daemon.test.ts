@@ -252,7 +252,7 @@ t.test('SIGTERM stops the daemon and both registries, even during a slow downloa
   t.notOk(await stat(join(daemon.stateDir, 'daemon.pid')).then(() => true, () => false), 'pid file removed');
   const down = await daemon.cli(['status']);
   t.equal(down.exitCode, 1);
-  t.match(down.stderr, /the airgap daemon is not running .*\[AG_DAEMON_DOWN\]\n  hint: start it: airgap serve/);
+  t.match(down.stderr, /the airgap daemon is not running .*\[AG_DAEMON_DOWN\]\n {2}hint: start it: airgap serve/);
 
   const again = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
   const r = await again.cli(['setup', '127.0.0.1', '--json']);

@@ -62,7 +62,7 @@ t.test('setup and status without a daemon say how to start one', async (t) => {
   for (const verb of [['setup', '10.0.0.5'], ['status']]) {
     const r = await airgap([...verb, '--state-dir', stateDir]);
     t.equal(r.exitCode, 1);
-    t.match(r.stderr, /airgap: error: the airgap daemon is not running \(no answer on .*admin\.sock\) \[AG_DAEMON_DOWN\]\n  hint: start it: airgap serve --state-dir/);
+    t.match(r.stderr, /airgap: error: the airgap daemon is not running \(no answer on .*admin\.sock\) \[AG_DAEMON_DOWN\]\n {2}hint: start it: airgap serve --state-dir/);
   }
 });
 
@@ -83,7 +83,7 @@ t.test('a missing docker-registry binary, or one that dies at start', async (t) 
   const stateDir = await newStateDir(t);
   const missing = await airgap(serveArgs(stateDir, await freePorts()), { AIRGAP_REGISTRY_BIN: '/nonexistent/docker-registry' });
   t.equal(missing.exitCode, 1);
-  t.match(missing.stderr, /the registry program '\/nonexistent\/docker-registry' is not installed \(not found on PATH\) \[AG_REGISTRY_BINARY\]\n  hint: install Debian's docker-registry package/);
+  t.match(missing.stderr, /the registry program '\/nonexistent\/docker-registry' is not installed \(not found on PATH\) \[AG_REGISTRY_BINARY\]\n {2}hint: install Debian's docker-registry package/);
   await assertClean(t, stateDir);
 
   const dies = await airgap(serveArgs(stateDir, await freePorts()), { AIRGAP_REGISTRY_BIN: '/bin/false' });
@@ -97,7 +97,7 @@ t.test('an unusable state dir', async (t) => {
   await writeFile(join(dir, 'a-file'), 'x');
   const r = await airgap(serveArgs(join(dir, 'a-file', 'state'), await freePorts()));
   t.equal(r.exitCode, 1);
-  t.match(r.stderr, /the state dir .*a-file\/state is not usable: .* \[AG_STATE_DIR\]\n  hint: run as root, or pass --state-dir/);
+  t.match(r.stderr, /the state dir .*a-file\/state is not usable: .* \[AG_STATE_DIR\]\n {2}hint: run as root, or pass --state-dir/);
   t.equal(await readFile(join(dir, 'a-file'), 'utf8'), 'x', 'nothing written in its place');
 });
 
@@ -108,7 +108,7 @@ t.test('a damaged CA or a newer database is refused, not replaced', async (t) =>
   await writeFile(join(daemon.stateDir, 'pki', 'ca.crt'), 'not a certificate\n');
   const r = await airgap(serveArgs(daemon.stateDir, daemon.ports));
   t.equal(r.exitCode, 1);
-  t.match(r.stderr, /the appliance CA in .*pki is damaged: .*\[AG_CA_UNREADABLE\]\n  hint: restore ca\.crt and ca\.key from a backup/);
+  t.match(r.stderr, /the appliance CA in .*pki is damaged: .*\[AG_CA_UNREADABLE\]\n {2}hint: restore ca\.crt and ca\.key from a backup/);
   t.equal(await readFile(join(daemon.stateDir, 'pki', 'ca.crt'), 'utf8'), 'not a certificate\n', 'left for the admin to restore');
   await assertClean(t, daemon.stateDir);
   await writeFile(join(daemon.stateDir, 'pki', 'ca.crt'), ca);

@@ -23,6 +23,14 @@ import { tempDir } from '../helpers/temp.js';
 
 const work = await tempDir(t, 'airgap-parts-');
 
+/** The parts of a rendered docker-registry config.yml the tests read. */
+interface RegistryConfig {
+  version: number;
+  http: { addr: string; tls: { certificate: string; key: string; minimumtls: string } };
+  auth: { htpasswd: { path: string } };
+  storage: { filesystem: { rootdirectory: string }; delete: { enabled: boolean }; maintenance: { uploadpurging: { enabled: boolean } } };
+}
+
 t.test('repo addresses: IPv4, IPv6, DNS names; nothing else', async (t) => {
   t.same(parseRepoAddress('10.0.0.5'), { value: '10.0.0.5', kind: 'ipv4' });
   t.same(parseRepoAddress(' 10.0.0.5 '), { value: '10.0.0.5', kind: 'ipv4' });
@@ -140,7 +148,7 @@ t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging
   const input = { name: 'images', paths: layout.registry('images'), address: '0.0.0.0', port: 5000, serverCert: layout.serverCert, serverKey: layout.serverKey, httpSecret: 's' };
   const text = renderRegistryConfig(input);
   t.equal(renderRegistryConfig(input), text);
-  const config = parseYaml(text) as Record<string, any>;
+  const config = parseYaml(text) as RegistryConfig;
   t.equal(config.version, 0.1);
   t.equal(config.http.addr, '0.0.0.0:5000');
   t.same(config.http.tls, { certificate: '/var/lib/airgap/pki/server.crt', key: '/var/lib/airgap/pki/server.key', minimumtls: 'tls1.2' });
@@ -148,7 +156,7 @@ t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging
   t.equal(config.storage.filesystem.rootdirectory, '/var/lib/airgap/registries/images/data');
   t.equal(config.storage.delete.enabled, true);
   t.equal(config.storage.maintenance.uploadpurging.enabled, true);
-  t.equal(parseYaml(renderRegistryConfig({ ...input, address: '::', port: 8000 })).http.addr, '[::]:8000');
+  t.equal((parseYaml(renderRegistryConfig({ ...input, address: '::', port: 8000 })) as RegistryConfig).http.addr, '[::]:8000');
 });
 
 t.test('login limiter: IPv6 clients by /64, bounded memory, the window passes', async (t) => {

@@ -23,6 +23,13 @@ const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toStri
 const auth = { authorization: basic(credential.username, credential.password) };
 const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
+/** The error body every refusal carries. */
+interface ApiError { code: string; message: string; hint?: string }
+/** POST /v1/setup on the admin API. */
+interface SetupReply { details: Record<string, unknown> }
+/** GET /v1/events on the admin API. */
+interface EventsReply { events: unknown[] }
+
 const app = await buildPublicApp({ log, repoDir, repositoryCredential: () => credential, caPem: () => CA });
 t.teardown(() => app.close());
 
@@ -38,7 +45,7 @@ t.test('the repository needs its credentials', async (t) => {
     const r = await app.inject({ url: '/repo/1.0.0/manifests/a.yaml', headers });
     t.equal(r.statusCode, 401);
     t.equal(r.headers['www-authenticate'], 'Basic realm="airgap repository", charset="UTF-8"');
-    t.equal(r.json().code, 'AG_UNAUTHORIZED');
+    t.equal(r.json<ApiError>().code, 'AG_UNAUTHORIZED');
     t.notMatch(r.body, /ConfigMap/);
   }
   const ok = await app.inject({ url: '/repo/1.0.0/manifests/a.yaml', headers: auth });
@@ -149,22 +156,22 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
   t.teardown(() => admin.close());
   const ok = await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: '10.0.0.5' } });
   t.equal(ok.statusCode, 200);
-  t.same(Object.keys(ok.json().details), ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64']);
-  t.same(ok.json().details.repository, { url: 'https://10.0.0.5', username: 'r', password: 'p' }, 'only the contract fields go out');
+  t.same(Object.keys(ok.json<SetupReply>().details), ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64']);
+  t.same(ok.json<SetupReply>().details.repository, { url: 'https://10.0.0.5', username: 'r', password: 'p' }, 'only the contract fields go out');
   for (const payload of [{}, { repoAddress: '' }, { repoAddress: 5 }, { repoAddress: 'a', more: 1 }]) {
     const bad = await admin.inject({ method: 'POST', url: '/v1/setup', payload });
     t.equal(bad.statusCode, 400, JSON.stringify(payload));
-    t.match(bad.json().code, /^AG_(BAD_REQUEST|USAGE)$/);
+    t.match(bad.json<ApiError>().code, /^AG_(BAD_REQUEST|USAGE)$/);
   }
   const usage = await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: 'http://x' } });
   t.equal(usage.statusCode, 400);
-  t.equal(usage.json().code, 'AG_USAGE');
-  t.same(await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: 'fail.example' } }).then((r) => r.json()), { code: 'AG_USAGE', message: 'not this one', hint: 'try another' });
+  t.equal(usage.json<ApiError>().code, 'AG_USAGE');
+  t.same(await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: 'fail.example' } }).then((r) => r.json<ApiError>()), { code: 'AG_USAGE', message: 'not this one', hint: 'try another' });
   const internal = await admin.inject({ url: '/v1/status' });
   t.equal(internal.statusCode, 500);
   t.same(internal.json(), { code: 'AG_INTERNAL', message: 'internal error; see the daemon log' }, 'no internals leak');
-  t.equal((await admin.inject({ url: '/v1/events?limit=3' })).json().events.length, 3);
-  t.equal((await admin.inject({ url: '/v1/events' })).json().events.length, 50, 'default limit');
+  t.equal((await admin.inject({ url: '/v1/events?limit=3' })).json<EventsReply>().events.length, 3);
+  t.equal((await admin.inject({ url: '/v1/events' })).json<EventsReply>().events.length, 50, 'default limit');
   t.equal((await admin.inject({ url: '/v1/events?limit=0' })).statusCode, 400);
   const missing = await admin.inject({ method: 'POST', url: '/v1/imports', payload: { file: '/nope.bin' } });
   t.equal(missing.statusCode, 404);

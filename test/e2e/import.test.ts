@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
+import { copyFile, mkdir, truncate, writeFile, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -249,12 +249,12 @@ t.test('an older release is refused unless --allow-downgrade', async (t) => {
   t.equal(await boxState(), before, 'no tag moved back');
   const refused = await importFile(old);
   t.equal(refused.exitCode, 1);
-  t.match(refused.stderr, /0\.9\.0 is older than the current release 1\.1\.0 \[AG_DOWNGRADE\]\n  hint: .*--allow-downgrade/);
+  t.match(refused.stderr, /0\.9\.0 is older than the current release 1\.1\.0 \[AG_DOWNGRADE\]\n {2}hint: .*--allow-downgrade/);
   t.equal(await boxState(), before);
   const allowed = await importFile(old, ['--allow-downgrade']);
   t.equal(allowed.exitCode, 0, allowed.stderr);
   t.match(allowed.result, { action: 'downgrade', blobsPushed: 0 });
-  t.equal(JSON.parse((await daemon.cli(['releases', '--json'])).stdout).current, '0.9.0');
+  t.equal((JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string }).current, '0.9.0');
 });
 
 t.test('the same version with other content is refused', async (t) => {
@@ -303,7 +303,7 @@ t.test('a releases.json that cannot be written does not undo a committed import'
   const v4 = await build('1.3.0', baseImages, true, join(work, 'v4'));
   const r = await importFile(v4);
   t.equal(r.exitCode, 0, r.stderr);
-  t.equal(JSON.parse((await daemon.cli(['releases', '--json'])).stdout).current, '1.3.0');
+  t.equal((JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string }).current, '1.3.0');
   const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
   t.same(db.prepare("SELECT state FROM imports ORDER BY id DESC LIMIT 1").get(), { state: 'imported' });
   t.ok((db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'repo.releases_json_failed'").get() as { n: number }).n >= 1, 'the failure is an event');

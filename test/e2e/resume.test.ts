@@ -122,13 +122,13 @@ t.test('the inbox: a slowly copied file is taken once complete and closed; a bad
 
 t.test('on a terminal: stage lines and a live progress bar (node-pty)', async (t) => {
   const next = await release('1.3.0', 4, 400_000);
-  const term = pty.spawn(AIRGAP, ['import', next, '--state-dir', stateDir], { name: 'xterm', cols: 120, rows: 30, cwd: work, env: { ...process.env } as Record<string, string> });
+  const term = pty.spawn(AIRGAP, ['import', next, '--state-dir', stateDir], { name: 'xterm', cols: 120, rows: 30, cwd: work, env: { ...process.env } });
   let output = '';
   term.onData((d) => (output += d));
   const code = await new Promise<number>((resolve) => term.onExit(({ exitCode }) => resolve(exitCode)));
   t.equal(code, 0, output);
   t.match(output, /Setting up Images/);
-  t.match(output, /\r\x1b\[K\[[#.]{24}\] +\d+%  [\d.]+ [kMG]?B \/ [\d.]+ [kMG]?B  [\d.]+ [kMG]?B\/s/, 'a live bar redrawn in place: bytes, rate');
+  t.match(output, /\r\x1b\[K\[[#.]{24}\] +\d+% {2}[\d.]+ [kMG]?B \/ [\d.]+ [kMG]?B {2}[\d.]+ [kMG]?B\/s/, 'a live bar redrawn in place: bytes, rate');
   t.match(output, /\[#{24}\] +100%/, 'it reaches 100%');
   t.match(output, /Setup Completed: stress 1\.3\.0 upgraded from 1\.2\.0/);
 });

@@ -77,25 +77,22 @@ export function serveArgs(stateDir: string, ports: DaemonPorts): string[] {
  * and resolves its JSON body. Rejects on a socket error (no daemon, a dead one's socket)
  * or a status other than 200.
  */
-export function adminGet<T>(stateDir: string, path: string): Promise<T> {
-  return new Promise((resolve, reject) => {
+export async function adminGet<T>(stateDir: string, path: string): Promise<T> {
+  const text = await new Promise<string>((resolve, reject) => {
     const req = request({ socketPath: stateLayout(stateDir).adminSocket, path }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) return reject(new Error(`GET ${path} on the admin socket: ${res.statusCode} ${text}`));
-        try {
-          resolve(JSON.parse(text) as T);
-        } catch (err) {
-          reject(err as Error);
-        }
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) return reject(new Error(`GET ${path} on the admin socket: ${res.statusCode} ${body}`));
+        resolve(body);
       });
     });
     req.on('error', reject);
     req.end();
   });
+  return JSON.parse(text) as T; // a body that is not JSON rejects with the SyntaxError
 }
 
 /** Whether a daemon answers on its admin socket (a dead daemon's socket file refuses). */
