@@ -15,6 +15,7 @@ import fastifySwagger from '@fastify/swagger';
 import { registerApi } from './api.js';
 import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
 import type { AdminOperations, ConsoleOperations } from './operations.js';
+import { registerCaRoute } from './routes/ca.js';
 
 export { parseBasicAuth };
 export type { AdminOperations };
@@ -118,9 +119,7 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
   const app = fastify(serverOptions) as unknown as FastifyInstance;
   registerErrorHandler(app);
 
-  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
-  );
+  registerCaRoute(app, options.caPem);
 
   if (options.api) {
     await app.register(fastifySwagger, {
@@ -189,9 +188,7 @@ export interface RedirectAppOptions {
 export async function buildRedirectApp(options: RedirectAppOptions): Promise<FastifyInstance> {
   const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
   registerErrorHandler(app, false);
-  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
-  );
+  registerCaRoute(app, options.caPem);
   app.setNotFoundHandler(async (request, reply) => {
     // The repo address once setup ran; before that the request's own host when it is a
     // valid address or name. Only the path and query of the request are kept.

@@ -1,6 +1,7 @@
 /** /api/v1/status, /api/v1/connection and /api/v1/ca.crt: the appliance's health and how to reach it. */
 import type { FastifyInstance } from 'fastify';
 import type { ConsoleOperations } from '../operations.js';
+import { registerCaRoute } from './ca.js';
 import { openObject, responses } from './schemas.js';
 
 /**
@@ -27,7 +28,5 @@ export function registerApplianceRoutes(api: FastifyInstance, ops: Pick<ConsoleO
     return { ...details, repository: hide(details.repository), imageRegistry: hide(details.imageRegistry), packRegistry: hide(details.packRegistry), console: hide(details.console) };
   });
 
-  api.get('/ca.crt', { schema: { tags: ['appliance'], response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(ops.caPem()),
-  );
+  registerCaRoute(api, () => ops.caPem(), ['appliance']);
 }
