@@ -40,6 +40,7 @@ export interface ApplianceOptions {
   onTlsChange?: (tls: TlsMaterial) => void;
 }
 
+/** The running appliance: open() builds it from its parts, close() gives everything back. */
 export class Appliance {
   readonly importer: Importer;
   private readonly fleet: RegistryFleet;

@@ -9,6 +9,7 @@ import { AirgapError } from '../../kit/errors.js';
 import { pidAlive } from '../../kit/pids.js';
 import type { StateLayout } from '../config/state-layout.js';
 
+/** The state dir cannot be used (AG_STATE_DIR) or another daemon holds it (AG_DAEMON_RUNNING). */
 export class StateDirError extends AirgapError {}
 
 /**

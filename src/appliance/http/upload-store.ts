@@ -71,6 +71,7 @@ export function parseContentRange(header: string | undefined): ChunkRange | unde
   return range ? { start: Number(range[1]), end: Number(range[2]), total: Number(range[3]) } : undefined;
 }
 
+/** The open uploads of one uploads folder, in memory; see the module comment. */
 export class UploadStore {
   private readonly uploads = new Map<string, Upload>();
   private readonly maxOpen: number;

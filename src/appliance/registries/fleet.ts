@@ -65,6 +65,7 @@ async function registryVersion(binary: string): Promise<string> {
   }
 }
 
+/** The images and packs registries, supervised together; see the module comment. */
 export class RegistryFleet {
   private readonly registries: Record<RegistryName, SupervisedRegistry>;
   private registryVersion = 'unknown';
