@@ -7,7 +7,6 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AirgapError } from '../../kit/errors.js';
 import { hostPort, httpsUrl } from '../config/address.js';
@@ -22,9 +21,16 @@ import { releasesDocument } from '../import/commit.js';
 import type { Importer, ImportUpdate } from '../import/runner.js';
 import { dirname, isAbsolute, join } from 'node:path';
 import { access, constants, stat, statfs } from 'node:fs/promises';
-import type { ConsoleOperations } from '../http/api.js';
+import type { ConsoleOperations } from '../http/operations.js';
 
 export class ListenError extends AirgapError {}
+
+/** What the daemon needs of a built HTTP app (http/app.ts builds them): listen, close, its node server. */
+interface Listener {
+  listen(options: { host: string; port: number } | { path: string }): Promise<unknown>;
+  close(): Promise<unknown>;
+  readonly server: unknown;
+}
 
 export interface RunningServer {
   appliance: Appliance;
@@ -88,7 +94,7 @@ function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOp
 }
 
 /** app.listen, with the errors of assertPortFree when the port was taken meanwhile. */
-async function listenOn(app: FastifyInstance, address: string, port: number, flag: string): Promise<void> {
+async function listenOn(app: Listener, address: string, port: number, flag: string): Promise<void> {
   try {
     await app.listen({ host: address, port });
   } catch (err) {
@@ -146,7 +152,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     [config.registryPort, '--registry-port'],
     [config.packRegistryPort, '--pack-registry-port'],
   ];
-  let publicApp: FastifyInstance | undefined;
+  let publicApp: Listener | undefined;
   const appliance = await Appliance.open({
     config,
     log,
@@ -156,7 +162,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       log.info('HTTPS server certificate reloaded');
     },
   });
-  const apps: FastifyInstance[] = [];
+  const apps: Listener[] = [];
   let stopInbox = async () => {};
   const close = async () => {
     await stopInbox();

@@ -12,19 +12,18 @@
 import fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
-import { registerApi, type ConsoleOperations } from './api.js';
+import { registerApi } from './api.js';
 import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
+import type { AdminOperations, ConsoleOperations } from './operations.js';
+import { registerCaRoute } from './routes/ca.js';
 
 export { parseBasicAuth };
+export type { AdminOperations };
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AirgapError, UsageError } from '../../kit/errors.js';
 import { parseRepoAddress, urlHost } from '../config/address.js';
 import { secretsEqual, type Credential } from '../security/credentials.js';
-import type { ApplianceStatus, SetupResult } from '../daemon/appliance.js';
-import type { ApplianceEvent } from '../store/events.js';
-import type { ImportRow } from '../store/imports.js';
-import type { ImportUpdate } from '../import/runner.js';
 import { PassThrough } from 'node:stream';
 
 /** Options every app shares: our pino logger, no per-request info lines (errors are still logged). */
@@ -120,9 +119,7 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
   const app = fastify(serverOptions) as unknown as FastifyInstance;
   registerErrorHandler(app);
 
-  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
-  );
+  registerCaRoute(app, options.caPem);
 
   if (options.api) {
     await app.register(fastifySwagger, {
@@ -191,9 +188,7 @@ export interface RedirectAppOptions {
 export async function buildRedirectApp(options: RedirectAppOptions): Promise<FastifyInstance> {
   const app = fastify(baseOptions(options.log)) as unknown as FastifyInstance;
   registerErrorHandler(app, false);
-  app.get('/ca.crt', { schema: { response: { 200: { type: 'string' } } } }, async (_request, reply) =>
-    reply.type('application/x-pem-file').header('content-disposition', 'attachment; filename="airgap-ca.crt"').send(options.caPem()),
-  );
+  registerCaRoute(app, options.caPem);
   app.setNotFoundHandler(async (request, reply) => {
     // The repo address once setup ran; before that the request's own host when it is a
     // valid address or name. Only the path and query of the request are kept.
@@ -210,24 +205,6 @@ export async function buildRedirectApp(options: RedirectAppOptions): Promise<Fas
     return reply.redirect(`https://${urlHost(host)}${port}${target.pathname}${target.search}`, 301);
   });
   return app;
-}
-
-/** What the admin API needs of the appliance. */
-export interface AdminOperations {
-  status(): Promise<ApplianceStatus>;
-  setup(repoAddress: string, actor: string): Promise<SetupResult>;
-  events(limit: number): ApplianceEvent[];
-  /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
-  queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
-  listImports(limit: number): ImportRow[];
-  getImport(id: number): ImportRow | undefined;
-  /**
-   * Calls `onUpdate` with the import's live state now and on every change, then `onDone`
-   * with its final row (at once when it is finished). Returns an unsubscribe function.
-   */
-  followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
-  releases(): unknown;
-  artifacts(kind: string | undefined): unknown[];
 }
 
 const credentialSchema = (extra: Record<string, unknown> = {}) => ({

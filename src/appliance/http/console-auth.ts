@@ -4,7 +4,7 @@
  * the checks of HTTP basic auth for scripts. Passwords are checked against the stored
  * scrypt hash in constant time (credentials.ts).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { secretsEqual } from '../security/credentials.js';
 
 export const SESSION_COOKIE = 'airgap_session';
@@ -100,5 +100,31 @@ export class LoginLimiter {
     if (list.length) this.failures.set(client, list);
     else this.failures.delete(client);
     return list;
+  }
+}
+
+/**
+ * Basic auth headers verified lately. A script sends the same header on every request
+ * and scrypt is slow on purpose, so a verified header is trusted for `ttlMs`; the key
+ * includes the password hash, so a changed password ends the trust.
+ */
+export class VerifiedBasicHeaders {
+  private readonly until = new Map<string, number>();
+
+  constructor(private readonly ttlMs = 60_000, private readonly maxEntries = 1000) {}
+
+  /** Whether `header` was verified against `passwordHash` within the last ttlMs. */
+  has(passwordHash: string, header: string, now = Date.now()): boolean {
+    return (this.until.get(this.key(passwordHash, header)) ?? 0) > now;
+  }
+
+  /** Remembers `header` as verified against `passwordHash` (forgets all once maxEntries are held). */
+  add(passwordHash: string, header: string, now = Date.now()): void {
+    if (this.until.size > this.maxEntries) this.until.clear();
+    this.until.set(this.key(passwordHash, header), now + this.ttlMs);
+  }
+
+  private key(passwordHash: string, header: string): string {
+    return createHash('sha256').update(`${passwordHash}\0${header}`).digest('hex');
   }
 }

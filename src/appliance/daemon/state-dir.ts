@@ -1,0 +1,95 @@
+/**
+ * The daemon's hold on its state dir: the start-up self-check (write, fsync, read back
+ * and delete a probe file) and the pid lock that keeps a second daemon out.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AirgapError } from '../../kit/errors.js';
+import { pidAlive } from '../../kit/pids.js';
+import type { StateLayout } from '../config/state-layout.js';
+
+/** The state dir cannot be used (AG_STATE_DIR) or another daemon holds it (AG_DAEMON_RUNNING). */
+export class StateDirError extends AirgapError {}
+
+/**
+ * Makes the state dir `dir` (0700) and proves it usable: write, fsync, read back and
+ * delete a probe file. Throws StateDirError AG_STATE_DIR with what to do.
+ */
+export async function checkStateDir(dir: string): Promise<void> {
+  const probe = join(dir, `.write-probe-${process.pid}`);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const token = randomBytes(16).toString('hex');
+    const fh = await open(probe, 'w', 0o600);
+    await fh.writeFile(token);
+    await fh.sync();
+    await fh.close();
+    if ((await readFile(probe, 'utf8')) !== token) throw new Error('read back different bytes');
+    await unlink(probe);
+  } catch (cause) {
+    await rm(probe, { force: true }).catch(() => {});
+    const e = cause as NodeJS.ErrnoException;
+    throw new StateDirError('AG_STATE_DIR', `the state dir ${dir} is not usable: ${e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'not writable' : e.message}`, {
+      cause,
+      hint: e.code === 'ENOSPC' ? 'free some space on its disk' : 'run as root, or pass --state-dir (or AIRGAP_STATE_DIR) with a folder you can write',
+    });
+  }
+}
+
+/** Whether `pid` runs `airgap serve` (after a hard reset, the pid in a stale file may be another program's). */
+async function isAirgapDaemon(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  if (cmdline === undefined) return true; // no /proc: trust the pid
+  const args = cmdline.split('\0');
+  return args.includes('serve') && args.some((a) => /airgap|cli\.js$/.test(a));
+}
+
+/**
+ * Takes the state dir for this daemon: a pid file made with O_EXCL. A pid file whose
+ * process is gone is stale and replaced. Throws AG_DAEMON_RUNNING when a live daemon
+ * holds it.
+ */
+export async function lockStateDir(layout: StateLayout): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(layout.daemonPid, 'wx', 0o644);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number((await readFile(layout.daemonPid, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(pid) && pid > 1 && pid !== process.pid && pidAlive(pid) && (await isAirgapDaemon(pid))) {
+        throw new StateDirError('AG_DAEMON_RUNNING', `another airgap daemon (pid ${pid}) is running with the state dir ${layout.root}`, {
+          hint: "use that one ('airgap status'), or stop it first",
+        });
+      }
+      await unlink(layout.daemonPid).catch(() => {});
+    }
+  }
+  throw new StateDirError('AG_DAEMON_RUNNING', `cannot take ${layout.daemonPid}`);
+}
+
+/**
+ * Checks the state dir of `layout` (checkStateDir), closes it to 0700 when this call
+ * made it, and locks it (lockStateDir). Throws StateDirError AG_STATE_DIR or
+ * AG_DAEMON_RUNNING. Release with releaseStateDir.
+ */
+export async function takeStateDir(layout: StateLayout): Promise<void> {
+  const existed = await stat(layout.root).then(() => true, () => false);
+  await checkStateDir(layout.root);
+  // A folder we made is ours to close; an existing one (given with --state-dir) keeps its mode.
+  if (!existed) await chmod(layout.root, 0o700).catch(() => {});
+  await lockStateDir(layout);
+}
+
+/** Gives the state dir of `layout` up: removes the pid file. Never throws. */
+export async function releaseStateDir(layout: StateLayout): Promise<void> {
+  await unlink(layout.daemonPid).catch(() => {});
+}
+
+/** Makes the folders the daemon writes to under the state dir (0700). Throws the file system's errors. */
+export async function makeStateFolders(layout: StateLayout): Promise<void> {
+  for (const dir of [layout.pkiDir, layout.repoDir, layout.trustedKeysDir, layout.inboxDir, layout.registriesDir]) await mkdir(dir, { recursive: true, mode: 0o700 });
+}

@@ -1,0 +1,52 @@
+/**
+ * What the HTTP apps need of the appliance: the narrow interfaces the daemon implements
+ * (server.ts) and tests fake. Routes call these and nothing else of the daemon.
+ */
+import type { ApplianceStatus } from '../daemon/status.js';
+import type { ConnectionDetails, SetupResult } from '../daemon/setup.js';
+import type { ImportUpdate } from '../import/runner.js';
+import type { ApplianceEvent } from '../store/events.js';
+import type { ImportRow } from '../store/imports.js';
+import type { ArtifactRow } from '../store/releases.js';
+
+/** What the console API needs of the appliance. */
+export interface ConsoleOperations {
+  /** The console account: user name and scrypt hash of its password. */
+  consoleAccount(): { username: string; passwordHash: string };
+  status(): Promise<ApplianceStatus>;
+  connectionDetails(): ConnectionDetails;
+  caPem(): string;
+  releases(): unknown;
+  artifacts(kind: ArtifactRow['kind']): ArtifactRow[];
+  listImports(limit: number): ImportRow[];
+  getImport(id: number): ImportRow | undefined;
+  followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
+  /** Queues an import of a file in the uploads folder; the file is removed when the import ends. */
+  queueUpload(file: string, actor: string, allowDowngrade: boolean): { import: ImportRow; queuePosition: number };
+  events(limit: number): ApplianceEvent[];
+  recordEvent(actor: string, kind: string, message: string, data?: Record<string, unknown>): void;
+  /** Where uploads are written. */
+  uploadsDir: string;
+  /** Free bytes on the uploads volume. */
+  freeBytes(dir: string): Promise<number>;
+  /** Largest upload accepted, bytes. */
+  maxUploadBytes: number;
+}
+
+/** What the admin API needs of the appliance. */
+export interface AdminOperations {
+  status(): Promise<ApplianceStatus>;
+  setup(repoAddress: string, actor: string): Promise<SetupResult>;
+  events(limit: number): ApplianceEvent[];
+  /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
+  queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
+  listImports(limit: number): ImportRow[];
+  getImport(id: number): ImportRow | undefined;
+  /**
+   * Calls `onUpdate` with the import's live state now and on every change, then `onDone`
+   * with its final row (at once when it is finished). Returns an unsubscribe function.
+   */
+  followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
+  releases(): unknown;
+  artifacts(kind: string | undefined): unknown[];
+}

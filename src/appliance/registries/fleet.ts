@@ -1,0 +1,238 @@
+/**
+ * The two bundled registries (images, packs) as one fleet: their supervisors, the files
+ * they read (config.yml, htpasswd), orphans a killed daemon left, start and stop,
+ * restarting the ones whose files changed, health, and push clients for the importer.
+ * Knows nothing of the database or HTTP: the appliance hands it the TLS material,
+ * credentials and the registries' HTTP secret.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { writeFileAtomic } from '../../kit/fs.js';
+import { httpsUrl } from '../config/address.js';
+import { loopbackFor, type ServeConfig } from '../config/config.js';
+import { REGISTRY_NAMES, type RegistryName, type StateLayout } from '../config/state-layout.js';
+import { htpasswdFor, type AccountName, type Credential } from '../security/credentials.js';
+import type { TlsMaterial } from '../security/pki.js';
+import { renderRegistryConfig } from './registry-config.js';
+import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from './supervisor.js';
+import { RegistryClient, type PushTarget } from '../../oci/client.js';
+
+export interface FleetOptions {
+  config: ServeConfig;
+  layout: StateLayout;
+  log: Logger;
+  /** The TLS material now (setup may re-issue the server certificate; the CA stays). */
+  tls: () => TlsMaterial;
+  /** Every account's credential; the fleet uses the two registry accounts. */
+  credentials: Record<AccountName, Credential>;
+  /** The `http.secret` both registries share. */
+  httpSecret: string;
+  /** Called for events worth keeping in the event log (the daemon is their actor). */
+  onEvent: (kind: string, message: string, data?: Record<string, unknown>) => void;
+}
+
+/** One registry in the status document. */
+export type RegistryHealth = RegistryStatus & { url: string; healthy: boolean; version: string };
+
+/** What restartStale did. */
+export interface RestartOutcome {
+  /** Registries whose running process started from other files, in REGISTRY_NAMES order. */
+  attempted: RegistryName[];
+  /** Those of them that came back. */
+  restarted: RegistryName[];
+  /** The first failed restart, in REGISTRY_NAMES order. */
+  failed?: PromiseRejectedResult;
+}
+
+function registryPort(config: ServeConfig, name: RegistryName): number {
+  return name === 'images' ? config.registryPort : config.packRegistryPort;
+}
+
+function registryAccount(name: RegistryName): AccountName {
+  return name === 'images' ? 'imageRegistry' : 'packRegistry';
+}
+
+/** The version `binary --version` prints last, or 'unknown'. */
+async function registryVersion(binary: string): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)(binary, ['--version'], { timeout: 5000 });
+    return stdout.trim().split(/\s+/).pop() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The images and packs registries, supervised together; see the module comment. */
+export class RegistryFleet {
+  private readonly registries: Record<RegistryName, SupervisedRegistry>;
+  private registryVersion = 'unknown';
+
+  /** Makes the supervisors; starts nothing and writes nothing. */
+  constructor(private readonly options: FleetOptions) {
+    const { config, layout, log } = options;
+    const host = loopbackFor(config.address);
+    this.registries = Object.fromEntries(
+      REGISTRY_NAMES.map((name) => {
+        const paths = layout.registry(name);
+        return [
+          name,
+          new SupervisedRegistry({
+            name,
+            binary: config.registryBinary,
+            configPath: paths.config,
+            pidFile: paths.pidFile,
+            probeUrl: `${httpsUrl(host, registryPort(config, name))}/v2/`,
+            caPem: () => this.tlsMaterial.caPem,
+            credential: () => this.credentials[registryAccount(name)],
+            log: log.child({ registry: name }),
+            onEvent: (kind, message, data) => options.onEvent(kind, message, data),
+            fingerprint: () => this.fingerprint(name),
+          }),
+        ];
+      }),
+    ) as Record<RegistryName, SupervisedRegistry>;
+  }
+
+  private get tlsMaterial(): TlsMaterial {
+    return this.options.tls();
+  }
+
+  private get credentials(): Record<AccountName, Credential> {
+    return this.options.credentials;
+  }
+
+  /** Push clients for the bundled registries, over loopback, trusting the appliance CA. */
+  pushTargets(): Record<RegistryName, PushTarget> {
+    const host = loopbackFor(this.options.config.address);
+    const make = (name: RegistryName) =>
+      new RegistryClient({
+        registry: httpsUrl(host, registryPort(this.options.config, name)),
+        caPem: this.tlsMaterial.caPem,
+        credentials: this.credentials[registryAccount(name)],
+        access: 'push',
+        label: `${name} registry`,
+      });
+    return { images: make('images'), packs: make('packs') };
+  }
+
+  /** Asks the registry binary for its version once (status shows it); never throws. */
+  async readVersion(): Promise<void> {
+    this.registryVersion = await registryVersion(this.options.config.registryBinary);
+  }
+
+  /** A digest of every file a registry reads; a running registry started from others needs a restart. */
+  private async fingerprint(name: RegistryName): Promise<string> {
+    const { layout } = this.options;
+    const paths = layout.registry(name);
+    const hash = createHash('sha256');
+    for (const file of [paths.config, paths.htpasswd, layout.serverCert, layout.serverKey]) {
+      hash.update(await readFile(file).catch(() => Buffer.alloc(0)));
+      hash.update('\0');
+    }
+    return hash.digest('hex');
+  }
+
+  /**
+   * Writes each registry's config.yml and htpasswd (0600) when their content differs
+   * (which registries then need a restart is told by their fingerprints, not by this).
+   * Throws the file system's errors.
+   */
+  async writeFiles(): Promise<void> {
+    const { layout, config } = this.options;
+    for (const name of REGISTRY_NAMES) {
+      const paths = layout.registry(name);
+      await mkdir(paths.data, { recursive: true, mode: 0o700 });
+      const rendered = renderRegistryConfig({
+        name,
+        paths,
+        address: config.address,
+        port: registryPort(config, name),
+        serverCert: layout.serverCert,
+        serverKey: layout.serverKey,
+        httpSecret: this.options.httpSecret,
+      });
+      const currentHtpasswd = await readFile(paths.htpasswd, 'utf8').catch(() => undefined);
+      const htpasswd = htpasswdFor(this.credentials[registryAccount(name)], currentHtpasswd);
+      if ((await readFile(paths.config, 'utf8').catch(() => undefined)) !== rendered) await writeFileAtomic(paths.config, rendered, 0o600);
+      if (currentHtpasswd !== htpasswd) await writeFileAtomic(paths.htpasswd, htpasswd, 0o600);
+    }
+  }
+
+  /** Stops the registries a killed daemon left running on this state dir (they hold our ports). */
+  async stopOrphans(): Promise<void> {
+    await Promise.all(
+      REGISTRY_NAMES.map(async (name) => {
+        const paths = this.options.layout.registry(name);
+        const orphan = await stopOrphan(paths.pidFile, paths.config);
+        if (orphan) this.options.onEvent('registry.orphan_stopped', `stopped the ${name} registry (pid ${orphan}) an earlier daemon left running`, { registry: name, pid: orphan });
+      }),
+    );
+  }
+
+  /**
+   * Starts both registries (in parallel) and waits until each answers `/v2/`. When one
+   * fails, stops the other and throws the first failure in REGISTRY_NAMES order
+   * (RegistryStartError).
+   */
+  async start(): Promise<void> {
+    const results = await Promise.allSettled(REGISTRY_NAMES.map((name) => this.registries[name].start()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failed) return;
+    await this.stop();
+    throw failed.reason;
+  }
+
+  /** Stops both registries; resolves when their processes are gone. */
+  async stop(): Promise<void> {
+    await Promise.all(REGISTRY_NAMES.map((name) => this.registries[name].stop()));
+  }
+
+  /**
+   * Restarts (in parallel) every registry whose running process started from other
+   * files than those on disk now: changed by the caller, or left behind by an earlier
+   * restart that failed. Never throws: a failed restart is in the outcome.
+   */
+  async restartStale(): Promise<RestartOutcome> {
+    const attempted: RegistryName[] = [];
+    for (const name of REGISTRY_NAMES) {
+      if (this.registries[name].startedWith !== (await this.fingerprint(name))) attempted.push(name);
+    }
+    const outcomes = await Promise.allSettled(attempted.map((name) => this.registries[name].restart()));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    const restarted = attempted.filter((_, i) => outcomes[i]!.status === 'fulfilled');
+    return { attempted, restarted, ...(failed ? { failed } : {}) };
+  }
+
+  /** One line per registry that is not running (the importer refuses to start then). */
+  notRunning(): string[] {
+    return REGISTRY_NAMES.filter((name) => this.registries[name].status().state !== 'running').map((name) => `the ${name} registry is ${this.registries[name].status().state}`);
+  }
+
+  /**
+   * Each registry's supervisor state, whether it answers `/v2/` over TLS now, and its
+   * URL on `address` (the public address); `problems` has a line per unhealthy one.
+   * Never throws for an unhealthy registry.
+   */
+  async health(address: string): Promise<{ registries: RegistryHealth[]; problems: string[] }> {
+    const { config } = this.options;
+    const problems: string[] = [];
+    const registries = await Promise.all(
+      REGISTRY_NAMES.map(async (name) => {
+        const s = this.registries[name].status();
+        let healthy = false;
+        if (s.state === 'running') {
+          healthy = await probeHttps(`${httpsUrl(loopbackFor(config.address), registryPort(config, name))}/v2/`, this.tlsMaterial.caPem, this.credentials[registryAccount(name)]).then(
+            (code) => code === 200,
+            () => false,
+          );
+        }
+        if (!healthy) problems.push(`the ${name} registry is ${s.state === 'running' ? 'not answering' : s.state}`);
+        return { ...s, url: httpsUrl(address, registryPort(config, name)), healthy, version: this.registryVersion };
+      }),
+    );
+    return { registries, problems };
+  }
+}
