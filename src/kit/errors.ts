@@ -9,12 +9,119 @@ export interface ErrorOptions {
   hint?: string;
 }
 
+/**
+ * Every error code, with the HTTP status the daemon's APIs answer it with. One table, so
+ * a new code needs a status and a typo does not compile. Groups: the .bin (422: the file
+ * is refused), the bundle spec (400), registries (502: a registry upstream failed), the
+ * daemon and its state, the console API.
+ */
+export const ERROR_STATUS = {
+  // usage and requests
+  AG_USAGE: 400,
+  AG_BAD_REQUEST: 400,
+  AG_ADDRESS: 400,
+  AG_BAD_REFERENCE: 400,
+  AG_NOT_FOUND: 404,
+  AG_INTERNAL: 500,
+  // the .bin: refused as it is
+  AG_NOT_AIRGAP: 422,
+  AG_HEADER: 422,
+  AG_FORMAT: 422,
+  AG_TRUNCATED: 422,
+  AG_TRAILING_DATA: 422,
+  AG_PAYLOAD_DIGEST: 422,
+  AG_TAR_HEADER: 422,
+  AG_ENTRY_TYPE: 422,
+  AG_ENTRY_PATH: 422,
+  AG_ENTRY_SIZE: 422,
+  AG_ENTRY_DIGEST: 422,
+  AG_DUPLICATE_ENTRY: 422,
+  AG_TOC_MISSING: 422,
+  AG_TOC_DIGEST: 422,
+  AG_TOC_INVALID: 422,
+  AG_TOC_MISMATCH: 422,
+  AG_LAYOUT: 422,
+  AG_UNSIGNED: 422,
+  AG_UNKNOWN_KEY: 422,
+  AG_BAD_SIGNATURE: 422,
+  AG_NO_TRUSTED_KEYS: 422,
+  AG_BAD_KEY: 422,
+  AG_SOURCE_CHANGED: 409,
+  // release rules
+  AG_DOWNGRADE: 409,
+  AG_VERSION_CONFLICT: 409,
+  // the bundle spec and its sources (build side)
+  AG_SPEC: 400,
+  AG_SOURCE: 400,
+  AG_CHART: 400,
+  AG_PACK: 400,
+  AG_FILES: 400,
+  AG_DUPLICATE: 400,
+  AG_DIGEST_MISMATCH: 502,
+  AG_KEY_EXISTS: 409,
+  // registries
+  AG_UNAUTHORIZED: 401,
+  AG_REGISTRY_UNREACHABLE: 502,
+  AG_REGISTRY_RESPONSE: 502,
+  AG_REGISTRY_PUSH: 502,
+  AG_REGISTRY_DOWN: 503,
+  AG_REGISTRY_START: 500,
+  AG_REGISTRY_BINARY: 500,
+  // the daemon, its state and its host
+  AG_NO_SPACE: 507,
+  AG_IMPORT_FAILED: 500,
+  AG_STATE_DIR: 500,
+  AG_DB_OPEN: 500,
+  AG_DB_NEWER: 500,
+  AG_CA_UNREADABLE: 500,
+  AG_PORT_IN_USE: 500,
+  AG_PORT_DENIED: 500,
+  AG_DAEMON_RUNNING: 409,
+  AG_DAEMON_DOWN: 503,
+  AG_DAEMON_DENIED: 403,
+  AG_DAEMON_PROTOCOL: 502,
+  AG_DAEMON_ERROR: 500,
+  // the console API
+  AG_BAD_LOGIN: 401,
+  AG_TOO_MANY_LOGINS: 429,
+  AG_CSRF: 403,
+  AG_CROSS_SITE: 403,
+  AG_UPLOAD_TOO_LARGE: 413,
+  AG_UPLOAD_TYPE: 415,
+  AG_UPLOAD_RANGE: 416,
+  AG_UPLOAD_OFFSET: 409,
+  AG_UPLOAD_LENGTH: 400,
+  AG_UPLOAD_NAME: 400,
+  AG_UPLOAD_INCOMPLETE: 409,
+  AG_UPLOAD_BUSY: 409,
+  AG_UPLOAD_STALLED: 408,
+  AG_UPLOADS_OPEN: 429,
+} as const satisfies Record<string, number>;
+
+/** A stable error code (AG_…). */
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** True when `text` is one of the codes of ERROR_STATUS. */
+export function isErrorCode(text: unknown): text is ErrorCode {
+  return typeof text === 'string' && Object.hasOwn(ERROR_STATUS, text);
+}
+
+/** `text` as an ErrorCode, or `fallback` when it is none (a code read back from JSON or the database). */
+export function asErrorCode(text: unknown, fallback: ErrorCode): ErrorCode {
+  return isErrorCode(text) ? text : fallback;
+}
+
+/** The HTTP status an API answers `code` with (500 for a code it does not know). */
+export function httpStatusOf(code: string): number {
+  return (ERROR_STATUS as Record<string, number>)[code] ?? 500;
+}
+
 /** Base class: a failure with a stable code that tools and tests can match on. */
 export class AirgapError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint?: string;
 
-  constructor(code: string, message: string, options: ErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -36,7 +143,7 @@ export class RegistryError extends AirgapError {
   readonly registryCode?: string;
   /** A network error or timeout that the same request may not meet again. */
   readonly transient: boolean;
-  constructor(code: string, message: string, options: ErrorOptions & { status?: number; registryCode?: string; transient?: boolean } = {}) {
+  constructor(code: ErrorCode, message: string, options: ErrorOptions & { status?: number; registryCode?: string; transient?: boolean } = {}) {
     super(code, message, options);
     if (options.status !== undefined) this.status = options.status;
     if (options.registryCode !== undefined) this.registryCode = options.registryCode;

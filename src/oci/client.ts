@@ -22,7 +22,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { rootCertificates } from 'node:tls';
-import { AirgapError, RegistryError } from '../kit/errors.js';
+import { AirgapError, RegistryError, type ErrorCode } from '../kit/errors.js';
 import { sha256Digest } from '../kit/digest.js';
 import { productVersion } from '../kit/version.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './manifest.js';
@@ -450,7 +450,7 @@ export class RegistryClient implements PushTarget {
   }
 
   /** Throws the RegistryError for an unexpected reply, with the registry's own words. */
-  private fail(what: string, reply: RegistryReply, code = 'AG_REGISTRY_RESPONSE'): never {
+  private fail(what: string, reply: RegistryReply, code: ErrorCode = 'AG_REGISTRY_RESPONSE'): never {
     const { code: registryCode, text } = registryErrors(reply.body);
     const status = reply.status;
     // The registry's own words go before the verdict, so messages end the same way for all.

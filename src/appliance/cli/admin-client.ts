@@ -4,7 +4,7 @@
  */
 import { request } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
-import { AirgapError } from '../../kit/errors.js';
+import { AirgapError, asErrorCode } from '../../kit/errors.js';
 import { stateLayout } from '../config/state-layout.js';
 import { pidAlive } from '../../kit/pids.js';
 
@@ -57,7 +57,7 @@ export async function callAdmin<T>(stateDir: string, method: 'GET' | 'POST', pat
       const { status, json } = await once(layout.adminSocket, method, path, body);
       if (status >= 200 && status < 300) return json as T;
       const err = (json ?? {}) as { code?: string; message?: string; hint?: string };
-      throw new DaemonError(err.code ?? 'AG_DAEMON_ERROR', err.message ?? `the daemon answered ${status}`, err.hint ? { hint: err.hint } : {});
+      throw new DaemonError(asErrorCode(err.code, 'AG_DAEMON_ERROR'), err.message ?? `the daemon answered ${status}`, err.hint ? { hint: err.hint } : {});
     } catch (err) {
       if (err instanceof AirgapError) throw err;
       const e = err as NodeJS.ErrnoException;
@@ -105,7 +105,7 @@ export function streamAdmin(stateDir: string, path: string, onLine: (value: unkn
             const value = JSON.parse(line) as { code?: string; message?: string; hint?: string };
             if ((res.statusCode ?? 0) >= 400) {
               failed = true;
-              reject(new DaemonError(value.code ?? 'AG_DAEMON_ERROR', value.message ?? `the daemon answered ${res.statusCode}`, value.hint ? { hint: value.hint } : {}));
+              reject(new DaemonError(asErrorCode(value.code, 'AG_DAEMON_ERROR'), value.message ?? `the daemon answered ${res.statusCode}`, value.hint ? { hint: value.hint } : {}));
             } else onLine(value);
           } catch (cause) {
             failed = true;

@@ -10,7 +10,7 @@
  * the daemon restarts meanwhile, it reconnects and follows the resumed import.
  */
 import { resolve } from 'node:path';
-import { AirgapError } from '../../kit/errors.js';
+import { AirgapError, asErrorCode } from '../../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
 import { formatBytes, formatDuration, table } from '../../kit/text.js';
 import { callAdmin, streamAdmin } from './admin-client.js';
@@ -151,7 +151,7 @@ that pushes only what changed; an older one is refused unless --allow-downgrade.
       const row = await followImport(stateDir, queued.import.id, ctx, output);
       if (row.state === 'failed') {
         const e = row.error ?? { code: 'AG_IMPORT_FAILED', message: 'the import failed' };
-        throw new AirgapError(e.code, e.message, e.hint ? { hint: e.hint } : {});
+        throw new AirgapError(asErrorCode(e.code, 'AG_IMPORT_FAILED'), e.message, e.hint ? { hint: e.hint } : {});
       }
       const result = row.result as ImportResult;
       print(ctx.stdout, values.json ? JSON.stringify(result, null, 2) : importSummary(result));

@@ -21,7 +21,7 @@ export { parseBasicAuth };
 export type { AdminOperations };
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
-import { AirgapError, UsageError } from '../../kit/errors.js';
+import { AirgapError, httpStatusOf } from '../../kit/errors.js';
 import { parseRepoAddress, urlHost } from '../config/address.js';
 import { secretsEqual, type Credential } from '../security/credentials.js';
 import { PassThrough } from 'node:stream';
@@ -46,7 +46,8 @@ function registerErrorHandler(app: FastifyInstance, notFound = true): void {
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown; code?: string }, request, reply) => {
     if (error instanceof AirgapError) {
       const explicit = (error as { statusCode?: unknown }).statusCode;
-      const status = typeof explicit === 'number' ? explicit : error instanceof UsageError ? 400 : error.code === 'AG_NOT_FOUND' ? 404 : 500;
+      // The status follows the code (kit/errors.ts, ERROR_STATUS) unless the route set one.
+      const status = typeof explicit === 'number' ? explicit : httpStatusOf(error.code);
       if (status >= 500) request.log.error({ err: error }, error.message);
       return reply.status(status).send({ code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
     }

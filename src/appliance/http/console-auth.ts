@@ -72,7 +72,7 @@ export class LoginLimiter {
   static clientOf(ip: string): string {
     if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip.replace(/^::ffff:/, '');
     const groups = new URL(`http://[${ip}]/`).hostname.slice(1, -1).split(':');
-    const full = groups.includes('') ? [...groups.slice(0, groups.indexOf('')), ...Array(8 - groups.filter(Boolean).length).fill('0'), ...groups.slice(groups.lastIndexOf('') + 1)] : groups;
+    const full = groups.includes('') ? [...groups.slice(0, groups.indexOf('')), ...Array<string>(8 - groups.filter(Boolean).length).fill('0'), ...groups.slice(groups.lastIndexOf('') + 1)] : groups;
     return `${full.slice(0, 4).join(':')}::/64`;
   }
 
