@@ -29,4 +29,29 @@ export default defineConfig(
       'no-control-regex': 'off',
     },
   },
+  // The one-way dependencies of docs/architecture.md, section 2, checked rather than hoped for.
+  ...[
+    { dir: 'kit', forbidden: ['oci', 'format', 'build', 'appliance'] },
+    { dir: 'oci', forbidden: ['format', 'build', 'appliance'] },
+    { dir: 'format', forbidden: ['build', 'appliance'] },
+    { dir: 'build', forbidden: ['appliance'] },
+  ].map(({ dir, forbidden }) => ({
+    files: [`src/${dir}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: forbidden.map((part) => `**/${part}/*`), message: `src/${dir}/ may not import ${forbidden.join(', ')} (docs/architecture.md, section 2)` }],
+        paths: [{ name: 'fastify', message: 'only src/appliance/http/ imports fastify' }],
+      }],
+    },
+  })),
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/kit/**', 'src/oci/**', 'src/format/**', 'src/build/**', 'src/appliance/http/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'fastify', message: 'only src/appliance/http/ imports fastify (docs/architecture.md, section 2)' }],
+        patterns: [{ group: ['@fastify/*'], message: 'only src/appliance/http/ imports Fastify plugins' }],
+      }],
+    },
+  },
 );
