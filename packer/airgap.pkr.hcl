@@ -1,4 +1,4 @@
-# The airgap appliance OVA (DESIGN.md, "The appliance"). Two sources share one build:
+# The airgap appliance OVA (docs/architecture.md, "What runs on the box"). Two sources share one build:
 #   vsphere-iso  for sites that build in their own vCenter (exports an OVA);
 #   qemu         for building anywhere with KVM or software emulation.
 # Ubuntu Server LTS installs unattended (autoinstall, http/user-data); the same

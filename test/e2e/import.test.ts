@@ -120,7 +120,7 @@ async function boxState(): Promise<string> {
   return JSON.stringify([await catalog(details.imageRegistry.url, imageCreds), await catalog(details.packRegistry.url, packCreds), releases, tags]);
 }
 
-t.test('first import: everything lands where DESIGN.md says', async (t) => {
+t.test('first import: everything lands where docs/cli.md says', async (t) => {
   const r = await importFile(v1);
   t.equal(r.exitCode, 0, r.stderr);
   t.match(r.result, { status: 'imported', action: 'install', version: '1.0.0', images: 3, charts: 1, packs: 1, files: Object.keys(files).length });

@@ -1,5 +1,5 @@
 /**
- * The appliance's CLI verbs (DESIGN.md, "CLI contract"):
+ * The appliance's CLI verbs (docs/cli.md):
  *
  *   airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]
  *                [--registry-port N] [--pack-registry-port N] [--log-level LEVEL]

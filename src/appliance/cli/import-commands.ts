@@ -1,5 +1,5 @@
 /**
- * The CLI verbs of imports and content (DESIGN.md, "CLI contract"):
+ * The CLI verbs of imports and content (docs/cli.md):
  *
  *   airgap import FILE.bin [--json] [--allow-downgrade] [--quiet]
  *   airgap releases [--json]     airgap images [--json]     airgap packs [--json]

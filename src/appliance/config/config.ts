@@ -1,6 +1,6 @@
 /**
  * The appliance's configuration: the only module that turns flags and environment into
- * settings (DESIGN.md, "CLI contract" and "Embedded default"). Everything else receives a
+ * settings (docs/cli.md; docs/architecture.md, "What runs on the box"). Everything else receives a
  * resolved {@link ServeConfig} or state dir as an argument.
  */
 import { homedir } from 'node:os';

@@ -19,7 +19,7 @@ import { getSetting, setSetting } from '../store/settings.js';
 const REPO_ADDRESS = 'repo.address';
 const REGISTRY_HTTP_SECRET = 'registry.httpSecret';
 
-/** What `airgap setup --json` prints (DESIGN.md, "CLI contract"). */
+/** What `airgap setup --json` prints (docs/cli.md). */
 export interface ConnectionDetails {
   repository: { url: string } & Credential;
   imageRegistry: { url: string } & Credential;

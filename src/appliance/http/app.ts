@@ -214,7 +214,7 @@ const credentialSchema = (extra: Record<string, unknown> = {}) => ({
   required: ['url', 'username', 'password'],
 });
 
-/** JSON schema of `airgap setup --json` (DESIGN.md, "CLI contract"). */
+/** JSON schema of `airgap setup --json` (docs/cli.md). */
 export const connectionDetailsSchema = {
   type: 'object',
   properties: {
