@@ -224,6 +224,8 @@ export class RegistryClient implements PushTarget {
   private bearer: { realm: string; service?: string } | undefined;
   /** Authorization per scope set, with expiry. */
   private readonly tokens = new Map<string, TokenEntry>();
+  /** Token requests under way, by scope set: parallel requests share one. */
+  private readonly pendingTokens = new Map<string, Promise<string>>();
 
   /** Throws RegistryError AG_BAD_REFERENCE when `registry` is not a host or http(s) URL. */
   constructor(options: RegistryClientOptions) {
@@ -564,8 +566,19 @@ export class RegistryClient implements PushTarget {
     throw new RegistryError('AG_UNAUTHORIZED', `${this.label} asked for the ${challenge.scheme} authentication scheme, which this client does not speak`, { status: 401 });
   }
 
+  /** A token for `scopes`: the one being fetched for the same scope set, or a new request. */
+  private fetchToken(scopes: string[]): Promise<string> {
+    const key = scopeKey(scopes);
+    let pending = this.pendingTokens.get(key);
+    if (!pending) {
+      pending = this.requestToken(scopes).finally(() => this.pendingTokens.delete(key));
+      this.pendingTokens.set(key, pending);
+    }
+    return pending;
+  }
+
   /** GET realm?service=…&scope=… (distribution "Token Authentication Specification"), cached per scope set. */
-  private async fetchToken(scopes: string[]): Promise<string> {
+  private async requestToken(scopes: string[]): Promise<string> {
     const bearer = this.bearer!;
     let tokenUrl: URL;
     try {
