@@ -65,6 +65,7 @@ t.test('the builder writes airgap-v<version>.bin, executable, signed', async (t)
 
 t.test('the reader accepts it and the digests match the sources', async (t) => {
   const opened = await openPayload(bin, { trustedKeys });
+  t.teardown(() => opened.close());
   await verifyPayloadData(opened);
   t.equal(opened.signature.status, 'verified');
   t.equal(opened.toc.images[0]!.digest, busyboxDigest);
@@ -268,6 +269,7 @@ t.test('docker:// sources come from a real registry on loopback', async (t) => {
   t.equal(built.images[1]!.digest, `sha256:${createHash('sha256').update(rawIndex).digest('hex')}`, 'the index comes through byte for byte');
   t.same(built.images[1]!.platforms, ['linux/amd64', 'linux/arm64/v8']);
   const opened = await openPayload(built.path);
+  t.teardown(() => opened.close());
   await verifyPayloadData(opened);
   t.equal(opened.signature.status, 'unsigned');
   const notThere = await writeBundle(join(work, 'single', 'nested'), { name: 'x', version: '1.0.0', images: [{ source: `docker://${registry.host}/no/such:1` }] });
