@@ -60,6 +60,8 @@ export interface RegistryClientOptions {
   retryBaseMs?: number;
   /** Longest wait a `Retry-After` may ask for, in ms (default 60 000). */
   maxRetryAfterMs?: number;
+  /** Aborts every request of this client, and its waits between retries (an import stopping). */
+  signal?: AbortSignal;
 }
 
 export interface FetchedManifest {
@@ -354,8 +356,9 @@ export class RegistryClient implements PushTarget {
    * the body opened afresh; an error of the body stream itself (a damaged source) is
    * thrown as it is, never retried. The registry verifies the digest (DIGEST_INVALID).
    */
-  async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal): Promise<void> {
+  async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, callSignal?: AbortSignal): Promise<void> {
     const scopes = [this.repositoryScope(repository)];
+    const signal = this.signalFor(callSignal);
     for (let attempt = 0; ; attempt++) {
       try {
         const start = await this.send('POST', `/v2/${repository}/blobs/uploads/`, { headers: { 'content-length': 0 }, scopes, ...(signal ? { signal } : {}) });
@@ -443,6 +446,14 @@ export class RegistryClient implements PushTarget {
 
   // ---- transport --------------------------------------------------------------------------
 
+  /** The client's signal and a call's, as one. */
+  private signalFor(call: AbortSignal | undefined): AbortSignal | undefined {
+    const own = this.options.signal;
+    if (!own) return call;
+    if (!call) return own;
+    return AbortSignal.any([own, call]);
+  }
+
   private json(reply: RegistryReply): unknown {
     try {
       return JSON.parse(reply.body.toString('utf8'));
@@ -482,8 +493,10 @@ export class RegistryClient implements PushTarget {
    * reply whatever its status; rejects with RegistryError on network errors, timeouts,
    * bodies past their limit, and with the body's own error when the upload body fails.
    */
-  async send(method: string, pathOrUrl: string, options: SendOptions = {}): Promise<RegistryReply> {
+  async send(method: string, pathOrUrl: string, sendOptions: SendOptions = {}): Promise<RegistryReply> {
     const url = new URL(pathOrUrl, this.base);
+    const signal = this.signalFor(sendOptions.signal);
+    const options = signal ? { ...sendOptions, signal } : sendOptions;
     for (let attempt = 0; ; attempt++) {
       let reply: RegistryReply;
       try {
@@ -593,16 +606,16 @@ export class RegistryClient implements PushTarget {
     let reply: RegistryReply;
     for (let attempt = 0; ; attempt++) {
       try {
-        reply = await this.exchange('GET', tokenUrl, { limit: MAX_TOKEN_BYTES }, basic);
+        reply = await this.exchange('GET', tokenUrl, { limit: MAX_TOKEN_BYTES, ...(this.options.signal ? { signal: this.options.signal } : {}) }, basic);
       } catch (err) {
         if (err instanceof RegistryError && err.transient && attempt < this.retries) {
-          await this.backoff(attempt, undefined);
+          await this.backoff(attempt, undefined, this.options.signal);
           continue;
         }
         throw err;
       }
       if (RETRY_STATUSES.has(reply.status) && attempt < this.retries) {
-        await this.backoff(attempt, reply);
+        await this.backoff(attempt, reply, this.options.signal);
         continue;
       }
       break;

@@ -21,6 +21,7 @@ import type { ApplianceStatus, ConnectionDetails, SetupResult } from '../daemon/
 import {
   DEFAULT_LOG_LEVEL,
   DEFAULT_MAX_UPLOAD_BYTES,
+  DEFAULT_REGISTRY_STALL_SECONDS,
   DEFAULT_REGISTRY_BINARY,
   LOG_LEVELS,
   resolveServeConfig,
@@ -108,6 +109,7 @@ docker-registry processes (images and charts on --registry-port, packs on
       ...stateDirEnvironment,
       { name: 'AIRGAP_REGISTRY_BIN', description: 'the docker-registry program to run, looked up on PATH', default: DEFAULT_REGISTRY_BINARY },
       { name: 'AIRGAP_MAX_UPLOAD_BYTES', description: 'largest .bin the web console and API accept, in bytes', default: `${DEFAULT_MAX_UPLOAD_BYTES / 1024 ** 3} GiB` },
+      { name: 'AIRGAP_REGISTRY_STALL_SECONDS', description: 'a registry that leaves its health check unanswered this long is killed and restarted', default: String(DEFAULT_REGISTRY_STALL_SECONDS) },
     ],
     async run({ values }, ctx) {
       const config = resolveServeConfig({

@@ -32,6 +32,8 @@ export interface ServeConfig {
   allowUnsigned: boolean;
   /** Largest .bin the console accepts, bytes (AIRGAP_MAX_UPLOAD_BYTES; default 100 GiB). */
   maxUploadBytes: number;
+  /** A running registry whose health check goes unanswered this long is killed and restarted, seconds. */
+  registryStallSeconds: number;
 }
 
 export interface ServeFlags {
@@ -80,6 +82,9 @@ export const DEFAULT_LOG_LEVEL = 'info';
 /** The distribution binary without AIRGAP_REGISTRY_BIN (Debian's package), looked up on PATH. */
 export const DEFAULT_REGISTRY_BINARY = 'docker-registry';
 
+/** Seconds a running registry may leave its health check unanswered before it is restarted (AIRGAP_REGISTRY_STALL_SECONDS). */
+export const DEFAULT_REGISTRY_STALL_SECONDS = 30;
+
 /** Largest .bin the console accepts without AIRGAP_MAX_UPLOAD_BYTES: 100 GiB. */
 export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 ** 3;
 
@@ -107,6 +112,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     logLevel,
     allowUnsigned: flags.allowUnsigned === true,
     maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES,
+    registryStallSeconds: /^[1-9]\d*$/.test(host.env.AIRGAP_REGISTRY_STALL_SECONDS ?? '') ? Number(host.env.AIRGAP_REGISTRY_STALL_SECONDS) : DEFAULT_REGISTRY_STALL_SECONDS,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {

@@ -69,7 +69,7 @@ export class Appliance {
       db,
       log: log.child({ component: 'import' }),
       layout,
-      targets: () => this.fleet.pushTargets(),
+      targets: (signal) => this.fleet.pushTargets(signal),
       registryProblems: async () => this.fleet.notRunning(),
       allowUnsigned: config.allowUnsigned,
       onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),

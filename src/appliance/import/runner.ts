@@ -6,6 +6,7 @@
  * journal. Domain code: it knows nothing of HTTP.
  */
 import { EventEmitter } from 'node:events';
+import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { AirgapError, PayloadError } from '../../kit/errors.js';
@@ -77,8 +78,8 @@ export interface ImporterOptions {
   db: Db;
   log: Logger;
   layout: StateLayout;
-  /** Push targets for the bundled registries; closed after each import. */
-  targets: () => Record<RegistryName, PushTarget>;
+  /** Push targets for the bundled registries, whose requests end when `signal` aborts; closed after each import. */
+  targets: (signal?: AbortSignal) => Record<RegistryName, PushTarget>;
   /** Problems of the registries ('' when healthy); a non-empty list stops an import before it pushes. */
   registryProblems: () => Promise<string[]>;
   /** Accept unsigned or unknown-key files (the daemon's explicit --allow-unsigned). */
@@ -103,6 +104,32 @@ function unknownBlobBytes(db: Db, plan: ImportPlan): number {
     }
   }
   return bytes;
+}
+
+/** How often a running import checks that its source file is still the one it opened, ms. */
+const FILE_WATCH_MS = 1000;
+
+/** What changed about `file` since `before` (size, mtime, replaced, removed), or undefined. */
+async function sourceProblem(file: string, before: Stats): Promise<string | undefined> {
+  const now = await stat(file).catch(() => undefined);
+  if (!now) return 'was removed';
+  if (now.ino !== before.ino || now.dev !== before.dev) return 'was replaced';
+  if (now.size !== before.size) return `changed size (${before.size} → ${now.size} bytes)`;
+  if (now.mtimeMs !== before.mtimeMs) return 'was modified';
+  return undefined;
+}
+
+/** Polls `file` every `everyMs` and calls `onChange` once with what changed. The caller clears the timer. */
+function watchSource(file: string, before: Stats, everyMs: number, onChange: (problem: string) => void): NodeJS.Timeout {
+  const timer: NodeJS.Timeout = setInterval(() => {
+    void sourceProblem(file, before).then((problem) => {
+      if (!problem) return;
+      clearInterval(timer);
+      onChange(problem);
+    });
+  }, everyMs);
+  timer.unref();
+  return timer;
 }
 
 /**
@@ -222,7 +249,19 @@ export class Importer extends EventEmitter {
     let tagsTouched = false;
     let committed = false;
     let plan: ImportPlan | undefined;
+    // The stages stop on the daemon's signal or when the source file changes under them.
+    const local = new AbortController();
+    const onStop = () => local.abort(signal.reason);
+    signal.addEventListener('abort', onStop, { once: true });
+    let changed: PayloadError | undefined;
+    let watch: NodeJS.Timeout | undefined;
+    let before: Stats | undefined;
+    const fileChanged = (problem: string) =>
+      new PayloadError('AG_FILE_CHANGED', `${row.file} ${problem} while it was being imported`, {
+        hint: 'let the copy finish (or stop whatever writes the file), then import it again; nothing of it was made current',
+      });
     const enter = (s: Stage) => {
+      if (changed) throw changed;
       stage = s;
       setStage(db, id, s);
       this.setLive(id, { state: 'running', stage: s, bytesDone: 0, bytesTotal: 0, itemsDone: 0, itemsTotal: 0 });
@@ -232,7 +271,13 @@ export class Importer extends EventEmitter {
       markStarted(db, id, resumed);
       this.options.onEvent(row.actor, resumed ? 'import.resumed' : 'import.started', `${resumed ? 'resumed' : 'started'} the import of ${row.file}`, { importId: id });
       enter('open');
+      before = await stat(row.file);
       opened = await openForImport(row.file, layout.trustedKeysDir, this.options.allowUnsigned);
+      watch = watchSource(row.file, before, FILE_WATCH_MS, (problem) => {
+        changed ??= fileChanged(problem);
+        log.warn({ problem }, 'the source file changed; stopping the import');
+        local.abort(changed);
+      });
       const { toc, header } = opened;
       setIdentity(db, id, { name: toc.name, version: toc.version, payloadSha256: header.payloadSha256 });
       this.setLive(id, { name: toc.name, version: toc.version });
@@ -244,7 +289,7 @@ export class Importer extends EventEmitter {
       if (problems.length) {
         throw new AirgapError('AG_REGISTRY_DOWN', `the registries are not ready: ${problems.join('; ')}`, { hint: "check 'airgap status' and the daemon log, then import again" });
       }
-      targets = this.options.targets();
+      targets = this.options.targets(local.signal);
       const ctx: ImportContext = {
         db,
         log,
@@ -254,7 +299,7 @@ export class Importer extends EventEmitter {
         targets,
         journal: journalOf(db, id),
         counters: newCounters(),
-        signal,
+        signal: local.signal,
         concurrency: this.options.concurrency ?? 4,
         progress: (p: StageProgress) => this.setLive(id, { ...p, state: 'running' }),
       };
@@ -318,7 +363,12 @@ export class Importer extends EventEmitter {
         log.warn({ stage }, 'import interrupted by the daemon stopping; it resumes at the next start');
         return;
       }
-      const e = err instanceof AirgapError ? err : undefined;
+      // A damaged read may come before the watcher's next look: the changed file is the cause.
+      if (!changed && before && err instanceof PayloadError) {
+        const problem = await sourceProblem(row.file, before);
+        if (problem) changed = fileChanged(problem);
+      }
+      const e = changed ?? (err instanceof AirgapError ? err : undefined);
       const defaultHint =
         e instanceof PayloadError
           ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
@@ -333,10 +383,14 @@ export class Importer extends EventEmitter {
       }
       if (tagsTouched && targets && plan) {
         // Tags may have moved: point those of the current release back where they were.
-        const restored = await restoreTags(db, targets, plan).catch((restoreErr: unknown) => {
-          log.error({ err: restoreErr }, 'could not restore the tags of the current release');
-          return false;
-        });
+        // Fresh targets: those of the import end with its signal, which may have fired.
+        const restoreTargets = this.options.targets();
+        const restored = await restoreTags(db, restoreTargets, plan)
+          .catch((restoreErr: unknown) => {
+            log.error({ err: restoreErr }, 'could not restore the tags of the current release');
+            return false;
+          })
+          .finally(() => Object.values(restoreTargets).forEach((t) => t.close()));
         failure.hint = restored
           ? `${failure.hint}; the tags of the current release were restored (new tags of this release may remain)`
           : `${failure.hint}; WARNING: some tags may point at this release's images: import again to finish, or re-import the current release`;
@@ -344,6 +398,8 @@ export class Importer extends EventEmitter {
       failImport(db, id, failure);
       this.options.onEvent(row.actor, 'import.failed', `import of ${row.file} failed in stage ${stage}: ${failure.message}`, { importId: id, stage, code: failure.code });
     } finally {
+      clearInterval(watch);
+      signal.removeEventListener('abort', onStop);
       this.live.delete(id);
       this.lastEmit.delete(id);
       for (const t of Object.values(targets ?? {})) t.close();

@@ -90,6 +90,7 @@ export class RegistryFleet {
             log: log.child({ registry: name }),
             onEvent: (kind, message, data) => options.onEvent(kind, message, data),
             fingerprint: () => this.fingerprint(name),
+            stallSeconds: config.registryStallSeconds,
           }),
         ];
       }),
@@ -104,8 +105,8 @@ export class RegistryFleet {
     return this.options.credentials;
   }
 
-  /** Push clients for the bundled registries, over loopback, trusting the appliance CA. */
-  pushTargets(): Record<RegistryName, PushTarget> {
+  /** Push clients for the bundled registries, over loopback, trusting the appliance CA; `signal` ends their requests. */
+  pushTargets(signal?: AbortSignal): Record<RegistryName, PushTarget> {
     const host = loopbackFor(this.options.config.address);
     const make = (name: RegistryName) =>
       new RegistryClient({
@@ -114,6 +115,7 @@ export class RegistryFleet {
         credentials: this.credentials[registryAccount(name)],
         access: 'push',
         label: `${name} registry`,
+        ...(signal ? { signal } : {}),
       });
     return { images: make('images'), packs: make('packs') };
   }

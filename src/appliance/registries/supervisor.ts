@@ -44,6 +44,11 @@ export interface SupervisorOptions {
   onEvent: (kind: string, message: string, data: Record<string, unknown>) => void;
   /** Seconds to wait for `/v2/` after a spawn (default 30). */
   startTimeoutSeconds?: number;
+  /**
+   * A running process whose `/v2/` answers nothing (no status at all: a hung or stopped
+   * process) for this long is killed and restarted like a crash (default 30).
+   */
+  stallSeconds?: number;
   /** A digest of the files the process reads (config, htpasswd, certificate), taken at each spawn. */
   fingerprint: () => Promise<string>;
 }
@@ -109,6 +114,10 @@ export class SupervisedRegistry {
   private backoffTimer: NodeJS.Timeout | undefined;
   private exited: Promise<void> = Promise.resolve();
   private readonly lock = new Mutex();
+  /** The watchdog's timer, and when the running process last answered a probe (ms). */
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastAnswer = 0;
+  private probing = false;
   /** The last lines the process printed, for error messages. */
   private tail: string[] = [];
   /** The fingerprint of the files the running process started with. */
@@ -143,6 +152,8 @@ export class SupervisedRegistry {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.backoffTimer);
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
     // A process still coming up is told at once, so the lock is not held for its start timeout.
     if (this.state === 'starting') this.child?.kill('SIGTERM');
     await this.lock.run(() => this.stopNow());
@@ -226,6 +237,8 @@ export class SupervisedRegistry {
           this.state = 'running';
           this.startedWith = fingerprint;
           this.failures = 0;
+          this.lastAnswer = Date.now();
+          this.startWatchdog();
           log.info({ pid: child.pid }, 'registry ready');
           return;
         }
@@ -249,6 +262,38 @@ export class SupervisedRegistry {
       died ? `the ${this.options.name} registry exited at start: ${reason}` : `the ${this.options.name} registry did not answer ${this.options.probeUrl}: ${lastError}`,
       { hint: /address already in use/.test(reason) ? 'another program holds its port; stop it or choose another port' : `see the daemon log; config ${this.options.configPath}` },
     );
+  }
+
+  /**
+   * Probes the running process every few seconds; one that answers nothing for
+   * `stallSeconds` (SIGSTOP, a deadlock, a hung disk) gets SIGKILL, and the exit handler
+   * restarts it with backoff. Any HTTP status counts as an answer.
+   */
+  private startWatchdog(): void {
+    if (this.watchdog) return;
+    const stallMs = (this.options.stallSeconds ?? 30) * 1000;
+    const everyMs = Math.min(5000, Math.max(250, stallMs / 4));
+    this.watchdog = setInterval(() => void this.watch(stallMs, Math.min(2000, everyMs)), everyMs);
+    this.watchdog.unref();
+  }
+
+  private async watch(stallMs: number, timeoutMs: number): Promise<void> {
+    const child = this.child;
+    if (this.probing || this.state !== 'running' || !child || this.stopping) return;
+    this.probing = true;
+    try {
+      await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential(), timeoutMs);
+      this.lastAnswer = Date.now();
+    } catch (err) {
+      const silentMs = Date.now() - this.lastAnswer;
+      if (silentMs < stallMs || this.child !== child || this.state !== 'running') return;
+      const message = `the ${this.options.name} registry has not answered for ${Math.round(silentMs / 1000)} s; killing it (pid ${child.pid}) so it restarts`;
+      this.options.log.error({ err, pid: child.pid }, message);
+      this.options.onEvent('registry.unresponsive', message, { registry: this.options.name, pid: child.pid, silentSeconds: Math.round(silentMs / 1000) });
+      child.kill('SIGKILL');
+    } finally {
+      this.probing = false;
+    }
   }
 
   private onLine(line: string): void {

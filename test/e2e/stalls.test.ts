@@ -1,0 +1,94 @@
+/**
+ * The queue always moves, against the real daemon and registries: a .bin that shrinks under
+ * its import fails it at once with AG_FILE_CHANGED (and the import queued behind it runs);
+ * a registry that stops answering (SIGSTOP) is killed and restarted by the supervisor, and
+ * an import that was pushing to it finishes.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { execa } from 'execa';
+import t, { type Test } from 'tap';
+import { stringify } from 'yaml';
+import { buildBundle } from '../../src/build/builder.js';
+import { generateSigningKeys } from '../../src/format/keys.js';
+import { AIRGAP, eventsSince, isAlive, lastEventId, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { writeSyntheticLayout } from '../helpers/fixtures.js';
+import { tempDir } from '../helpers/temp.js';
+
+const work = await tempDir(t, 'airgap-stalls-test-');
+const keys = await generateSigningKeys(join(work, 'keys'));
+
+/** A signed release whose image has `layers` layers of `layerBytes` random bytes. */
+async function release(version: string, layers: number, layerBytes: number): Promise<string> {
+  const ref = `img-${version}`;
+  await writeSyntheticLayout(join(work, 'images'), [{ ref, layers: Array.from({ length: layers }, () => randomBytes(layerBytes)) }]);
+  const spec = join(work, `bundle-${version}.yaml`);
+  await writeFile(spec, stringify({ apiVersion: 'airgap/v1', kind: 'Bundle', name: 'stalls', version, images: [{ source: `oci:./images:${ref}`, target: `stalls/img:${version}` }] }));
+  const out = join(work, `out-${version}`);
+  await mkdir(out, { recursive: true });
+  return (await buildBundle({ specPath: spec, out, privateKeyPath: keys.privateKeyPath })).path;
+}
+
+/** A daemon for one subtest, trusting the build key; stopped when the subtest ends. */
+async function daemonFor(t: Test, env: Record<string, string> = {}): Promise<string> {
+  const daemon = await startDaemon(t, { env });
+  await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
+  return daemon.stateDir;
+}
+
+function pushedBlobs(stateDir: string): number {
+  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
+  try {
+    return (db.prepare("SELECT COUNT(*) AS n FROM import_blobs ib JOIN imports i ON i.id = ib.import_id WHERE i.state = 'running'").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+t.test('a .bin that shrinks under its import fails it at once, and the next import in the queue runs', async (t) => {
+  const stateDir = await daemonFor(t);
+  const big = await release('1.0.0', 40, 512 * 1024);
+  const small = await release('1.0.1', 2, 50_000);
+  const first = execa(AIRGAP, ['import', big, '--json', '--state-dir', stateDir], { reject: false });
+  t.ok(await waitFor(() => pushedBlobs(stateDir) >= 1, 60), 'blobs are being pushed');
+  // Hold the registry still, so the import is surely mid-way when the file shrinks.
+  const registry = (await registryStatus(stateDir, 'images')).pid!;
+  process.kill(registry, 'SIGSTOP');
+  const second = execa(AIRGAP, ['import', small, '--json', '--state-dir', stateDir], { reject: false });
+  await truncate(big, Math.floor((await stat(big)).size / 2));
+
+  const a = await first;
+  process.kill(registry, 'SIGCONT');
+  t.equal(a.exitCode, 1, 'the shrunk import failed');
+  t.match(a.stderr, /changed size \(\d+ → \d+ bytes\) while it was being imported \[AG_FILE_CHANGED\]/);
+  t.match(a.stderr, /hint: let the copy finish/);
+  const b = await second;
+  t.equal(b.exitCode, 0, `the queued import ran: ${b.stderr}`);
+  t.match(JSON.parse(b.stdout) as object, { status: 'imported', version: '1.0.1' });
+});
+
+t.test('a registry that stops answering is killed and restarted, and the import pushing to it finishes', async (t) => {
+  const stateDir = await daemonFor(t, { AIRGAP_REGISTRY_STALL_SECONDS: '3' });
+  const file = await release('1.1.0', 24, 512 * 1024);
+  const before = await registryStatus(stateDir, 'images');
+  const lastEvent = await lastEventId(stateDir);
+  const running = execa(AIRGAP, ['import', file, '--json', '--state-dir', stateDir], { reject: false });
+  t.ok(await waitFor(() => pushedBlobs(stateDir) >= 1, 60), 'blobs are being pushed');
+  process.kill(before.pid!, 'SIGSTOP');
+  t.teardown(() => {
+    if (isAlive(before.pid!)) process.kill(before.pid!, 'SIGKILL');
+  });
+
+  t.ok(await waitFor(async () => (await registryStatus(stateDir, 'images').catch(() => before)).restarts === before.restarts + 1, 60), 'the supervisor restarted it');
+  const after = await registryStatus(stateDir, 'images');
+  t.not(after.pid, before.pid, 'a new process');
+  t.notOk(isAlive(before.pid!), 'the stopped one is gone');
+  const kinds = (await eventsSince(stateDir, lastEvent)).filter((e) => e.data?.registry === 'images').map((e) => e.kind);
+  t.same(kinds.slice(0, 3), ['registry.unresponsive', 'registry.exited', 'registry.restarted'], 'said why it killed it, then the usual exit and restart');
+
+  const r = await running;
+  t.equal(r.exitCode, 0, `the import finished through the restart: ${r.stderr}`);
+  t.match(JSON.parse(r.stdout) as object, { status: 'imported', version: '1.1.0' });
+});
