@@ -70,7 +70,7 @@ t.test('a .bin that shrinks under its import fails it at once, and the next impo
 });
 
 t.test('a registry that stops answering is killed and restarted, and the import pushing to it finishes', async (t) => {
-  const stateDir = await daemonFor(t, { AIRGAP_REGISTRY_STALL_SECONDS: '3' });
+  const stateDir = await daemonFor(t, { AIRGAP_STALL_SECONDS: '3' });
   const file = await release('1.1.0', 24, 512 * 1024);
   const before = await registryStatus(stateDir, 'images');
   const lastEvent = await lastEventId(stateDir);

@@ -109,7 +109,7 @@ docker-registry processes (images and charts on --registry-port, packs on
       ...stateDirEnvironment,
       { name: 'AIRGAP_REGISTRY_BIN', description: 'the docker-registry program to run, looked up on PATH', default: DEFAULT_REGISTRY_BINARY },
       { name: 'AIRGAP_MAX_UPLOAD_BYTES', description: 'largest .bin the web console and API accept, in bytes', default: `${DEFAULT_MAX_UPLOAD_BYTES / 1024 ** 3} GiB` },
-      { name: 'AIRGAP_REGISTRY_STALL_SECONDS', description: 'a registry that leaves its health check unanswered this long is killed and restarted', default: String(DEFAULT_REGISTRY_STALL_SECONDS) },
+      { name: 'AIRGAP_STALL_SECONDS', description: 'seconds a registry may leave its health check unanswered before it is killed and restarted', default: String(DEFAULT_REGISTRY_STALL_SECONDS) },
     ],
     async run({ values }, ctx) {
       const config = resolveServeConfig({

@@ -82,7 +82,7 @@ export const DEFAULT_LOG_LEVEL = 'info';
 /** The distribution binary without AIRGAP_REGISTRY_BIN (Debian's package), looked up on PATH. */
 export const DEFAULT_REGISTRY_BINARY = 'docker-registry';
 
-/** Seconds a running registry may leave its health check unanswered before it is restarted (AIRGAP_REGISTRY_STALL_SECONDS). */
+/** Seconds a running registry may leave its health check unanswered before it is restarted (AIRGAP_STALL_SECONDS). */
 export const DEFAULT_REGISTRY_STALL_SECONDS = 30;
 
 /** Largest .bin the console accepts without AIRGAP_MAX_UPLOAD_BYTES: 100 GiB. */
@@ -112,7 +112,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     logLevel,
     allowUnsigned: flags.allowUnsigned === true,
     maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES,
-    registryStallSeconds: /^[1-9]\d*$/.test(host.env.AIRGAP_REGISTRY_STALL_SECONDS ?? '') ? Number(host.env.AIRGAP_REGISTRY_STALL_SECONDS) : DEFAULT_REGISTRY_STALL_SECONDS,
+    registryStallSeconds: /^[1-9]\d*$/.test(host.env.AIRGAP_STALL_SECONDS ?? '') ? Number(host.env.AIRGAP_STALL_SECONDS) : DEFAULT_REGISTRY_STALL_SECONDS,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {
