@@ -244,3 +244,26 @@ t.test('the OpenAPI document is generated from the route schemas', async (t) => 
   t.ok(doc.paths['/api/v1/session']!.post, 'with methods');
   t.notOk(doc.paths['/repo/*'], 'only the API is documented');
 });
+
+t.test('parallel wrong logins: the limit holds (attempts count before the password check)', async (t) => {
+  // The limiter allows 5 attempts a minute per client (registerApi's LoginLimiter defaults).
+  const count = (codes: number[], code: number) => codes.filter((c) => c === code).length;
+  const before = events.filter((e) => e.kind === 'console.login_failed').length;
+  const sessions = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+    app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: `wrong${i}` }, remoteAddress: '10.4.4.4' })));
+  const codes = sessions.map((r) => r.statusCode);
+  t.equal(count(codes, 401), 5, 'five attempts are checked');
+  t.equal(count(codes, 429), 35, 'the other 35 wait');
+  t.equal(events.filter((e) => e.kind === 'console.login_failed').length - before, 5, 'five failures recorded');
+  const basics = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    app.inject({ url: '/api/v1/releases', headers: { ...HOST, ...basic('admin', `wrong${i}`) }, remoteAddress: '10.5.5.5' })));
+  t.equal(count(basics.map((r) => r.statusCode), 401), 5, 'basic auth: five attempts are checked');
+  t.equal(count(basics.map((r) => r.statusCode), 429), 15, 'basic auth: the other 15 wait');
+  // A success forgives: four failures, a login, then five more tries are checked again.
+  const client = '10.6.6.6';
+  const wrong = () => app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: 'nope' }, remoteAddress: client });
+  for (let i = 0; i < 4; i++) t.equal((await wrong()).statusCode, 401);
+  t.equal((await login(client)).r.statusCode, 200);
+  for (let i = 0; i < 5; i++) t.equal((await wrong()).statusCode, 401, `try ${i + 1} after the login`);
+  t.equal((await wrong()).statusCode, 429);
+});

@@ -1,8 +1,9 @@
 /**
  * The console API's gate, run on every request under /api/v1: refuses requests from
- * another site, then lets a request in with a live session (plus its CSRF token when it
- * changes state) or with the console credentials as HTTP basic auth; failed basic logins
- * count towards the client's limit. Login itself (POST /session) and the OpenAPI
+ * another site (an Origin that is not one of the console's configured origins), then lets a request in with a live session (plus its CSRF token when it
+ * changes state) or with the console credentials as HTTP basic auth; basic logins whose
+ * header is not verified yet count towards the client's limit from before the password
+ * check (a success forgets them). Login itself (POST /session) and the OpenAPI
  * document pass without credentials.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -85,12 +86,15 @@ export function consoleGuard(state: ConsoleGuardState) {
         request.consoleUser = account.username;
         return;
       }
+      // Counted before the slow hash (nothing awaits since the check above), so parallel
+      // attempts cannot all slip under the limit; a success forgets it.
+      limiter.fail(client);
       if (given && secretsEqual(given.username, account.username) && (await verifyPasswordAsync(given.password, account.passwordHash))) {
+        limiter.succeed(client);
         verified.add(account.passwordHash, header);
         request.consoleUser = account.username;
         return;
       }
-      limiter.fail(client);
       ops.recordEvent(client, 'console.login_failed', `basic auth refused for '${(given?.username ?? '').slice(0, 64)}'`, { client });
     }
     return unauthorized(request, reply);
