@@ -34,6 +34,7 @@ const row = (id: number, state: ImportRow['state']): ImportRow => ({
 const cred = (url: string, username: string) => ({ url, username, password: `${username}-secret` });
 const ops: ConsoleOperations = {
   consoleAccount: () => ({ username: 'admin', passwordHash: hashPassword(PASSWORD) }),
+  consoleOrigins: () => ['https://10.0.0.5', 'https://localhost'],
   status: async () => ({ healthy: true }) as never,
   connectionDetails: () => ({
     repository: cred('https://10.0.0.5', 'airgap-repo'),
@@ -266,4 +267,18 @@ t.test('parallel wrong logins: the limit holds (attempts count before the passwo
   t.equal((await login(client)).r.statusCode, 200);
   for (let i = 0; i < 5; i++) t.equal((await wrong()).statusCode, 401, `try ${i + 1} after the login`);
   t.equal((await wrong()).statusCode, 429);
+});
+
+t.test('an Origin is checked against the console\'s configured origins, not the Host header', async (t) => {
+  const auth = basic('admin', PASSWORD);
+  const rebound = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: 'evil.example', origin: 'https://evil.example', ...auth }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(rebound.statusCode, 403, 'Origin = Host = evil.example (DNS rebinding) is refused');
+  t.equal(rebound.json<ApiError>().code, 'AG_CROSS_SITE');
+  const wrongPort = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: '10.0.0.5:8443', origin: 'https://10.0.0.5:8443', ...auth }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(wrongPort.statusCode, 403, 'the configured address on another port is another origin');
+  for (const origin of ['https://10.0.0.5', 'https://LOCALHOST:443']) {
+    const ok = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: 'whatever.example', origin, ...auth }, payload: { name: 'a.bin', size: 10 } });
+    t.equal(ok.statusCode, 201, `${origin} passes`);
+    await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json<Upload>().id}`, headers: { ...HOST, ...auth } });
+  }
 });

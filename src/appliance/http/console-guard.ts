@@ -21,10 +21,21 @@ declare module 'fastify' {
 
 /** The state the gate reads and updates. */
 export interface ConsoleGuardState {
-  ops: Pick<ConsoleOperations, 'consoleAccount' | 'recordEvent'>;
+  ops: Pick<ConsoleOperations, 'consoleAccount' | 'consoleOrigins' | 'recordEvent'>;
   sessions: SessionStore;
   limiter: LoginLimiter;
   verified: VerifiedBasicHeaders;
+}
+
+/** Whether the `Origin` header `origin` (RFC 6454) is one of `allowed` (serialized origins). */
+export function consoleOrigin(origin: string, allowed: string[]): boolean {
+  let serialized: string;
+  try {
+    serialized = new URL(origin).origin;
+  } catch {
+    return false;
+  }
+  return allowed.some((a) => a === serialized);
 }
 
 /** Answers 429 AG_TOO_MANY_LOGINS with Retry-After: `wait` seconds. */
@@ -54,15 +65,11 @@ export function consoleGuard(state: ConsoleGuardState) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0]!;
     // A browser on another site must not drive the console, whatever credentials it holds.
+    // The Host header is not trusted for this: a DNS-rebinding page sends its own name as
+    // both Origin and Host. The origin must be one the appliance is configured to be.
     const origin = request.headers.origin;
-    if (origin && !['GET', 'HEAD', 'OPTIONS'].includes(request.method)) {
-      let sameSite = false;
-      try {
-        sameSite = new URL(origin).host === request.headers.host;
-      } catch {
-        sameSite = false;
-      }
-      if (!sameSite) return reply.status(403).send({ code: 'AG_CROSS_SITE', message: 'cross-site requests are refused' });
+    if (origin && !['GET', 'HEAD', 'OPTIONS'].includes(request.method) && !consoleOrigin(origin, ops.consoleOrigins())) {
+      return reply.status(403).send({ code: 'AG_CROSS_SITE', message: 'cross-site requests are refused' });
     }
     if (path === '/api/v1/session' && request.method === 'POST') return;
     if (path === '/api/v1/openapi.json') return;
