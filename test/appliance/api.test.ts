@@ -4,7 +4,8 @@
  * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
  */
 import t from 'tap';
-import { readFile, readdir, statfs } from 'node:fs/promises';
+import { mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildPublicApp } from '../../src/appliance/http/app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
@@ -281,4 +282,34 @@ t.test('an Origin is checked against the console\'s configured origins, not the 
     t.equal(ok.statusCode, 201, `${origin} passes`);
     await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json<Upload>().id}`, headers: { ...HOST, ...auth } });
   }
+});
+
+t.test('security headers: console CSP, no framing or sniffing, HSTS; secrets not cached; repository files sandboxed', async (t) => {
+  const page = await app.inject({ url: '/', headers: HOST });
+  t.equal(page.statusCode, 200);
+  const csp = String(page.headers['content-security-policy']);
+  t.match(csp, /default-src 'none'/);
+  t.match(csp, /script-src 'self'(;|$)/, 'no inline script');
+  t.match(csp, /frame-ancestors 'none'/);
+  t.equal(page.headers['x-frame-options'], 'DENY');
+  t.equal(page.headers['x-content-type-options'], 'nosniff');
+  t.equal(page.headers['referrer-policy'], 'no-referrer');
+  t.match(page.headers['strict-transport-security'], /^max-age=\d{7,}/);
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const revealed = await app.inject({ url: '/api/v1/connection?reveal=true', headers: auth });
+  t.equal(revealed.headers['cache-control'], 'no-store', 'revealed passwords are not cached');
+  const { r: session } = await login('10.7.7.7');
+  t.equal(session.headers['cache-control'], 'no-store', 'the session and its CSRF token are not cached');
+  t.equal((await app.inject({ url: '/api/v1/nothing-here', headers: auth })).headers['cache-control'], 'no-store', 'nor any other API answer');
+
+  await mkdir(join(layout.repoDir, '1.0.0'), { recursive: true });
+  await writeFile(join(layout.repoDir, '1.0.0', 'page.html'), '<script>fetch("/api/v1/connection?reveal=true")</script>');
+  const repoAuth = { ...HOST, authorization: `Basic ${Buffer.from('airgap-repo:x').toString('base64')}` };
+  const file = await app.inject({ url: '/repo/1.0.0/page.html', headers: repoAuth });
+  t.equal(file.statusCode, 200);
+  t.match(file.headers['content-type'], /^text\/html/, 'the type is kept for curl, helm and kubectl');
+  t.match(file.headers['content-security-policy'], /^sandbox(;|$)/, 'but it runs sandboxed: no script, an opaque origin');
+  t.equal(file.headers['x-content-type-options'], 'nosniff');
+  const listing = await app.inject({ url: '/repo/1.0.0/', headers: repoAuth });
+  t.match(listing.headers['content-security-policy'], /^sandbox/, 'listings too');
 });

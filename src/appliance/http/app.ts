@@ -16,6 +16,7 @@ import { registerApi } from './api.js';
 import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
 import type { AdminOperations, ConsoleOperations } from './operations.js';
 import { registerCaRoute } from './routes/ca.js';
+import { registerSecurityHeaders } from './security-headers.js';
 
 export { parseBasicAuth };
 export type { AdminOperations };
@@ -119,6 +120,7 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
   };
   const app = fastify(serverOptions) as unknown as FastifyInstance;
   registerErrorHandler(app);
+  registerSecurityHeaders(app, { https: options.tls !== undefined });
 
   registerCaRoute(app, options.caPem);
 
