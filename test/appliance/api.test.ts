@@ -4,7 +4,7 @@
  * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
  */
 import t from 'tap';
-import { mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildPublicApp } from '../../src/appliance/http/app.js';
@@ -312,4 +312,20 @@ t.test('security headers: console CSP, no framing or sniffing, HSTS; secrets not
   t.equal(file.headers['x-content-type-options'], 'nosniff');
   const listing = await app.inject({ url: '/repo/1.0.0/', headers: repoAuth });
   t.match(listing.headers['content-security-policy'], /^sandbox/, 'listings too');
+});
+
+t.test('staging folders and other dot names under /repo/ are neither listed nor served', async (t) => {
+  const staging = join(layout.repoDir, '.10.0.70.partial-46');
+  await mkdir(join(staging, 'manifests'), { recursive: true });
+  await writeFile(join(staging, 'manifests', 'secret.yaml'), 'kind: Secret\n');
+  t.teardown(() => rm(staging, { recursive: true, force: true }));
+  const repoAuth = { ...HOST, authorization: `Basic ${Buffer.from('airgap-repo:x').toString('base64')}` };
+  const root = await app.inject({ url: '/repo/?format=json', headers: repoAuth });
+  t.equal(root.statusCode, 200);
+  t.notMatch(root.body, /partial/, 'not listed');
+  for (const url of ['/repo/.10.0.70.partial-46/?format=json', '/repo/.10.0.70.partial-46/', '/repo/.10.0.70.partial-46', '/repo/.10.0.70.partial-46/manifests/?format=json', '/repo/.10.0.70.partial-46/manifests/secret.yaml', '/repo/%2e10.0.70.partial-46/manifests/secret.yaml']) {
+    const r = await app.inject({ url, headers: repoAuth });
+    t.equal(r.statusCode, 404, url);
+    t.notMatch(r.body, /kind: Secret|"files"/, url);
+  }
 });
