@@ -6,6 +6,8 @@
 import t from 'tap';
 import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { buildPublicApp } from '../../src/appliance/http/app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
@@ -328,4 +330,40 @@ t.test('staging folders and other dot names under /repo/ are neither listed nor 
     t.equal(r.statusCode, 404, url);
     t.notMatch(r.body, /kind: Secret|"files"/, url);
   }
+});
+
+t.test('Content-Range: a malformed range is 416; a body past its range is refused (400) and not appended', async (t) => {
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const created = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'range.bin', size: 50 } });
+  const { id } = created.json<Upload>();
+  t.teardown(() => app.inject({ method: 'DELETE', url: `/api/v1/uploads/${id}`, headers: auth }));
+  const put = (range: string, payload: Buffer) => app.inject({ method: 'PUT', url: `/api/v1/uploads/${id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': range }, payload });
+  const offset = async () => (await app.inject({ url: `/api/v1/uploads/${id}`, headers: auth })).json<Upload>().offset;
+  for (const range of ['bytes -5-4/50', 'bytes 0-9/*', 'bytes=0-9/50', 'bytes 9-0/50', 'bytes 0-50/50']) {
+    const r = await put(range, Buffer.alloc(10));
+    t.equal(r.statusCode, 416, range);
+    t.equal(r.json<ApiError>().code, 'AG_UPLOAD_RANGE', range);
+  }
+  t.equal(await offset(), 0, 'nothing appended');
+  // Chunked transfer coding (no Content-Length), over real HTTPS: 30 bytes for a 10-byte range.
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const chunked = (range: string, parts: Buffer[]) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, method: 'PUT', path: `/api/v1/uploads/${id}`, ca: pki.tls.caPem, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': range } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    for (const part of parts) req.write(part);
+    req.end();
+  });
+  const long = await chunked('bytes 0-9/50', [Buffer.alloc(10, 1), Buffer.alloc(20, 2)]);
+  t.equal(long.status, 400, 'a body past its range');
+  t.equal((JSON.parse(long.body) as ApiError).code, 'AG_UPLOAD_LENGTH');
+  const kept = await offset();
+  t.ok(kept <= 10, `nothing past the range is kept (offset ${kept})`);
+  const short = await chunked(`bytes ${kept}-29/50`, [Buffer.alloc(5, 3)]);
+  t.equal(short.status, 400, 'nor a chunked body shorter than its range');
+  t.equal(await offset(), kept + 5, 'what arrived is kept; the client resumes from the offset');
 });

@@ -79,7 +79,7 @@ t.test('append: chunks at the offset; Content-Range must name the size, the offs
   const chunk = (start: number, end: number) => Readable.from([data.subarray(start, end)]);
   t.same(await store.append(id, chunk(0, 100), { range: parseContentRange('bytes 0-99/300'), length: 100 }), { id, name: 'release.bin', size: 300, offset: 100 });
   await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-199/301'), length: 100 }), { code: 'AG_UPLOAD_RANGE', message: "Content-Range total 301 is not the upload's size 300" });
-  await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-101/300'), length: 100 }), { code: 'AG_UPLOAD_RANGE', message: 'Content-Range 100-101 does not match the 100-byte body' });
+  await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-101/300'), length: 100 }), { code: 'AG_UPLOAD_LENGTH', message: 'Content-Range 100-101 does not match the 100-byte body' });
   await t.rejects(store.append(id, chunk(200, 300), { range: parseContentRange('bytes 200-299/300'), length: 100 }), { code: 'AG_UPLOAD_OFFSET', message: 'the upload is at byte 100, not 200' });
   t.equal(store.get(id).offset, 100, 'refused chunks change nothing');
   t.equal((await stat(join(dir, `.${id}.partial`))).size, 100);
