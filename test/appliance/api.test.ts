@@ -1,7 +1,9 @@
 /**
  * The console API through `app.inject` on the real HTTPS app (real TLS material, real
- * scrypt hash, real upload files): authentication, rate limiting, CSRF and cross-site
- * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
+ * scrypt hash, real upload files): authentication, rate limiting (parallel attempts too),
+ * CSRF and cross-site refusal (configured origins), connection details, resumable uploads
+ * and their Content-Range checks, server-sent events, OpenAPI, security headers, and the
+ * repository's dot folders.
  */
 import t from 'tap';
 import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises';
