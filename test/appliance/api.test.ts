@@ -1,10 +1,15 @@
 /**
  * The console API through `app.inject` on the real HTTPS app (real TLS material, real
- * scrypt hash, real upload files): authentication, rate limiting, CSRF and cross-site
- * refusal, connection details, resumable uploads, server-sent events, OpenAPI.
+ * scrypt hash, real upload files): authentication, rate limiting (parallel attempts too),
+ * CSRF and cross-site refusal (configured origins), connection details, resumable uploads
+ * and their Content-Range checks, server-sent events, OpenAPI, security headers, and the
+ * repository's dot folders.
  */
 import t from 'tap';
-import { readFile, readdir, statfs } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { buildPublicApp } from '../../src/appliance/http/app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
@@ -34,6 +39,7 @@ const row = (id: number, state: ImportRow['state']): ImportRow => ({
 const cred = (url: string, username: string) => ({ url, username, password: `${username}-secret` });
 const ops: ConsoleOperations = {
   consoleAccount: () => ({ username: 'admin', passwordHash: hashPassword(PASSWORD) }),
+  consoleOrigins: () => ['https://10.0.0.5', 'https://localhost'],
   status: async () => ({ healthy: true }) as never,
   connectionDetails: () => ({
     repository: cred('https://10.0.0.5', 'airgap-repo'),
@@ -243,4 +249,123 @@ t.test('the OpenAPI document is generated from the route schemas', async (t) => 
   }
   t.ok(doc.paths['/api/v1/session']!.post, 'with methods');
   t.notOk(doc.paths['/repo/*'], 'only the API is documented');
+});
+
+t.test('parallel wrong logins: the limit holds (attempts count before the password check)', async (t) => {
+  // The limiter allows 5 attempts a minute per client (registerApi's LoginLimiter defaults).
+  const count = (codes: number[], code: number) => codes.filter((c) => c === code).length;
+  const before = events.filter((e) => e.kind === 'console.login_failed').length;
+  const sessions = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+    app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: `wrong${i}` }, remoteAddress: '10.4.4.4' })));
+  const codes = sessions.map((r) => r.statusCode);
+  t.equal(count(codes, 401), 5, 'five attempts are checked');
+  t.equal(count(codes, 429), 35, 'the other 35 wait');
+  t.equal(events.filter((e) => e.kind === 'console.login_failed').length - before, 5, 'five failures recorded');
+  const basics = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    app.inject({ url: '/api/v1/releases', headers: { ...HOST, ...basic('admin', `wrong${i}`) }, remoteAddress: '10.5.5.5' })));
+  t.equal(count(basics.map((r) => r.statusCode), 401), 5, 'basic auth: five attempts are checked');
+  t.equal(count(basics.map((r) => r.statusCode), 429), 15, 'basic auth: the other 15 wait');
+  // A success forgives: four failures, a login, then five more tries are checked again.
+  const client = '10.6.6.6';
+  const wrong = () => app.inject({ method: 'POST', url: '/api/v1/session', headers: HOST, payload: { username: 'admin', password: 'nope' }, remoteAddress: client });
+  for (let i = 0; i < 4; i++) t.equal((await wrong()).statusCode, 401);
+  t.equal((await login(client)).r.statusCode, 200);
+  for (let i = 0; i < 5; i++) t.equal((await wrong()).statusCode, 401, `try ${i + 1} after the login`);
+  t.equal((await wrong()).statusCode, 429);
+});
+
+t.test('an Origin is checked against the console\'s configured origins, not the Host header', async (t) => {
+  const auth = basic('admin', PASSWORD);
+  const rebound = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: 'evil.example', origin: 'https://evil.example', ...auth }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(rebound.statusCode, 403, 'Origin = Host = evil.example (DNS rebinding) is refused');
+  t.equal(rebound.json<ApiError>().code, 'AG_CROSS_SITE');
+  const wrongPort = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: '10.0.0.5:8443', origin: 'https://10.0.0.5:8443', ...auth }, payload: { name: 'a.bin', size: 10 } });
+  t.equal(wrongPort.statusCode, 403, 'the configured address on another port is another origin');
+  for (const origin of ['https://10.0.0.5', 'https://LOCALHOST:443']) {
+    const ok = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: { host: 'whatever.example', origin, ...auth }, payload: { name: 'a.bin', size: 10 } });
+    t.equal(ok.statusCode, 201, `${origin} passes`);
+    await app.inject({ method: 'DELETE', url: `/api/v1/uploads/${ok.json<Upload>().id}`, headers: { ...HOST, ...auth } });
+  }
+});
+
+t.test('security headers: console CSP, no framing or sniffing, HSTS; secrets not cached; repository files sandboxed', async (t) => {
+  const page = await app.inject({ url: '/', headers: HOST });
+  t.equal(page.statusCode, 200);
+  const csp = String(page.headers['content-security-policy']);
+  t.match(csp, /default-src 'none'/);
+  t.match(csp, /script-src 'self'(;|$)/, 'no inline script');
+  t.match(csp, /frame-ancestors 'none'/);
+  t.equal(page.headers['x-frame-options'], 'DENY');
+  t.equal(page.headers['x-content-type-options'], 'nosniff');
+  t.equal(page.headers['referrer-policy'], 'no-referrer');
+  t.match(page.headers['strict-transport-security'], /^max-age=\d{7,}/);
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const revealed = await app.inject({ url: '/api/v1/connection?reveal=true', headers: auth });
+  t.equal(revealed.headers['cache-control'], 'no-store', 'revealed passwords are not cached');
+  const { r: session } = await login('10.7.7.7');
+  t.equal(session.headers['cache-control'], 'no-store', 'the session and its CSRF token are not cached');
+  t.equal((await app.inject({ url: '/api/v1/nothing-here', headers: auth })).headers['cache-control'], 'no-store', 'nor any other API answer');
+
+  await mkdir(join(layout.repoDir, '1.0.0'), { recursive: true });
+  await writeFile(join(layout.repoDir, '1.0.0', 'page.html'), '<script>fetch("/api/v1/connection?reveal=true")</script>');
+  const repoAuth = { ...HOST, authorization: `Basic ${Buffer.from('airgap-repo:x').toString('base64')}` };
+  const file = await app.inject({ url: '/repo/1.0.0/page.html', headers: repoAuth });
+  t.equal(file.statusCode, 200);
+  t.match(file.headers['content-type'], /^text\/html/, 'the type is kept for curl, helm and kubectl');
+  t.match(file.headers['content-security-policy'], /^sandbox(;|$)/, 'but it runs sandboxed: no script, an opaque origin');
+  t.equal(file.headers['x-content-type-options'], 'nosniff');
+  const listing = await app.inject({ url: '/repo/1.0.0/', headers: repoAuth });
+  t.match(listing.headers['content-security-policy'], /^sandbox/, 'listings too');
+});
+
+t.test('staging folders and other dot names under /repo/ are neither listed nor served', async (t) => {
+  const staging = join(layout.repoDir, '.10.0.70.partial-46');
+  await mkdir(join(staging, 'manifests'), { recursive: true });
+  await writeFile(join(staging, 'manifests', 'secret.yaml'), 'kind: Secret\n');
+  t.teardown(() => rm(staging, { recursive: true, force: true }));
+  const repoAuth = { ...HOST, authorization: `Basic ${Buffer.from('airgap-repo:x').toString('base64')}` };
+  const root = await app.inject({ url: '/repo/?format=json', headers: repoAuth });
+  t.equal(root.statusCode, 200);
+  t.notMatch(root.body, /partial/, 'not listed');
+  for (const url of ['/repo/.10.0.70.partial-46/?format=json', '/repo/.10.0.70.partial-46/', '/repo/.10.0.70.partial-46', '/repo/.10.0.70.partial-46/manifests/?format=json', '/repo/.10.0.70.partial-46/manifests/secret.yaml', '/repo/%2e10.0.70.partial-46/manifests/secret.yaml']) {
+    const r = await app.inject({ url, headers: repoAuth });
+    t.equal(r.statusCode, 404, url);
+    t.notMatch(r.body, /kind: Secret|"files"/, url);
+  }
+});
+
+t.test('Content-Range: a malformed range is 416; a body past its range is refused (400) and not appended', async (t) => {
+  const auth = { ...HOST, ...basic('admin', PASSWORD) };
+  const created = await app.inject({ method: 'POST', url: '/api/v1/uploads', headers: auth, payload: { name: 'range.bin', size: 50 } });
+  const { id } = created.json<Upload>();
+  t.teardown(() => app.inject({ method: 'DELETE', url: `/api/v1/uploads/${id}`, headers: auth }));
+  const put = (range: string, payload: Buffer) => app.inject({ method: 'PUT', url: `/api/v1/uploads/${id}`, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': range }, payload });
+  const offset = async () => (await app.inject({ url: `/api/v1/uploads/${id}`, headers: auth })).json<Upload>().offset;
+  for (const range of ['bytes -5-4/50', 'bytes 0-9/*', 'bytes=0-9/50', 'bytes 9-0/50', 'bytes 0-50/50']) {
+    const r = await put(range, Buffer.alloc(10));
+    t.equal(r.statusCode, 416, range);
+    t.equal(r.json<ApiError>().code, 'AG_UPLOAD_RANGE', range);
+  }
+  t.equal(await offset(), 0, 'nothing appended');
+  // Chunked transfer coding (no Content-Length), over real HTTPS: 30 bytes for a 10-byte range.
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const chunked = (range: string, parts: Buffer[]) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, method: 'PUT', path: `/api/v1/uploads/${id}`, ca: pki.tls.caPem, headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': range } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    for (const part of parts) req.write(part);
+    req.end();
+  });
+  const long = await chunked('bytes 0-9/50', [Buffer.alloc(10, 1), Buffer.alloc(20, 2)]);
+  t.equal(long.status, 400, 'a body past its range');
+  t.equal((JSON.parse(long.body) as ApiError).code, 'AG_UPLOAD_LENGTH');
+  const kept = await offset();
+  t.ok(kept <= 10, `nothing past the range is kept (offset ${kept})`);
+  const short = await chunked(`bytes ${kept}-29/50`, [Buffer.alloc(5, 3)]);
+  t.equal(short.status, 400, 'nor a chunked body shorter than its range');
+  t.equal(await offset(), kept + 5, 'what arrived is kept; the client resumes from the offset');
 });

@@ -79,7 +79,7 @@ t.test('append: chunks at the offset; Content-Range must name the size, the offs
   const chunk = (start: number, end: number) => Readable.from([data.subarray(start, end)]);
   t.same(await store.append(id, chunk(0, 100), { range: parseContentRange('bytes 0-99/300'), length: 100 }), { id, name: 'release.bin', size: 300, offset: 100 });
   await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-199/301'), length: 100 }), { code: 'AG_UPLOAD_RANGE', message: "Content-Range total 301 is not the upload's size 300" });
-  await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-101/300'), length: 100 }), { code: 'AG_UPLOAD_RANGE', message: 'Content-Range 100-101 does not match the 100-byte body' });
+  await t.rejects(store.append(id, chunk(100, 200), { range: parseContentRange('bytes 100-101/300'), length: 100 }), { code: 'AG_UPLOAD_LENGTH', message: 'Content-Range 100-101 does not match the 100-byte body' });
   await t.rejects(store.append(id, chunk(200, 300), { range: parseContentRange('bytes 200-299/300'), length: 100 }), { code: 'AG_UPLOAD_OFFSET', message: 'the upload is at byte 100, not 200' });
   t.equal(store.get(id).offset, 100, 'refused chunks change nothing');
   t.equal((await stat(join(dir, `.${id}.partial`))).size, 100);
@@ -89,6 +89,21 @@ t.test('append: chunks at the offset; Content-Range must name the size, the offs
   const file = await store.finish(id);
   t.ok((await readFile(file)).equals(data), 'the file is the chunks, byte for byte');
   t.equal(parseContentRange('bytes */300'), undefined, 'another form is no range');
+});
+
+t.test('append: the range must lie in the upload; a body of unknown length must span it exactly', async (t) => {
+  const { store, dir } = await newStore(t);
+  const { id } = await store.open('range.bin', 50);
+  const body = () => Readable.from([Buffer.alloc(10, 1), Buffer.alloc(20, 2)]);
+  await t.rejects(store.append(id, body(), { range: { start: 9, end: 0, total: 50 } }), { code: 'AG_UPLOAD_RANGE' }, 'end before start');
+  await t.rejects(store.append(id, body(), { range: { start: 0, end: 50, total: 50 } }), { code: 'AG_UPLOAD_RANGE' }, 'end past the size');
+  t.equal(store.get(id).offset, 0, 'refused ranges change nothing');
+  await t.rejects(store.append(id, body(), { range: parseContentRange('bytes 0-9/50') }), { code: 'AG_UPLOAD_LENGTH', message: 'the body runs past its Content-Range of 10 bytes' });
+  const { offset } = store.get(id);
+  t.ok(offset <= 10, `offset ${offset}: nothing past the range`);
+  t.equal((await stat(join(dir, `.${id}.partial`)).catch(() => ({ size: 0 }))).size, offset, 'the offset is the bytes on disk');
+  await t.rejects(store.append(id, Readable.from([Buffer.alloc(5)]), { range: parseContentRange(`bytes ${offset}-${offset + 9}/50`) }), { code: 'AG_UPLOAD_LENGTH', message: 'the body had 5 bytes, not the 10 of its Content-Range' });
+  t.equal(store.get(id).offset, offset + 5, 'a short body is kept; the client resumes from the offset');
 });
 
 t.test('append: a body past the size is cut; what arrived whole is kept', async (t) => {

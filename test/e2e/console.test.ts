@@ -2,7 +2,7 @@
  * The web console in Debian's headless Chromium (playwright-core, /usr/bin/chromium)
  * against the real daemon over TLS: log in, see the registry URL, upload a .bin and watch
  * it become the current release; a wrong password is refused; a cross-site POST from
- * another origin is refused. Saves a screenshot of the dashboard in test/output/.
+ * another origin is refused; the console's Content-Security-Policy blocks nothing it does. Saves a screenshot of the dashboard in test/output/.
  */
 import t from 'tap';
 import { X509Certificate, createHash } from 'node:crypto';
@@ -50,6 +50,11 @@ t.teardown(() => browser.close());
 const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
 const page = await context.newPage();
 const consoleUrl = `${details.console.url}/`;
+// What the console's Content-Security-Policy blocked (Chromium reports each in the console).
+const blocked: string[] = [];
+page.on('console', (message) => {
+  if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
+});
 
 t.test('a wrong password is refused', async (t) => {
   await page.goto(consoleUrl);
@@ -82,6 +87,10 @@ t.test('log in, see the registry URL, upload a .bin and watch it become current'
   await page.screenshot({ path: join(output, 'console-dashboard.png'), fullPage: true });
   const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string };
   t.equal(releases.current, '1.0.0', 'the daemon agrees');
+  const response = await page.reload();
+  await page.locator('#app-view').waitFor({ state: 'visible' });
+  t.match(response?.headers()['content-security-policy'], /script-src 'self'/, 'the console runs under its CSP');
+  t.same(blocked, [], 'and the CSP blocked nothing the console does');
 });
 
 t.test('a cross-site POST from another origin is refused', async (t) => {

@@ -10,7 +10,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { AirgapError } from '../../kit/errors.js';
 import { hostPort, httpsUrl } from '../config/address.js';
-import { Appliance } from './appliance.js';
+import { Appliance, certificateNames } from './appliance.js';
 import { buildAdminApp, buildPublicApp, buildRedirectApp } from '../http/app.js';
 import type { ServeConfig } from '../config/config.js';
 import { listEvents } from '../store/events.js';
@@ -70,6 +70,7 @@ async function findWebDir(): Promise<string | undefined> {
 function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOperations {
   return {
     consoleAccount: () => appliance.consoleAccount(),
+    consoleOrigins: () => certificateNames(config, appliance.repoAddress() ?? undefined).map((name) => new URL(httpsUrl(name, config.httpsPort)).origin),
     status: () => appliance.status(),
     connectionDetails: () => appliance.connectionDetails(),
     caPem: () => appliance.tls.caPem,

@@ -16,6 +16,7 @@ import { registerApi } from './api.js';
 import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
 import type { AdminOperations, ConsoleOperations } from './operations.js';
 import { registerCaRoute } from './routes/ca.js';
+import { registerSecurityHeaders } from './security-headers.js';
 
 export { parseBasicAuth };
 export type { AdminOperations };
@@ -82,6 +83,17 @@ function basicAuthHook(realm: string, expected: () => Credential) {
   };
 }
 
+/** Whether a segment of the URL path (percent-decoded, `\` read as `/`) starts with a dot. */
+function hasDotSegment(path: string): boolean {
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // A malformed escape: judge the raw path; the static handler refuses it anyway.
+  }
+  return decoded.split(/[/\\]/).some((segment) => segment.startsWith('.'));
+}
+
 /** The path of the listing being rendered (@fastify/static's render callback does not get it). */
 const listingPath = new AsyncLocalStorage<string>();
 
@@ -119,6 +131,7 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
   };
   const app = fastify(serverOptions) as unknown as FastifyInstance;
   registerErrorHandler(app);
+  registerSecurityHeaders(app, { https: options.tls !== undefined });
 
   registerCaRoute(app, options.caPem);
 
@@ -148,6 +161,11 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
 
   await app.register(async (repo) => {
     repo.addHook('onRequest', basicAuthHook('airgap repository', options.repositoryCredential));
+    // Dot names (an import's staging folder `.<version>.partial-<id>/`, partial files) are
+    // never listed or served, at any depth: 404 as if absent.
+    repo.addHook('onRequest', async (request, reply) => {
+      if (hasDotSegment(request.url.split('?')[0]!)) return reply.callNotFound();
+    });
     // Listings are HTML for browsers and JSON for `Accept: application/json` or ?format=json.
     repo.addHook('onRequest', async (request) => {
       const path = request.url.split('?')[0]!;

@@ -61,7 +61,8 @@ export function csrfOk(session: Session, given: string | undefined): boolean {
 
 /**
  * Failed logins per client: after `limit` failures within `windowSeconds`, further
- * attempts are refused (429) until the window has passed since the oldest of them.
+ * attempts are refused (429) until the window has passed since the oldest of them. An
+ * attempt counts as a failure from the moment it starts (`attempt`) until it succeeds.
  */
 export class LoginLimiter {
   private readonly failures = new Map<string, number[]>();
@@ -83,6 +84,19 @@ export class LoginLimiter {
     return Math.max(1, Math.ceil((recent[0]! + this.windowSeconds * 1000 - now) / 1000));
   }
 
+  /**
+   * Counts an attempt of `client` before its password is checked, so parallel attempts
+   * cannot all pass the check while the (slow) hashes run: returns the seconds to wait
+   * when the client is over its limit (nothing is counted then), else 0 with the attempt
+   * counted as a failure. Call `succeed` when the password was right.
+   */
+  attempt(client: string, now = Date.now()): number {
+    const wait = this.retryAfter(client, now);
+    if (!wait) this.fail(client, now);
+    return wait;
+  }
+
+  /** Counts a failure of `client` at `now`. */
   fail(client: string, now = Date.now()): void {
     const recent = this.recent(client, now);
     this.failures.delete(client); // re-insert: the Map keeps the most recent failures last
@@ -91,6 +105,7 @@ export class LoginLimiter {
     while (this.failures.size > this.maxClients) this.failures.delete(this.failures.keys().next().value as string);
   }
 
+  /** Forgets the failures of `client` (it logged in: its attempt counted by `attempt` too). */
   succeed(client: string): void {
     this.failures.delete(client);
   }

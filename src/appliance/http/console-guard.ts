@@ -1,8 +1,9 @@
 /**
  * The console API's gate, run on every request under /api/v1: refuses requests from
- * another site, then lets a request in with a live session (plus its CSRF token when it
- * changes state) or with the console credentials as HTTP basic auth; failed basic logins
- * count towards the client's limit. Login itself (POST /session) and the OpenAPI
+ * another site (an Origin that is not one of the console's configured origins), then lets a request in with a live session (plus its CSRF token when it
+ * changes state) or with the console credentials as HTTP basic auth; basic logins whose
+ * header is not verified yet count towards the client's limit from before the password
+ * check (a success forgets them). Login itself (POST /session) and the OpenAPI
  * document pass without credentials.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -20,10 +21,21 @@ declare module 'fastify' {
 
 /** The state the gate reads and updates. */
 export interface ConsoleGuardState {
-  ops: Pick<ConsoleOperations, 'consoleAccount' | 'recordEvent'>;
+  ops: Pick<ConsoleOperations, 'consoleAccount' | 'consoleOrigins' | 'recordEvent'>;
   sessions: SessionStore;
   limiter: LoginLimiter;
   verified: VerifiedBasicHeaders;
+}
+
+/** Whether the `Origin` header `origin` (RFC 6454) is one of `allowed` (serialized origins). */
+export function consoleOrigin(origin: string, allowed: string[]): boolean {
+  let serialized: string;
+  try {
+    serialized = new URL(origin).origin;
+  } catch {
+    return false;
+  }
+  return allowed.some((a) => a === serialized);
 }
 
 /** Answers 429 AG_TOO_MANY_LOGINS with Retry-After: `wait` seconds. */
@@ -53,15 +65,11 @@ export function consoleGuard(state: ConsoleGuardState) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0]!;
     // A browser on another site must not drive the console, whatever credentials it holds.
+    // The Host header is not trusted for this: a DNS-rebinding page sends its own name as
+    // both Origin and Host. The origin must be one the appliance is configured to be.
     const origin = request.headers.origin;
-    if (origin && !['GET', 'HEAD', 'OPTIONS'].includes(request.method)) {
-      let sameSite = false;
-      try {
-        sameSite = new URL(origin).host === request.headers.host;
-      } catch {
-        sameSite = false;
-      }
-      if (!sameSite) return reply.status(403).send({ code: 'AG_CROSS_SITE', message: 'cross-site requests are refused' });
+    if (origin && !['GET', 'HEAD', 'OPTIONS'].includes(request.method) && !consoleOrigin(origin, ops.consoleOrigins())) {
+      return reply.status(403).send({ code: 'AG_CROSS_SITE', message: 'cross-site requests are refused' });
     }
     if (path === '/api/v1/session' && request.method === 'POST') return;
     if (path === '/api/v1/openapi.json') return;
@@ -85,12 +93,15 @@ export function consoleGuard(state: ConsoleGuardState) {
         request.consoleUser = account.username;
         return;
       }
+      // Counted before the slow hash (nothing awaits since the check above), so parallel
+      // attempts cannot all slip under the limit; a success forgets it.
+      limiter.fail(client);
       if (given && secretsEqual(given.username, account.username) && (await verifyPasswordAsync(given.password, account.passwordHash))) {
+        limiter.succeed(client);
         verified.add(account.passwordHash, header);
         request.consoleUser = account.username;
         return;
       }
-      limiter.fail(client);
       ops.recordEvent(client, 'console.login_failed', `basic auth refused for '${(given?.username ?? '').slice(0, 64)}'`, { client });
     }
     return unauthorized(request, reply);

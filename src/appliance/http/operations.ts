@@ -13,6 +13,12 @@ import type { ArtifactRow } from '../store/releases.js';
 export interface ConsoleOperations {
   /** The console account: user name and scrypt hash of its password. */
   consoleAccount(): { username: string; passwordHash: string };
+  /**
+   * The origins the console is served at (`https://<name>[:port]`, as `URL.origin` writes
+   * them): the repo address and the server certificate's other names. Browsers' requests
+   * from any other origin are refused, whatever their Host header says.
+   */
+  consoleOrigins(): string[];
   status(): Promise<ApplianceStatus>;
   connectionDetails(): ConnectionDetails;
   caPem(): string;

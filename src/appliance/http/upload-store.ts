@@ -16,7 +16,7 @@ import { formatBytes } from '../../kit/text.js';
 
 /**
  * An upload refused or cut. Codes: AG_NOT_FOUND, AG_UPLOAD_NAME, AG_UPLOAD_TOO_LARGE,
- * AG_UPLOADS_OPEN, AG_NO_SPACE, AG_UPLOAD_RANGE, AG_UPLOAD_OFFSET, AG_UPLOAD_BUSY,
+ * AG_UPLOADS_OPEN, AG_NO_SPACE, AG_UPLOAD_RANGE, AG_UPLOAD_LENGTH, AG_UPLOAD_OFFSET, AG_UPLOAD_BUSY,
  * AG_UPLOAD_INCOMPLETE, AG_UPLOAD_STALLED.
  */
 export class UploadError extends AirgapError {}
@@ -144,25 +144,33 @@ export class UploadStore {
 
   /**
    * Appends `body` to the upload `id` at its offset. `range` (the chunk's Content-Range)
-   * must name the upload's size, start at its offset and, when `length` (the body's
-   * declared length) is known, span `length` bytes. The body may not run past the
+   * must name the upload's size, a range within it that starts at its offset and, when
+   * `length` (the body's declared length) is known, span `length` bytes; a body of
+   * unknown length must span the range exactly too. The body may not run past the
    * upload's size. On a failure the bytes that arrived whole are kept, so the client
    * resumes from the offset `get` gives. Returns the upload after the chunk. Throws
-   * UploadError AG_NOT_FOUND, AG_UPLOAD_RANGE, AG_UPLOAD_OFFSET, AG_UPLOAD_BUSY (a chunk
-   * is being written), AG_UPLOAD_TOO_LARGE (body too long), AG_UPLOAD_STALLED (nothing
-   * for stallMs), or the stream's error.
+   * UploadError AG_NOT_FOUND, AG_UPLOAD_RANGE (the range does not fit the upload),
+   * AG_UPLOAD_LENGTH (the body is not as long as its range), AG_UPLOAD_OFFSET,
+   * AG_UPLOAD_BUSY (a chunk is being written), AG_UPLOAD_TOO_LARGE (body past the size),
+   * AG_UPLOAD_STALLED (nothing for stallMs), or the stream's error.
    */
   async append(id: string, body: Readable, chunk: { range?: ChunkRange | undefined; length?: number | undefined } = {}): Promise<UploadInfo> {
     const upload = this.uploadOf(id);
     const { range, length } = chunk;
     const start = range ? range.start : upload.offset;
     if (range && range.total !== upload.size) throw new UploadError('AG_UPLOAD_RANGE', `Content-Range total ${range.total} is not the upload's size ${upload.size}`);
-    if (range && Number.isSafeInteger(length) && range.end - start + 1 !== length) throw new UploadError('AG_UPLOAD_RANGE', `Content-Range ${range.start}-${range.end} does not match the ${length}-byte body`);
+    if (range && (range.end < range.start || range.end >= range.total)) throw new UploadError('AG_UPLOAD_RANGE', `Content-Range ${range.start}-${range.end}/${range.total} is not a range of the upload`);
+    const rangeLength = range ? range.end - range.start + 1 : undefined;
+    if (rangeLength !== undefined && Number.isSafeInteger(length) && rangeLength !== length) throw new UploadError('AG_UPLOAD_LENGTH', `Content-Range ${range!.start}-${range!.end} does not match the ${length}-byte body`);
     if (start !== upload.offset) throw new UploadError('AG_UPLOAD_OFFSET', `the upload is at byte ${upload.offset}, not ${start}`, { hint: 'resume from the offset GET /api/v1/uploads/:id gives' });
     if (upload.busy) throw new UploadError('AG_UPLOAD_BUSY', 'another request is writing this upload');
     upload.busy = true;
     try {
-      await this.write(upload, body);
+      const written = await this.write(upload, body, rangeLength);
+      // A body of unknown length (chunked) that ended before its range did: kept, but said.
+      if (rangeLength !== undefined && written !== rangeLength) {
+        throw new UploadError('AG_UPLOAD_LENGTH', `the body had ${written} bytes, not the ${rangeLength} of its Content-Range`, { hint: 'resume from the offset GET /api/v1/uploads/:id gives' });
+      }
     } finally {
       upload.busy = false;
     }
@@ -215,8 +223,11 @@ export class UploadStore {
     await rm(upload.path, { force: true });
   }
 
-  /** Appends `body` to the upload's file, never past its declared size. */
-  private async write(upload: Upload, body: Readable): Promise<void> {
+  /**
+   * Appends `body` to the upload's file, never past its declared size nor past
+   * `rangeLength` bytes (the chunk's Content-Range). Returns the bytes written.
+   */
+  private async write(upload: Upload, body: Readable, rangeLength: number | undefined): Promise<number> {
     const out = createWriteStream(upload.path, { flags: 'a', mode: 0o600 });
     let written = 0;
     const limit = upload.size - upload.offset;
@@ -233,6 +244,7 @@ export class UploadStore {
           arm();
           upload.touched = Date.now();
           written += chunk.length;
+          if (rangeLength !== undefined && written > rangeLength) throw new UploadError('AG_UPLOAD_LENGTH', `the body runs past its Content-Range of ${rangeLength} bytes`, { hint: 'resume from the offset GET /api/v1/uploads/:id gives' });
           if (written > limit) throw new UploadError('AG_UPLOAD_TOO_LARGE', `the body runs past the upload's size of ${upload.size} bytes`);
           yield chunk;
         }
@@ -248,6 +260,7 @@ export class UploadStore {
       throw err;
     });
     upload.offset += written;
+    return written;
   }
 }
 

@@ -15,6 +15,7 @@ export const responses = (ok: Record<string, unknown>, okStatus = 200) => ({
   404: errorSchema,
   409: errorSchema,
   413: errorSchema,
+  416: errorSchema,
   429: errorSchema,
   507: errorSchema,
 });

@@ -16,8 +16,9 @@ export interface SessionRouteOptions {
 
 /**
  * Adds POST, GET and DELETE /session to `api`. A login checks the password against the
- * stored scrypt hash; failures count per client and are recorded, and the sixth within
- * a minute is answered 429.
+ * stored scrypt hash; attempts count per client before the check (a success forgets
+ * them), failures are recorded, and the sixth attempt within a minute that did not
+ * succeed is answered 429, also when they all arrive at once.
  */
 export function registerSessionRoutes(api: FastifyInstance, options: SessionRouteOptions): void {
   const { ops, sessions, limiter } = options;
@@ -31,13 +32,13 @@ export function registerSessionRoutes(api: FastifyInstance, options: SessionRout
   }, async (request, reply) => {
     const { username, password } = request.body as { username: string; password: string };
     const client = LoginLimiter.clientOf(request.ip);
-    const wait = limiter.retryAfter(client);
+    // Counted before the slow hash, so parallel attempts cannot all slip under the limit.
+    const wait = limiter.attempt(client);
     if (wait) return tooManyLogins(reply, wait);
     const account = ops.consoleAccount();
     const userOk = secretsEqual(username, account.username);
     const passOk = await verifyPasswordAsync(password, account.passwordHash);
     if (!userOk || !passOk) {
-      limiter.fail(client);
       ops.recordEvent(client, 'console.login_failed', `login refused for '${username.slice(0, 64)}'`, { client });
       return reply.status(401).send({ code: 'AG_BAD_LOGIN', message: 'wrong username or password' });
     }

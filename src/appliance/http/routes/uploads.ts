@@ -6,30 +6,22 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
+import { httpStatusOf } from '../../../kit/errors.js';
 import { ApiError } from '../api-error.js';
 import { UploadError, parseContentRange, type UploadStore } from '../upload-store.js';
 import { errorSchema, responses } from './schemas.js';
 
-/** The HTTP status of each UploadError code. */
-const UPLOAD_STATUS: Record<string, number> = {
-  AG_NOT_FOUND: 404,
-  AG_UPLOAD_NAME: 400,
-  AG_UPLOAD_RANGE: 400,
-  AG_UPLOAD_TOO_LARGE: 413,
-  AG_UPLOADS_OPEN: 429,
-  AG_NO_SPACE: 507,
-  AG_UPLOAD_OFFSET: 409,
-  AG_UPLOAD_BUSY: 409,
-  AG_UPLOAD_INCOMPLETE: 409,
-  AG_UPLOAD_STALLED: 408,
-};
-
-/** Runs `call` on the upload store; an UploadError it throws becomes an ApiError with the code's status. */
+/**
+ * Runs `call` on the upload store; an UploadError it throws becomes an ApiError with its
+ * code's status (kit/errors.ts, ERROR_STATUS: a range that does not fit the upload is 416
+ * as in the OCI distribution spec's chunked upload, a body longer or shorter than its
+ * Content-Range 400, RFC 9110 15.5.1: the request contradicts itself).
+ */
 export async function uploadCall<T>(call: () => T | Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    if (err instanceof UploadError) throw new ApiError(UPLOAD_STATUS[err.code] ?? 500, err.code, err.message, err.hint);
+    if (err instanceof UploadError) throw new ApiError(httpStatusOf(err.code), err.code, err.message, err.hint);
     throw err;
   }
 }
@@ -63,7 +55,10 @@ export function registerUploadRoutes(api: FastifyInstance, uploads: UploadStore)
     const { id } = request.params as { id: string };
     await uploadCall(() => uploads.get(id));
     if (!isOctetStream(request.headers['content-type'])) throw new ApiError(415, 'AG_UPLOAD_TYPE', 'send chunks as application/octet-stream');
-    const range = parseContentRange(String(request.headers['content-range'] ?? ''));
+    const header = request.headers['content-range'];
+    const range = parseContentRange(header);
+    // A Content-Range we cannot read is refused, never taken as "append at the offset".
+    if (header !== undefined && !range) throw new ApiError(416, 'AG_UPLOAD_RANGE', `Content-Range '${header.slice(0, 100)}' is not of the form 'bytes <first>-<last>/<size>'`);
     return uploadCall(() => uploads.append(id, request.body as Readable, { range, length: Number(request.headers['content-length']) }));
   });
 
