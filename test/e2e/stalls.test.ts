@@ -92,3 +92,30 @@ t.test('a registry that stops answering is killed and restarted, and the import 
   t.equal(r.exitCode, 0, `the import finished through the restart: ${r.stderr}`);
   t.match(JSON.parse(r.stdout) as object, { status: 'imported', version: '1.1.0' });
 });
+
+t.test('the first SIGTERM stops following a hung import at once; the import goes on in the daemon', async (t) => {
+  const stateDir = await daemonFor(t);
+  const file = await release('1.2.0', 16, 512 * 1024);
+  const follower = execa(AIRGAP, ['import', file, '--state-dir', stateDir], { reject: false });
+  t.ok(await waitFor(() => pushedBlobs(stateDir) >= 1, 60), 'blobs are being pushed');
+  const registry = (await registryStatus(stateDir, 'images')).pid!;
+  process.kill(registry, 'SIGSTOP');
+  t.teardown(() => {
+    if (isAlive(registry)) process.kill(registry, 'SIGCONT');
+  });
+  follower.kill('SIGTERM');
+  const r = await follower;
+  t.equal(r.exitCode, 130, 'interrupted');
+  t.match(r.stderr, /Stopped following import \d+; it goes on in the daemon \('airgap status' shows it\)/);
+
+  process.kill(registry, 'SIGCONT');
+  const state = () => {
+    const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
+    try {
+      return (db.prepare('SELECT state FROM imports ORDER BY id DESC LIMIT 1').get() as { state: string }).state;
+    } finally {
+      db.close();
+    }
+  };
+  t.ok(await waitFor(() => state() === 'imported', 90), 'the daemon finished the import on its own');
+});

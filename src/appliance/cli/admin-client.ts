@@ -85,12 +85,13 @@ export async function callAdmin<T>(stateDir: string, method: 'GET' | 'POST', pat
 /**
  * GET `path` on the admin socket and calls `onLine` with each JSON line of the NDJSON
  * answer; resolves when the daemon ends it. Rejects with the raw socket error when the
- * connection fails or drops (the caller may reconnect), DaemonError on an HTTP error.
+ * connection fails or drops (the caller may reconnect), DaemonError on an HTTP error, and
+ * the abort error at once when `signal` fires.
  */
-export function streamAdmin(stateDir: string, path: string, onLine: (value: unknown) => void): Promise<void> {
+export function streamAdmin(stateDir: string, path: string, onLine: (value: unknown) => void, signal?: AbortSignal): Promise<void> {
   const layout = stateLayout(stateDir);
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: layout.adminSocket, method: 'GET', path }, (res) => {
+    const req = request({ socketPath: layout.adminSocket, method: 'GET', path, ...(signal ? { signal } : {}) }, (res) => {
       let buffered = '';
       let failed = false;
       res.setEncoding('utf8');

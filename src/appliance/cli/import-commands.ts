@@ -75,10 +75,16 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, outpu
   };
   for (;;) {
     try {
-      await streamAdmin(stateDir, `/v1/imports/${id}/follow`, onLine);
+      await streamAdmin(stateDir, `/v1/imports/${id}/follow`, onLine, ctx.signal);
       if (final) break;
       throw Object.assign(new Error('the daemon ended the stream early'), { code: 'ECONNRESET' });
     } catch (err) {
+      if (ctx.signal?.aborted) {
+        // The first Ctrl-C or SIGTERM stops following at once; the daemon keeps the import.
+        reporter.end();
+        print(ctx.stderr, `Stopped following import ${id}; it goes on in the daemon ('airgap status' shows it).`);
+        throw err;
+      }
       if (err instanceof AirgapError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       if (!['ECONNRESET', 'ECONNREFUSED', 'ENOENT', 'EPIPE'].includes(code ?? '')) throw err;
