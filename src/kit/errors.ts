@@ -144,11 +144,14 @@ export class RegistryError extends AirgapError {
   readonly registryCode?: string;
   /** A network error or timeout that the same request may not meet again. */
   readonly transient: boolean;
-  constructor(code: ErrorCode, message: string, options: ErrorOptions & { status?: number; registryCode?: string; transient?: boolean } = {}) {
+  /** The registry said its storage is full (507, or the OS's ENOSPC in its error detail). */
+  readonly diskFull: boolean;
+  constructor(code: ErrorCode, message: string, options: ErrorOptions & { status?: number; registryCode?: string; transient?: boolean; diskFull?: boolean } = {}) {
     super(code, message, options);
     if (options.status !== undefined) this.status = options.status;
     if (options.registryCode !== undefined) this.registryCode = options.registryCode;
     this.transient = options.transient === true;
+    this.diskFull = options.diskFull === true;
   }
 }
 

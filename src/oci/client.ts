@@ -144,6 +144,18 @@ function registryErrors(body: Buffer): { code?: string; text: string } {
   }
 }
 
+/**
+ * Whether a reply says the registry's storage is full: 507 Insufficient Storage, or
+ * distribution's 500 whose detail carries the OS error (ENOSPC is errno 28, or its text).
+ * Not worth a retry: the disk stays full.
+ */
+function saysDiskFull(reply: RegistryReply): boolean {
+  if (reply.status === 507) return true;
+  if (reply.status < 500) return false;
+  const text = reply.body.toString('utf8', 0, Math.min(reply.body.length, 64 * 1024));
+  return /no space left on device|disk quota exceeded|"Err":\s*28\b/i.test(text);
+}
+
 /** Seconds or an HTTP date (RFC 9110, "Retry-After"), as milliseconds from now. */
 function retryAfterMs(value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
@@ -371,9 +383,13 @@ export class RegistryClient implements PushTarget {
           scopes,
           retry: false,
           ...(signal ? { signal } : {}),
+        }).catch(async (err: unknown) => {
+          await this.cancelUpload(location, scopes);
+          throw err;
         });
         if (put.status === 201) return;
-        if (RETRY_STATUSES.has(put.status) && attempt < this.retries && !signal?.aborted) {
+        await this.cancelUpload(location, scopes);
+        if (RETRY_STATUSES.has(put.status) && !saysDiskFull(put) && attempt < this.retries && !signal?.aborted) {
           await this.backoff(attempt, put, signal);
           continue;
         }
@@ -386,6 +402,18 @@ export class RegistryClient implements PushTarget {
         throw err;
       }
     }
+  }
+
+  /**
+   * DELETE of an upload session that failed (distribution-spec, "Canceling an upload"), so
+   * its partial data goes now rather than at the registry's purge. One try, 5 s; never throws.
+   */
+  private async cancelUpload(location: URL, scopes: string[]): Promise<void> {
+    const bare = new URL(location);
+    bare.searchParams.delete('digest');
+    const timeout = AbortSignal.timeout(5000);
+    // Not through send(): the client's own signal may be what ended the upload.
+    await this.authenticated('DELETE', new URL(bare.href, this.base), { scopes, retry: false, signal: timeout }).catch(() => undefined);
   }
 
   async hasManifest(repository: string, digest: string): Promise<boolean> {
@@ -476,8 +504,9 @@ export class RegistryClient implements PushTarget {
         hint: this.options.credentials ? 'the registry refused these credentials or this repository; check the username, password and its permissions' : 'pass credentials (--registry-auth FILE, a docker config.json)',
       });
     }
-    const hint = status === 507 || /no space/i.test(text) ? 'the registry volume is full; free space and try again' : undefined;
-    throw new RegistryError(code, `${at}: HTTP ${status}`, { ...options, ...(hint ? { hint } : {}) });
+    const diskFull = saysDiskFull(reply);
+    const hint = diskFull ? 'the registry volume is full; free space and try again' : undefined;
+    throw new RegistryError(code, `${at}: HTTP ${status}${diskFull ? ' (its storage is full)' : ''}`, { ...options, diskFull, ...(hint ? { hint } : {}) });
   }
 
   /** Waits before retry `attempt` (0-based): Retry-After when the reply has one, else backoff with jitter. */
@@ -508,7 +537,7 @@ export class RegistryClient implements PushTarget {
         }
         throw err;
       }
-      if (options.retry !== false && RETRY_STATUSES.has(reply.status) && attempt < this.retries && !options.signal?.aborted) {
+      if (options.retry !== false && RETRY_STATUSES.has(reply.status) && !saysDiskFull(reply) && attempt < this.retries && !options.signal?.aborted) {
         reply.stream?.resume();
         await this.backoff(attempt, reply, options.signal);
         continue;

@@ -153,6 +153,7 @@ t.test('a dropped connection is retried; an upload is retried whole with its bod
   const server = await standIn(t, (req, res, n) => {
     if (n === 1) return req.socket.destroy();
     if (req.method === 'POST') return res.writeHead(202, { location: `/v2/a/b/blobs/uploads/u${n}` }).end();
+    if (req.method === 'DELETE') return res.writeHead(204).end();
     if (req.method === 'PUT') {
       puts++;
       req.resume();
@@ -165,19 +166,27 @@ t.test('a dropped connection is retried; an upload is retried whole with its bod
   const body = Buffer.from('blob bytes');
   await client.uploadBlob('a/b', sha256Digest(body), body.length, () => (opened++, Readable.from([body])));
   t.equal(opened, 2, 'the body was opened once per PUT');
-  t.same(server.seen.map((r) => r.method), ['POST', 'POST', 'PUT', 'POST', 'PUT'], 'dropped POST retried; failed PUT retried as POST + PUT');
+  t.same(server.seen.map((r) => `${r.method} ${r.url}`), [
+    'POST /v2/a/b/blobs/uploads/',
+    'POST /v2/a/b/blobs/uploads/',
+    `PUT /v2/a/b/blobs/uploads/u2?digest=${encodeURIComponent(sha256Digest(body))}`,
+    'DELETE /v2/a/b/blobs/uploads/u2',
+    'POST /v2/a/b/blobs/uploads/',
+    `PUT /v2/a/b/blobs/uploads/u5?digest=${encodeURIComponent(sha256Digest(body))}`,
+  ], 'dropped POST retried; the failed upload cancelled, then retried as POST + PUT');
 });
 
 t.test('the registry refusing a digest is not retried and keeps its code', async (t) => {
   const server = await standIn(t, (req, res) => {
     if (req.method === 'POST') return res.writeHead(202, { location: '/v2/a/b/blobs/uploads/x' }).end();
+    if (req.method === 'DELETE') return res.writeHead(204).end();
     req.resume();
     req.on('end', () => json(res, 400, { errors: [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }] }));
   });
   const client = new RegistryClient({ registry: server.url, retryBaseMs: 1 });
   t.teardown(() => client.close());
   await t.rejects(client.uploadBlob('a/b', sha256Digest('x'), 1, () => Readable.from([Buffer.from('y')])), { code: 'AG_REGISTRY_PUSH', registryCode: 'DIGEST_INVALID', status: 400 });
-  t.equal(server.seen.length, 2);
+  t.same(server.seen.map((r) => r.method), ['POST', 'PUT', 'DELETE'], 'no retry; the refused upload is cancelled');
 });
 
 t.test('an error of the upload body (a damaged source) fails the upload at once and is not retried', async (t) => {

@@ -159,6 +159,9 @@ that pushes only what changed; an older one is refused unless --allow-downgrade.
         const e = row.error ?? { code: 'AG_IMPORT_FAILED', message: 'the import failed' };
         throw new AirgapError(asErrorCode(e.code, 'AG_IMPORT_FAILED'), e.message, e.hint ? { hint: e.hint } : {});
       }
+      if ((row.state !== 'imported' && row.state !== 'unchanged') || !row.result) {
+        throw new AirgapError('AG_IMPORT_FAILED', `import ${row.id} ended in state ${row.state} without a result`, { hint: "see 'airgap status' and the daemon log" });
+      }
       const result = row.result as ImportResult;
       print(ctx.stdout, values.json ? JSON.stringify(result, null, 2) : importSummary(result));
       return EXIT.ok;

@@ -47,6 +47,8 @@ export interface StateLayout {
   trustedKeysDir: string;
   inboxDir: string;
   uploadsDir: string;
+  /** A few MB kept free for recording failures when the disk fills (kit/space-reserve.ts). */
+  spaceReserve: string;
 }
 
 /** Paths inside `root` (an absolute state dir). Pure: touches nothing on disk. */
@@ -72,5 +74,6 @@ export function stateLayout(root: string): StateLayout {
     trustedKeysDir: join(root, 'trusted-keys'),
     inboxDir: join(root, 'inbox'),
     uploadsDir: join(root, 'uploads'),
+    spaceReserve: join(root, 'space-reserve'),
   };
 }

@@ -13,6 +13,7 @@ import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Mutex } from '../../kit/mutex.js';
+import { SpaceReserve } from '../../kit/space-reserve.js';
 import type { ServeConfig } from '../config/config.js';
 import { stateLayout, type StateLayout } from '../config/state-layout.js';
 import { writeReleasesJson } from '../import/commit.js';
@@ -39,6 +40,9 @@ export interface ApplianceOptions {
   /** Called after the server certificate changed, so listeners reload it. */
   onTlsChange?: (tls: TlsMaterial) => void;
 }
+
+/** Kept free on the state volume so a failure can still be recorded when the disk fills (16 MiB). */
+const SPACE_RESERVE_BYTES = 16 * 1024 * 1024;
 
 /** The running appliance: open() builds it from its parts, close() gives everything back. */
 export class Appliance {
@@ -72,6 +76,8 @@ export class Appliance {
       targets: (signal) => this.fleet.pushTargets(signal),
       registryProblems: async () => this.fleet.notRunning(),
       allowUnsigned: config.allowUnsigned,
+      reserve: new SpaceReserve(layout.spaceReserve, SPACE_RESERVE_BYTES),
+      removeUploadsSince: (sinceMs) => this.fleet.removeUploadsSince(sinceMs),
       onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),
     });
     // An uploaded .bin is the appliance's copy: removed once its import has ended.

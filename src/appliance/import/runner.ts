@@ -7,9 +7,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { AirgapError, PayloadError } from '../../kit/errors.js';
+import { AirgapError, PayloadError, RegistryError } from '../../kit/errors.js';
+import { isDiskFull, type SpaceReserve } from '../../kit/space-reserve.js';
+import { formatBytes } from '../../kit/text.js';
 import type { OpenedPayload } from '../../format/reader.js';
 import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
@@ -86,6 +88,10 @@ export interface ImporterOptions {
   allowUnsigned: boolean;
   /** Parallel blob uploads (default 4). */
   concurrency?: number;
+  /** Released to record a failure when the disk is full; made again before each import. */
+  reserve?: SpaceReserve;
+  /** Removes the registries' upload sessions started since a time (ms): what a failed import left. */
+  removeUploadsSince?: (sinceMs: number) => Promise<number>;
   onEvent: (actor: string, kind: string, message: string, data?: Record<string, unknown>) => void;
 }
 
@@ -104,6 +110,18 @@ function unknownBlobBytes(db: Db, plan: ImportPlan): number {
     }
   }
   return bytes;
+}
+
+/** An import's failure as it is recorded and shown. */
+interface ImportFailure {
+  code: string;
+  message: string;
+  hint: string;
+}
+
+/** A registry's answer that says its storage is full (distribution passes the OS error on). */
+function isRegistryDiskFull(err: unknown): boolean {
+  return err instanceof RegistryError && err.diskFull;
 }
 
 /** How often a running import checks that its source file is still the one it opened, ms. */
@@ -151,6 +169,8 @@ async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, pl
 }
 
 export class Importer extends EventEmitter {
+  /** Failures the database could not take (a full disk), by import id. */
+  private readonly unrecorded = new Map<number, ImportFailure>();
   private readonly queue: number[] = [];
   private running: { id: number; abort: AbortController; done: Promise<void> } | undefined;
   private readonly live = new Map<number, ImportUpdate>();
@@ -228,10 +248,13 @@ export class Importer extends EventEmitter {
     const id = this.queue.shift();
     if (id === undefined) return;
     const abort = new AbortController();
-    const done = this.run(id, abort.signal).finally(() => {
-      this.running = undefined;
-      void this.pump();
-    });
+    const done = this.run(id, abort.signal)
+      // run() records its own failures; anything past that is logged, never a daemon crash.
+      .catch((err: unknown) => this.options.log.error({ err, importId: id }, 'the import runner failed'))
+      .finally(() => {
+        this.running = undefined;
+        void this.pump();
+      });
     this.running = { id, abort, done };
     for (const queued of this.queue) this.emit('update', this.snapshot(queued));
   }
@@ -268,6 +291,7 @@ export class Importer extends EventEmitter {
       log.info({ stage: s }, `stage ${s}`);
     };
     try {
+      await this.options.reserve?.ensure();
       markStarted(db, id, resumed);
       this.options.onEvent(row.actor, resumed ? 'import.resumed' : 'import.started', `${resumed ? 'resumed' : 'started'} the import of ${row.file}`, { importId: id });
       enter('open');
@@ -368,12 +392,12 @@ export class Importer extends EventEmitter {
         const problem = await sourceProblem(row.file, before);
         if (problem) changed = fileChanged(problem);
       }
-      const e = changed ?? (err instanceof AirgapError ? err : undefined);
+      const e = changed ?? (isDiskFull(err) || isRegistryDiskFull(err) ? await this.diskFull(err, stage) : err instanceof AirgapError ? err : undefined);
       const defaultHint =
         e instanceof PayloadError
           ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
           : "nothing changed on the box; see 'airgap status' and the daemon log, then import again";
-      const failure: { code: string; message: string; hint: string } = e
+      const failure: ImportFailure = e
         ? { code: e.code, message: e.message, hint: e.hint ?? defaultHint }
         : { code: 'AG_IMPORT_FAILED', message: `the import failed in stage ${stage}: ${(err as Error).message}`, hint: 'see the daemon log; the earlier release is still current' };
       if (!e) log.error({ err, stage }, 'import failed');
@@ -395,7 +419,9 @@ export class Importer extends EventEmitter {
           ? `${failure.hint}; the tags of the current release were restored (new tags of this release may remain)`
           : `${failure.hint}; WARNING: some tags may point at this release's images: import again to finish, or re-import the current release`;
       }
-      failImport(db, id, failure);
+      const leftovers = await this.options.removeUploadsSince?.(started).catch(() => 0);
+      if (leftovers) log.info({ uploads: leftovers }, 'removed the upload sessions the failed import left');
+      await this.recordFailure(id, failure, log);
       this.options.onEvent(row.actor, 'import.failed', `import of ${row.file} failed in stage ${stage}: ${failure.message}`, { importId: id, stage, code: failure.code });
     } finally {
       clearInterval(watch);
@@ -404,8 +430,43 @@ export class Importer extends EventEmitter {
       this.lastEmit.delete(id);
       for (const t of Object.values(targets ?? {})) t.close();
       await opened?.close();
-      this.emit('finished', getImport(db, id));
+      const final = getImport(db, id);
+      const unrecorded = this.unrecorded.get(id);
+      this.emit('finished', final && unrecorded ? { ...final, state: 'failed', error: unrecorded } : final);
     }
+  }
+
+  /**
+   * Marks import `id` failed. With the disk full, SQLite cannot write: the reserve is
+   * released and the write tried again; if it still fails, the failure is kept in memory
+   * (followers get it) and logged. Never throws.
+   */
+  private async recordFailure(id: number, failure: ImportFailure, log: Logger): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        failImport(this.options.db, id, failure);
+        this.unrecorded.delete(id);
+        return;
+      } catch (err) {
+        if (attempt === 0 && isDiskFull(err) && (await this.options.reserve?.release())) {
+          log.warn('the disk is full: released the space reserve to record the failure');
+          continue;
+        }
+        log.error({ err, failure }, 'could not record the failure of the import; it is kept in memory');
+        this.unrecorded.set(id, failure);
+        return;
+      }
+    }
+  }
+
+  /** The one sentence for a full disk: which volume, how much is free, what to do. */
+  private async diskFull(cause: unknown, stage: Stage): Promise<AirgapError> {
+    const root = this.options.layout.root;
+    const free = await statfs(root).then((fs) => fs.bavail * fs.bsize, () => undefined);
+    return new AirgapError('AG_NO_SPACE', `the disk of ${root} is full${free === undefined ? '' : ` (${formatBytes(free)} free)`} in stage ${stage}`, {
+      cause,
+      hint: 'free space on that volume (old files under repo/, other data), then import the same file again: what was pushed is kept and not sent twice',
+    });
   }
 
   /** For a release already recorded: every tag in place and the files folder there. */

@@ -7,7 +7,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../../kit/fs.js';
@@ -118,6 +119,35 @@ export class RegistryFleet {
         ...(signal ? { signal } : {}),
       });
     return { images: make('images'), packs: make('packs') };
+  }
+
+  /**
+   * Removes the upload sessions (distribution's `_uploads/<id>/` folders under each repository) that
+   * were started at or after `sinceMs` in both registries: what a failed import left
+   * half-written, which the registry would purge only after a week. Imports run one at a
+   * time, so the only uploads of that window are the import's own (a client pushing to
+   * the bundled registry at that moment would have to start its upload again). Returns
+   * how many were removed; never throws.
+   */
+  async removeUploadsSince(sinceMs: number): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        if (!entry.isDirectory()) continue;
+        const path = join(dir, entry.name);
+        if (entry.name !== '_uploads') {
+          await walk(path);
+          continue;
+        }
+        for (const upload of await readdir(path, { withFileTypes: true }).catch(() => [])) {
+          const uploadDir = join(path, upload.name);
+          const mtime = (await stat(uploadDir).catch(() => undefined))?.mtimeMs ?? 0;
+          if (upload.isDirectory() && mtime >= sinceMs - 1000 && (await rm(uploadDir, { recursive: true, force: true }).then(() => true, () => false))) removed++;
+        }
+      }
+    };
+    for (const name of REGISTRY_NAMES) await walk(join(this.options.layout.registry(name).data, 'docker', 'registry', 'v2', 'repositories'));
+    return removed;
   }
 
   /** Asks the registry binary for its version once (status shows it); never throws. */

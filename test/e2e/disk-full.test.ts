@@ -1,0 +1,104 @@
+/**
+ * A disk that fills during an import, against the real daemon and registries on a small
+ * tmpfs state dir: the import fails with AG_NO_SPACE and one sentence, the daemon and its
+ * registries stay up, the failure is recorded (not retried at the next start), aborted
+ * uploads are removed, and once space is freed the same file imports.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { execa } from 'execa';
+import t from 'tap';
+import { stringify } from 'yaml';
+import { buildBundle } from '../../src/build/builder.js';
+import { generateSigningKeys } from '../../src/format/keys.js';
+import { AIRGAP, adminGet, isAlive, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { writeSyntheticLayout } from '../helpers/fixtures.js';
+import { tempDir } from '../helpers/temp.js';
+
+const work = await tempDir(t, 'airgap-disk-full-test-');
+const mountPoint = join(await tempDir(t, 'airgap-disk-full-mnt-'), 'state');
+await mkdir(mountPoint);
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0700', 'tmpfs', mountPoint], { stdio: 'pipe' });
+} catch (err) {
+  t.plan(0, `a tmpfs cannot be mounted here (needs root): ${String((err as Error).message).split('\n')[0]}`);
+  process.exit(0);
+}
+t.teardown(() => execFileSync('umount', ['-l', mountPoint]));
+
+const keys = await generateSigningKeys(join(work, 'keys'));
+await writeSyntheticLayout(join(work, 'images'), [{ ref: 'big', layers: Array.from({ length: 30 }, () => randomBytes(1024 * 1024)) }]);
+await writeFile(join(work, 'bundle.yaml'), stringify({ apiVersion: 'airgap/v1', kind: 'Bundle', name: 'full', version: '1.0.0', images: [{ source: 'oci:./images:big', target: 'full/big:1.0.0' }] }));
+const bin = (await buildBundle({ specPath: join(work, 'bundle.yaml'), out: work, privateKeyPath: keys.privateKeyPath })).path;
+
+const daemon = await startDaemon(t, { stateDir: mountPoint });
+const stateDir = daemon.stateDir;
+await copyFile(keys.publicKeyPath, join(stateDir, 'trusted-keys', 'build.pub'));
+
+function query<T>(sql: string): T[] {
+  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
+  try {
+    return db.prepare(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** Writes zeros into `file` until the volume refuses more. */
+async function fillVolume(file: string): Promise<void> {
+  const fh = await open(file, 'w');
+  const chunk = Buffer.alloc(1024 * 1024);
+  try {
+    for (;;) await fh.write(chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Every file left in the registries' upload folders (distribution's `_uploads`). */
+async function uploadLeftovers(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (d: string, inUploads: boolean): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const path = join(d, e.name);
+      if (e.isDirectory()) await walk(path, inUploads || e.name === '_uploads');
+      else if (inUploads) found.push(path);
+    }
+  };
+  await walk(dir, false);
+  return found;
+}
+
+t.test('the disk fills mid-import: AG_NO_SPACE, the daemon stays up, and the same file imports once there is room', async (t) => {
+  const registries = [(await registryStatus(stateDir, 'images')).pid!, (await registryStatus(stateDir, 'packs')).pid!];
+  const importing = execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir], { reject: false });
+  t.ok(await waitFor(() => query<{ n: number }>("SELECT COUNT(*) AS n FROM import_blobs")[0]!.n >= 1, 60), 'blobs are being pushed');
+  // Hold the images registry still while the disk fills, so the import is surely mid-way.
+  process.kill(registries[0]!, 'SIGSTOP');
+  const filler = join(stateDir, 'filler');
+  await fillVolume(filler);
+  process.kill(registries[0]!, 'SIGCONT');
+  t.ok((await statfs(stateDir)).bavail * (await statfs(stateDir)).bsize < 1024 * 1024, 'the volume is full');
+
+  const r = await importing;
+  t.equal(r.exitCode, 1, 'the import failed');
+  t.equal(r.stdout, '', 'no JSON result for a failed import');
+  t.match(r.stderr, new RegExp(`the disk of ${stateDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is full .* \\[AG_NO_SPACE\\]`));
+  t.match(r.stderr, /hint: free space on that volume/);
+  const status = await adminGet<{ problems: string[]; registries: Array<{ healthy: boolean }> }>(stateDir, '/v1/status');
+  t.ok(status.registries.every((r) => r.healthy), 'the daemon answers and both registries are healthy');
+  t.match(status.problems, [/the registry volume has only \d+% free/], 'the full volume is the one problem it reports');
+  t.ok(registries.every(isAlive), 'the registries are the same processes, still supervised');
+  t.same(query<{ state: string; code: string }>("SELECT state, error_code AS code FROM imports ORDER BY id DESC LIMIT 1"), [{ state: 'failed', code: 'AG_NO_SPACE' }], 'the failure is recorded, so no restart retries it');
+  t.same(await uploadLeftovers(join(stateDir, 'registries')), [], 'no aborted upload is left for the purge');
+
+  await rm(filler);
+  const again = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir], { reject: false });
+  t.equal(again.exitCode, 0, again.stderr);
+  t.match(JSON.parse(again.stdout) as object, { status: 'imported', version: '1.0.0' });
+});
