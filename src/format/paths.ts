@@ -9,7 +9,8 @@ export const MAX_PATH_BYTES = 4096;
 
 /**
  * Returns why `path` is not an acceptable entry path, or undefined when it is.
- * Refused: empty, absolute, `.`/`..`/empty segments, trailing slash, backslashes,
+ * Refused: empty, absolute, `.`/`..`/empty segments, a segment starting with `.` (a
+ * dotfile such as `.env`: the repository answers 403 for it), trailing slash, backslashes,
  * NUL or control characters, invalid UTF-8 (U+FFFD), over MAX_PATH_BYTES.
  */
 export function entryPathProblem(path: string): string | undefined {
@@ -24,6 +25,7 @@ export function entryPathProblem(path: string): string | undefined {
     if (segment === '') return 'has an empty segment (//)';
     if (segment === '..') return "has a '..' segment";
     if (segment === '.') return "has a '.' segment";
+    if (segment.startsWith('.')) return `has a segment that starts with '.' ('${segment}'), a hidden file the repository does not serve`;
   }
   return undefined;
 }
