@@ -180,7 +180,10 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
     for (const f of found) {
       const target = asFolder ? `${base}/${f.rel}` : base;
       const problem = entryPathProblem(target);
-      if (problem) throw new BundleError('AG_FILES', `file target '${target}' ${problem}`);
+      if (problem) {
+        const hidden = target.split('/').some((segment) => segment.startsWith('.'));
+        throw new BundleError('AG_FILES', `file target '${target}' ${problem}`, hidden ? { hint: `remove ${f.abs} from the files source, or rename it without the leading '.'` } : {});
+      }
       const { digest, size } = await hashFile(f.abs);
       const path = filePath(target);
       if (plan.entries.has(path)) throw new BundleError('AG_DUPLICATE', `two files target ${target}`);

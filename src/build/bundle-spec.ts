@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { BundleError } from '../kit/errors.js';
-import { BUNDLE_NAME, SEMVER } from '../format/names.js';
+import { BUNDLE_NAME, MAX_VERSION_LENGTH, SEMVER } from '../format/names.js';
 import { targetProblem } from '../oci/reference.js';
 import { entryPathProblem } from '../format/paths.js';
 
@@ -56,7 +56,7 @@ export async function loadBundleSpec(path: string): Promise<BundleSpec> {
   if (r.kind !== 'Bundle') fail(path, "kind must be 'Bundle'");
   if (typeof r.name !== 'string' || !BUNDLE_NAME.test(r.name)) fail(path, 'name must be lower-case letters, digits, ".", "_" or "-" (at most 64)');
   const version = typeof r.version === 'number' ? String(r.version) : r.version;
-  if (typeof version !== 'string' || !SEMVER.test(version)) fail(path, `version '${String(r.version)}' is not a semantic version like 1.2.3`);
+  if (typeof version !== 'string' || !SEMVER.test(version)) fail(path, `version '${String(r.version)}' is not a semantic version like 1.2.3 (at most ${MAX_VERSION_LENGTH} characters)`);
 
   const list = (key: string, allowed: string[], required: string[]): Array<Record<string, string>> => {
     const value = r[key] ?? [];

@@ -9,7 +9,7 @@
  */
 import { UsageError } from '../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
-import { formatBytes, formatDuration, table } from '../kit/text.js';
+import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import { generateSigningKeys, loadPublicKeys } from '../format/keys.js';
 import { openPayload, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
@@ -147,7 +147,7 @@ and lists images (with digests), charts, packs and files.`,
           ? 'none (unsigned)'
           : `signed by key ${signature.keyId}, not checked (pass --key PUB to verify)`;
     const lines = [
-      `${opened.file}: ${toc.name} ${toc.version}, created ${toc.created}`,
+      printable(`${opened.file}: ${toc.name} ${toc.version}, created ${toc.created}`),
       table([
         ['payload', `${formatBytes(header.payloadSize)}, ${opened.entries.length} entries, sha256 ${header.payloadSha256} verified`],
         ['signature', sig],

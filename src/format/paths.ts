@@ -8,9 +8,17 @@
 export const MAX_PATH_BYTES = 4096;
 
 /**
+ * Longest path segment accepted, in bytes: a Linux file name has 255, and the appliance
+ * writes each file first as `.<segment>.<pid>.tmp` (up to 15 bytes more).
+ */
+export const MAX_SEGMENT_BYTES = 240;
+
+/**
  * Returns why `path` is not an acceptable entry path, or undefined when it is.
- * Refused: empty, absolute, `.`/`..`/empty segments, trailing slash, backslashes,
- * NUL or control characters, invalid UTF-8 (U+FFFD), over MAX_PATH_BYTES.
+ * Refused: empty, absolute, `.`/`..`/empty segments, a segment starting with `.` (a
+ * dotfile such as `.env`: the repository answers 403 for it), trailing slash, backslashes,
+ * NUL or control characters, invalid UTF-8 (U+FFFD), over MAX_PATH_BYTES, a segment over
+ * MAX_SEGMENT_BYTES.
  */
 export function entryPathProblem(path: string): string | undefined {
   if (path === '') return 'is empty';
@@ -24,6 +32,8 @@ export function entryPathProblem(path: string): string | undefined {
     if (segment === '') return 'has an empty segment (//)';
     if (segment === '..') return "has a '..' segment";
     if (segment === '.') return "has a '.' segment";
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+    if (segment.startsWith('.')) return `has a segment that starts with '.' ('${segment}'), a hidden file the repository does not serve`;
   }
   return undefined;
 }

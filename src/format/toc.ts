@@ -52,7 +52,7 @@ export interface TocFile {
   path: string;
   size: number;
   sha256: string;
-  /** Permission bits: 0o644 or 0o755. */
+  /** Permission bits: 0o644 or 0o755 (the only modes the writer writes and the reader accepts). */
   mode: number;
 }
 
@@ -205,7 +205,8 @@ export function parseToc(bytes: Buffer): Toc {
     const target = c.string(o, 'target', at);
     const problem = entryPathProblem(target);
     if (problem) c.fail(`${at}.target`, problem);
-    const mode = c.string(o, 'mode', at, /^0?[0-7]{3}$/);
+    // Only the modes the writer writes: no world-writable, setuid or unreadable file lands on the box.
+    const mode = c.string(o, 'mode', at, /^0?(?:644|755)$/);
     return {
       target,
       path: c.string(o, 'path', at),

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { AirgapError, UsageError } from './errors.js';
-import { formatBytes, formatDuration, table, wrap } from './text.js';
+import { formatBytes, formatDuration, printable, table, wrap } from './text.js';
 
 export interface CliContext {
   stdout: NodeJS.WritableStream;
@@ -274,14 +274,16 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
       print(ctx.stderr, '\nairgap: interrupted; nothing was left half-written');
       return EXIT.interrupted;
     }
+    // Messages name files, entries and targets from a .bin or the daemon: shown printable,
+    // a crafted name cannot act on the terminal or print a line of its own.
     if (err instanceof AirgapError) {
-      print(ctx.stderr, `airgap: error: ${err.message} [${err.code}]${err.hint ? `\n  hint: ${err.hint}` : ''}`);
+      print(ctx.stderr, `airgap: error: ${printable(err.message)} [${err.code}]${err.hint ? `\n  hint: ${printable(err.hint)}` : ''}`);
       return err instanceof UsageError ? EXIT.usage : EXIT.failed;
     }
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOSPC') print(ctx.stderr, `airgap: error: the disk is full (${e.path ?? e.message})\n  hint: free some space and run the command again`);
-    else if (e.code === 'EACCES' || e.code === 'EPERM') print(ctx.stderr, `airgap: error: permission denied: ${e.path ?? e.message}`);
-    else print(ctx.stderr, `airgap: internal error: ${e.stack ?? e.message}`);
+    if (e.code === 'ENOSPC') print(ctx.stderr, `airgap: error: the disk is full (${printable(e.path ?? e.message)})\n  hint: free some space and run the command again`);
+    else if (e.code === 'EACCES' || e.code === 'EPERM') print(ctx.stderr, `airgap: error: permission denied: ${printable(e.path ?? e.message)}`);
+    else print(ctx.stderr, `airgap: internal error: ${(e.stack ?? e.message).split('\n').map(printable).join('\n')}`);
     return EXIT.failed;
   }
 }

@@ -1,5 +1,5 @@
 /** Small file-system helpers shared by the builder and, later, the appliance. */
-import { open, rename, unlink, mkdir } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -32,4 +32,27 @@ export async function syncDir(dir: string): Promise<void> {
   if (!fh) return;
   await fh.sync().catch(() => {});
   await fh.close();
+}
+
+/** Why a file or folder can be changed by another user, and the command that closes it. */
+export interface UnsafeOwnership {
+  problem: string;
+  fix: string;
+}
+
+/**
+ * Whether `path` (symbolic links followed) could be changed by a user other than this
+ * process's user and root: group- or world-writable, or owned by another user. Returns
+ * what is wrong and the command that fixes it (`chmod 755 …`, `chown …`), or undefined
+ * when it is safe. Throws the file system's errors (ENOENT included).
+ */
+export async function unsafeOwnership(path: string): Promise<UnsafeOwnership | undefined> {
+  const info = await stat(path);
+  const uid = process.getuid?.() ?? 0;
+  if (info.uid !== uid && info.uid !== 0) return { problem: `is owned by uid ${info.uid}, not by uid ${uid} (this process) or root`, fix: `chown ${uid} ${path}` };
+  if (info.mode & 0o022) {
+    const mode = (info.mode & 0o7777 & ~0o022).toString(8).padStart(4, '0');
+    return { problem: `is ${info.mode & 0o002 ? 'world' : 'group'}-writable (mode ${(info.mode & 0o7777).toString(8).padStart(4, '0')})`, fix: `chmod ${mode} ${path}` };
+  }
+  return undefined;
 }

@@ -1,4 +1,27 @@
-/** Human-readable numbers for CLI output. */
+/** Human-readable numbers and safe text for CLI output. */
+
+/**
+ * What a terminal would act on instead of showing: C0 controls (ESC, CR, BS, newline…),
+ * DEL, C1 controls (U+0080–U+009F, CSI among them), the bidirectional marks, embeddings,
+ * overrides and isolates (U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069) and the
+ * line and paragraph separators (U+2028, U+2029).
+ */
+const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `text` with every character a terminal would act on (see UNPRINTABLE) shown as a visible
+ * escape: `\x1b` for a control below U+0100, `\u202e` above. Every name that comes from a
+ * .bin, the daemon or the file system goes through it before it reaches a terminal or a
+ * log or reason file, so a crafted name cannot clear the screen, move the cursor, print
+ * a line of its own or reorder what is shown. JSON output does not need it (JSON escapes
+ * controls itself).
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
 
 /** Bytes in SI units, as `1.5 MB` (1 kB = 1000 B), matching what registries and skopeo print. */
 export function formatBytes(bytes: number): string {
@@ -21,8 +44,13 @@ export function formatDuration(seconds: number): string {
   return `${m}m${String(s).padStart(2, '0')}s`;
 }
 
-/** Left-aligned columns: each row's cells padded to the widest cell of its column. */
-export function table(rows: string[][], indent = '  '): string {
+/**
+ * Left-aligned columns: each row's cells padded to the widest cell of its column. Cells
+ * are shown {@link printable}: a control character in a name cannot break the columns or
+ * act on the terminal.
+ */
+export function table(rawRows: string[][], indent = '  '): string {
+  const rows = rawRows.map((row) => row.map(printable));
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows.map((row) => indent + row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');

@@ -3,7 +3,7 @@
  * sentence and a non-zero exit, and leaves no lock, socket or registry process behind.
  */
 import t, { type Test } from 'tap';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -99,6 +99,24 @@ t.test('an unusable state dir', async (t) => {
   t.equal(r.exitCode, 1);
   t.match(r.stderr, /the state dir .*a-file\/state is not usable: .* \[AG_STATE_DIR\]\n {2}hint: run as root, or pass --state-dir/);
   t.equal(await readFile(join(dir, 'a-file'), 'utf8'), 'x', 'nothing written in its place');
+});
+
+t.test('a state dir another user could write is refused at start, with the fix', async (t) => {
+  const dir = await newStateDir(t);
+  const cases: Array<[string, () => Promise<void>, RegExp]> = [
+    ['world-writable', () => chmod(dir, 0o777), /the state dir .* is world-writable \(mode 0777\), .* \[AG_UNSAFE_PERMISSIONS\]\n {2}hint: run 'chmod 0755 .*'/],
+    ['group-writable', () => chmod(dir, 0o770), /is group-writable \(mode 0770\).*\n {2}hint: run 'chmod 0750 /],
+    ['owned by another user', async () => (await chmod(dir, 0o700), await chown(dir, 65534, 65534)), /is owned by uid 65534, .* \[AG_UNSAFE_PERMISSIONS\]\n {2}hint: run 'chown 0 /],
+  ];
+  for (const [what, spoil, message] of cases) {
+    await spoil();
+    const r = await airgap(serveArgs(dir, await freePorts()));
+    t.equal(r.exitCode, 1, what);
+    t.match(r.stderr, message, what);
+    await assertClean(t, dir);
+    t.same(await readdir(dir), [], `${what}: nothing written in it`);
+  }
+  await chown(dir, 0, 0);
 });
 
 t.test('a damaged CA or a newer database is refused, not replaced', async (t) => {

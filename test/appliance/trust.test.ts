@@ -1,14 +1,16 @@
 /**
  * Which files an import accepts (src/appliance/import/open.ts): signed by a trusted key;
  * with the daemon's --allow-unsigned also unsigned files and unknown keys, but never a
- * signature that a trusted key does not verify.
+ * signature that a trusted key does not verify. Keys that another user could have planted
+ * are not used at all.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { openForImport } from '../../src/appliance/import/open.js';
 import { HEADER_SIZE } from '../../src/format/layout.js';
+import type { AirgapError } from '../../src/kit/errors.js';
 import { craftBin } from '../helpers/craft.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -52,4 +54,35 @@ t.test('--allow-unsigned lets unsigned and unknown-key files in, with trusted ke
 t.test('a file altered after a trusted key signed it is refused even with --allow-unsigned', async (t) => {
   await t.rejects(status(forged, true), { code: 'AG_BAD_SIGNATURE' });
   await t.rejects(status(forged, false), { code: 'AG_BAD_SIGNATURE' });
+});
+
+t.test('keys another user could have planted are not used: the folder or a key writable by others, or owned by another user', async (t) => {
+  const dir = await tempDir(t, 'airgap-trust-perms-');
+  const keys = join(dir, 'trusted-keys');
+  await mkdir(keys, { mode: 0o755 });
+  await chmod(keys, 0o755);
+  const key = join(keys, 'site.pub');
+  await writeFile(key, trusted.publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
+  const open = async () => (await openForImport(signed, keys, false)).close();
+  await open();
+  const cases: Array<[string, () => Promise<void>, () => Promise<void>, RegExp]> = [
+    ['a world-writable folder', () => chmod(keys, 0o777), () => chmod(keys, 0o755), /trusted-keys is world-writable \(mode 0777\)/],
+    ['a group-writable folder', () => chmod(keys, 0o775), () => chmod(keys, 0o755), /trusted-keys is group-writable \(mode 0775\)/],
+    ['a world-writable key', () => chmod(key, 0o666), () => chmod(key, 0o644), /site\.pub is world-writable \(mode 0666\)/],
+    ['a key owned by another user', () => chown(key, 65534, 65534), () => chown(key, 0, 0), /site\.pub is owned by uid 65534/],
+    ['a folder owned by another user', () => chown(keys, 65534, 65534), () => chown(keys, 0, 0), /trusted-keys is owned by uid 65534/],
+  ];
+  for (const [what, spoil, mend, message] of cases) {
+    await spoil();
+    const err = await openForImport(signed, keys, false).then(
+      async (opened) => (await opened.close(), undefined),
+      (e: unknown) => e as AirgapError,
+    );
+    t.equal(err?.code, 'AG_UNSAFE_PERMISSIONS', what);
+    t.match(err?.message, message, what);
+    t.match(err?.hint, /run '(chmod 0755|chmod 0644|chown 0) .*'/, `${what}: the hint gives the fix`);
+    await t.rejects(openForImport(unsigned, keys, true), { code: 'AG_UNSAFE_PERMISSIONS' }, `${what}: refused with --allow-unsigned too`);
+    await mend();
+    await open();
+  }
 });

@@ -188,6 +188,22 @@ t.test('refused files change nothing', async (t) => {
       await craftBin(f, { version: '1.3.0', key: (await loadPrivateKey(keys.privateKeyPath)).key, entries: [{ path: 'files/../../../etc/cron.d/x', data: Buffer.from('* * * * * root id\n') }] });
       return f;
     }, /AG_ENTRY_PATH/],
+    ['a file name the box could not write', async () => {
+      const f = join(work, 'long-name.bin');
+      await craftBin(f, { version: '1.3.1', key: (await loadPrivateKey(keys.privateKeyPath)).key, entries: [{ path: `files/${'n'.repeat(250)}`, data: Buffer.from('x\n') }] });
+      return f;
+    }, /has a segment longer than 240 bytes \[AG_ENTRY_PATH\]/],
+    ['a version the box could not write', async () => {
+      const f = join(work, 'long-version.bin');
+      const long = `1.3.2-${'v'.repeat(240)}`;
+      await craftBin(f, {
+        key: (await loadPrivateKey(keys.privateKeyPath)).key,
+        entries: [{ path: 'files/a.txt', data: Buffer.from('x\n') }],
+        toc: (toc) => ({ ...toc, version: long }),
+        editHeader: (h) => h.replace('VERSION="1.0.0"', `VERSION="${long}"`),
+      });
+      return f;
+    }, /VERSION.*\[AG_HEADER\]/],
     ['tampered layer', async () => {
       // Flip one byte inside the layer that only v2 has: found while it streams, before any tag moves.
       const f = join(work, 'tampered.bin');

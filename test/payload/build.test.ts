@@ -298,3 +298,18 @@ t.test('docker:// with Basic auth: credentials from --registry-auth (a docker co
   t.match(wrong.stderr, /access denied \(401\)/);
   await t.rejects(stat(join(work, 'authed2.bin')));
 });
+
+t.test('a dotfile in a files source is refused at build, with the file to remove', async (t) => {
+  const dir = join(work, 'dotfiles');
+  await makeFiles(join(dir, 'site'));
+  await writeFile(join(dir, 'site', 'nested', '.env'), 'SECRET=1\n');
+  const dotSpec = await writeBundle(dir, { name: 'dots', version: '1.0.0', files: [{ source: './site', target: 'site/' }] });
+  const r = await execa(AIRGAP, ['build', dotSpec, '--out', join(dir, 'dots.bin')], { reject: false });
+  t.equal(r.exitCode, 1, r.stderr);
+  t.match(r.stderr, /file target 'site\/nested\/\.env' has a segment that starts with '\.' \('\.env'\).*\[AG_FILES\]\n {2}hint: remove .*site\/nested\/\.env from the files source/);
+  await t.rejects(stat(join(dir, 'dots.bin')), 'no file written');
+  const target = await writeBundle(dir, { name: 'dots', version: '1.0.0', files: [{ source: './site/a.yaml', target: '.htaccess' }] });
+  const s = await execa(AIRGAP, ['build', target, '--out', join(dir, 'dots.bin')], { reject: false });
+  t.equal(s.exitCode, 1, s.stderr);
+  t.match(s.stderr, /files\[0\]\.target '\.htaccess' has a segment that starts with '\.'/);
+});

@@ -13,6 +13,7 @@ import { openPayload, verifyPayloadData, openEntryStream } from '../../src/forma
 import { keyIdOf, type PublicKeyInfo } from '../../src/format/keys.js';
 import { sealHeaderBlock, ustarBlock } from '../../src/format/tar.js';
 import { HEADER_SIZE } from '../../src/format/layout.js';
+import { serializeToc } from '../../src/format/toc.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 const dir = await tempDir(t, 'airgap-refusals-');
@@ -45,6 +46,29 @@ t.test('a crafted baseline is accepted (so each refusal below has one cause)', a
   t.same(opened.entries.map((e) => e.path), ['airgap.yaml', 'oci/oci-layout', 'oci/index.json', 'files/a.txt']);
   const cli = await execa(AIRGAP, ['inspect', path, '--key', join(dir, 'signer.pub')], { reject: false });
   t.equal(cli.exitCode, 0, cli.stderr);
+});
+
+t.test('the two modes the writer writes are accepted', async (t) => {
+  const path = file();
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/a.txt', data }, { path: 'files/bin/tool', data, mode: 0o755 }] });
+  const opened = await check(path);
+  t.same(opened.toc.files.map((f) => f.mode), [0o644, 0o755]);
+});
+
+/** A .bin whose header and TOC both carry `version` (renderHeader refuses what the reader refuses, so the header is edited). */
+function withVersion(version: string): Parameters<typeof craftBin>[1] {
+  return { toc: (toc) => ({ ...toc, version }), editHeader: (h) => h.replace('VERSION="1.0.0"', `VERSION="${version}"`) };
+}
+const version128 = `1.0.0-${'a'.repeat(122)}`;
+
+t.test('names up to the limits the importer can write are accepted: a 240-byte segment, a 128-character version', async (t) => {
+  const path = file();
+  const segment = `${'é'.repeat(119)}ab`;
+  t.equal(Buffer.byteLength(segment), 240);
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: `files/${segment}`, data }], ...withVersion(version128) });
+  const opened = await check(path);
+  t.equal(opened.toc.version, version128);
+  t.same(opened.toc.files.map((f) => f.target), [segment]);
 });
 
 const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
@@ -82,6 +106,20 @@ const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
     'AG_TOC_MISMATCH',
   ],
   ['payload without an OCI layout', { bare: true, entries: [{ path: 'files/a.txt', data }] }, 'AG_LAYOUT'],
+  // Dotfiles: the repository answers 403 for them, so a release must not list them.
+  ['dotfile entry', { entries: [{ path: 'files/.env', data }] }, 'AG_ENTRY_PATH'],
+  ['entry under a dot folder', { entries: [{ path: 'files/site/.git/config', data }] }, 'AG_ENTRY_PATH'],
+  ['TOC file target that is a dotfile', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, files: toc.files.map((f) => ({ ...f, target: 'site/.htaccess', path: 'files/site/.htaccess' })) }) }, 'AG_TOC_INVALID'],
+  ['TOC entry path with a dot segment', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, entries: toc.entries.map((e) => (e.path === 'files/a.txt' ? { ...e, path: 'files/.a.txt' } : e)) }) }, 'AG_TOC_INVALID'],
+  // Names the importer could not write (a file name has 255 bytes): refused before anything is written.
+  ['path segment longer than 240 bytes', { entries: [{ path: `files/dir/${'é'.repeat(120)}x`, data }] }, 'AG_ENTRY_PATH'],
+  ['TOC file target with a segment longer than 240 bytes', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, files: toc.files.map((f) => ({ ...f, target: 'a'.repeat(241), path: `files/${'a'.repeat(241)}` })) }) }, 'AG_TOC_INVALID'],
+  ['version longer than 128 characters', withVersion(`${version128}a`), 'AG_HEADER'],
+  // File modes: only the two the writer writes (0644, 0755).
+  ['world-writable file mode 0777', { entries: [{ path: 'files/a.txt', data, mode: 0o777 }] }, 'AG_TOC_INVALID'],
+  ['file mode 0666', { entries: [{ path: 'files/a.txt', data, mode: 0o666 }] }, 'AG_TOC_INVALID'],
+  ['setuid file mode 4755 in the TOC', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => Buffer.from(serializeToc(toc).toString().replace('mode: "0644"', 'mode: "4755"')) }, 'AG_TOC_INVALID'],
+  ['file mode 000', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => Buffer.from(serializeToc(toc).toString().replace('mode: "0644"', 'mode: "000"')) }, 'AG_TOC_INVALID'],
 ];
 
 for (const [what, options, code] of entryCases) {

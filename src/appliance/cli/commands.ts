@@ -14,7 +14,7 @@
 import { readFile } from 'node:fs/promises';
 import { defineCommand, EXIT, print, type Command } from '../../kit/cli.js';
 import { UsageError } from '../../kit/errors.js';
-import { formatBytes, formatDuration, table } from '../../kit/text.js';
+import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
 import { parseRepoAddress } from '../config/address.js';
 import { callAdmin } from './admin-client.js';
 import type { ApplianceStatus, ConnectionDetails, SetupResult } from '../daemon/appliance.js';
@@ -53,7 +53,7 @@ export function renderConnectionDetails(d: ConnectionDetails): string {
 function renderStatus(s: ApplianceStatus): string {
   const lines = [
     `airgap ${s.version}: ${s.healthy ? 'healthy' : 'DEGRADED'}`,
-    ...s.problems.map((p) => `  problem: ${p}`),
+    ...s.problems.map((p) => `  problem: ${printable(p)}`),
     table([
       ['daemon', `pid ${s.daemon.pid}, up ${formatDuration(s.daemon.uptimeSeconds)}, listening on ${s.daemon.address}`],
       ['state dir', s.daemon.stateDir],
@@ -159,7 +159,7 @@ passwords, and the registry CA certificate in base64 (one line).`,
       parseRepoAddress(positionals[0]!); // a bad address is a usage error (exit 2) before any daemon is asked
       const stateDir = resolveStateDir(values['state-dir'], { ...host, env: ctx.env });
       const result = await callAdmin<SetupResult>(stateDir, 'POST', '/v1/setup', { repoAddress: positionals[0] }, { onWait: (m) => print(ctx.stderr, m) });
-      for (const warning of result.warnings) print(ctx.stderr, `airgap: warning: ${warning}`);
+      for (const warning of result.warnings) print(ctx.stderr, `airgap: warning: ${printable(warning)}`);
       const c = result.changed;
       const done = [c.repoAddress ? 'repo address set' : '', c.certificate ? 'server certificate issued' : '', c.registriesRestarted.length ? `${c.registriesRestarted.join(' and ')} registries restarted` : ''].filter(Boolean);
       print(ctx.stderr, `Setup completed: ${done.length ? done.join('; ') : 'nothing changed'}.`);
@@ -213,7 +213,7 @@ network.gateway, network.dns. Idempotent.`,
       const { applyFirstBoot, parseOvfEnvironment } = await import('../firstboot/firstboot.js');
       const settings = parseOvfEnvironment(await readFile(values['ovf-env'], 'utf8'));
       const written = await applyFirstBoot(values.root ?? FIRSTBOOT_ROOT, settings, values.user ?? FIRSTBOOT_USER);
-      print(ctx.stdout, values.json ? JSON.stringify({ settings, written }, null, 2) : written.map((f) => `wrote ${f}`).join('\n'));
+      print(ctx.stdout, values.json ? JSON.stringify({ settings, written }, null, 2) : written.map((f) => `wrote ${printable(f)}`).join('\n'));
       return EXIT.ok;
     },
   });

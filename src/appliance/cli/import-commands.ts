@@ -12,7 +12,7 @@
 import { resolve } from 'node:path';
 import { AirgapError, asErrorCode } from '../../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
-import { formatBytes, formatDuration, table } from '../../kit/text.js';
+import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
 import { callAdmin, streamAdmin } from './admin-client.js';
 import { resolveStateDir, type Host } from '../config/config.js';
 import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
@@ -64,7 +64,7 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, outpu
     }
     if (message.stage !== stage) {
       reporter.end();
-      if (stage === 'open' || (stage === null && message.stage !== 'open')) say(`Integrity verified: ${message.name ?? ''} ${message.version ?? ''}`.trimEnd());
+      if (stage === 'open' || (stage === null && message.stage !== 'open')) say(printable(`Integrity verified: ${message.name ?? ''} ${message.version ?? ''}`.trimEnd()));
       stage = message.stage;
       reporter = progressReporter(ctx, quiet);
       if (stage === 'open') say('Verifying the file');
@@ -104,11 +104,14 @@ async function followImport(stateDir: string, id: number, ctx: CliContext, outpu
   return final;
 }
 
+/** The closing lines of `airgap import`; the release's names are shown printable. */
 function importSummary(r: ImportResult): string {
-  if (r.status === 'unchanged') return `Setup Completed: ${r.name} ${r.version} is already on the box; nothing was pushed (${formatDuration(r.seconds)})`;
-  const what = r.action === 'upgrade' ? `upgraded from ${r.previousVersion}` : r.action === 'downgrade' ? `downgraded from ${r.previousVersion}` : r.action === 'repair' ? 'repaired' : 'installed';
+  const release = printable(`${r.name} ${r.version}`);
+  if (r.status === 'unchanged') return `Setup Completed: ${release} is already on the box; nothing was pushed (${formatDuration(r.seconds)})`;
+  const previous = printable(r.previousVersion ?? '');
+  const what = r.action === 'upgrade' ? `upgraded from ${previous}` : r.action === 'downgrade' ? `downgraded from ${previous}` : r.action === 'repair' ? 'repaired' : 'installed';
   return [
-    `Setup Completed: ${r.name} ${r.version} ${what} in ${formatDuration(r.seconds)}${r.resumed ? ' (resumed after a daemon restart)' : ''}`,
+    `Setup Completed: ${release} ${what} in ${formatDuration(r.seconds)}${r.resumed ? ' (resumed after a daemon restart)' : ''}`,
     `  ${r.images} images, ${r.charts} charts, ${r.packs} packs, ${r.files} files`,
     `  ${r.blobsPushed} blobs pushed (${formatBytes(r.bytesPushed)}), ${r.blobsMounted} mounted, ${r.blobsSkipped} already there`,
   ].join('\n');
@@ -153,7 +156,7 @@ that pushes only what changed; an older one is refused unless --allow-downgrade.
       const queued = await callAdmin<{ import: ImportRow; queuePosition: number }>(stateDir, 'POST', '/v1/imports', { file, allowDowngrade: values['allow-downgrade'] === true }, {
         onWait: (m) => print(ctx.stderr, m),
       });
-      if (!quiet) print(ctx.stderr, `Import ${queued.import.id}: ${file}`);
+      if (!quiet) print(ctx.stderr, `Import ${queued.import.id}: ${printable(file)}`);
       const row = await followImport(stateDir, queued.import.id, ctx, output);
       if (row.state === 'failed') {
         const e = row.error ?? { code: 'AG_IMPORT_FAILED', message: 'the import failed' };

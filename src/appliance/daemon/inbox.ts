@@ -8,6 +8,7 @@ import { readdir, readlink, rename, stat, mkdir, writeFile } from 'node:fs/promi
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { printable } from '../../kit/text.js';
 import type { Importer } from '../import/runner.js';
 import type { ImportRow } from '../store/imports.js';
 
@@ -132,8 +133,9 @@ export class InboxWatcher {
     try {
       await rename(row.file, dest);
       if (failed) {
+        // The message names entries of the refused file: printable, so `cat` of it cannot act on a terminal.
         const e = row.error;
-        await writeFile(`${dest}.reason.txt`, `import ${row.id} failed: ${e?.message ?? 'unknown'} [${e?.code ?? ''}]\n${e?.hint ? `hint: ${e.hint}\n` : ''}`, { mode: 0o644 });
+        await writeFile(`${dest}.reason.txt`, `import ${row.id} failed: ${printable(e?.message ?? 'unknown')} [${e?.code ?? ''}]\n${e?.hint ? `hint: ${printable(e.hint)}\n` : ''}`, { mode: 0o644 });
       }
       this.options.onEvent('inbox', failed ? 'inbox.failed' : 'inbox.processed', `${basename(row.file)} moved to ${failed ? 'failed' : 'processed'}/`, { importId: row.id, file: dest });
     } catch (err) {

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirgapError } from '../../kit/errors.js';
+import { unsafeOwnership } from '../../kit/fs.js';
 import { pidAlive } from '../../kit/pids.js';
 import type { StateLayout } from '../config/state-layout.js';
 
@@ -73,11 +74,20 @@ export async function lockStateDir(layout: StateLayout): Promise<void> {
 
 /**
  * Checks the state dir of `layout` (checkStateDir), closes it to 0700 when this call
- * made it, and locks it (lockStateDir). Throws StateDirError AG_STATE_DIR or
- * AG_DAEMON_RUNNING. Release with releaseStateDir.
+ * made it, refuses it when another user could write it (group- or world-writable, or owned
+ * by a user other than this process's and root), and locks it (lockStateDir). Throws
+ * StateDirError AG_STATE_DIR, AG_UNSAFE_PERMISSIONS or AG_DAEMON_RUNNING. Release with releaseStateDir.
  */
 export async function takeStateDir(layout: StateLayout): Promise<void> {
   const existed = await stat(layout.root).then(() => true, () => false);
+  // Whoever can write the state dir can plant trusted keys, certificates and the database:
+  // an existing one is checked before anything is written in it.
+  const unsafe = existed ? await unsafeOwnership(layout.root) : undefined;
+  if (unsafe) {
+    throw new StateDirError('AG_UNSAFE_PERMISSIONS', `the state dir ${layout.root} ${unsafe.problem}, so another user could change what the appliance trusts`, {
+      hint: `run '${unsafe.fix}' and start again`,
+    });
+  }
   await checkStateDir(layout.root);
   // A folder we made is ours to close; an existing one (given with --state-dir) keeps its mode.
   if (!existed) await chmod(layout.root, 0o700).catch(() => {});

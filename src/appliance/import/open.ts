@@ -5,7 +5,9 @@
  * OCI layout closure. Blob digests are checked by the registry as they land (ADR 0002), file digests in flight.
  */
 import { readdir } from 'node:fs/promises';
-import { PayloadError } from '../../kit/errors.js';
+import { join } from 'node:path';
+import { AirgapError, PayloadError } from '../../kit/errors.js';
+import { unsafeOwnership } from '../../kit/fs.js';
 import { loadPublicKeys } from '../../format/keys.js';
 import { openPayload, type OpenedPayload } from '../../format/reader.js';
 
@@ -14,10 +16,14 @@ import { openPayload, type OpenedPayload } from '../../format/reader.js';
  * must be signed by one of the trusted keys: with none installed, every file is refused
  * with a hint that says where keys go. With it, unsigned files and files signed by a key
  * that is not trusted are accepted, while a signature by a trusted key must still verify.
- * Throws PayloadError (see openPayload) or AG_NO_TRUSTED_KEYS.
+ * The folder and every key in it must be writable only by the daemon's user (or root):
+ * otherwise anyone who can plant a key could sign what the box imports.
+ * Throws PayloadError (see openPayload), AG_NO_TRUSTED_KEYS, or AG_UNSAFE_PERMISSIONS
+ * (the folder or a key is group- or world-writable, or owned by another user).
  */
 export async function openForImport(file: string, trustedKeysDir: string, allowUnsigned: boolean): Promise<OpenedPayload> {
   const keyFiles = (await readdir(trustedKeysDir).catch(() => [] as string[])).filter((f) => f.endsWith('.pub'));
+  if (keyFiles.length) for (const path of [trustedKeysDir, ...keyFiles.map((f) => join(trustedKeysDir, f))]) await checkTrustPath(path);
   const trustedKeys = keyFiles.length ? await loadPublicKeys([trustedKeysDir]) : [];
   if (!trustedKeys.length && !allowUnsigned) {
     // Open first so that a damaged file says so, then refuse for want of keys.
@@ -28,4 +34,14 @@ export async function openForImport(file: string, trustedKeysDir: string, allowU
     });
   }
   return openPayload(file, { trustedKeys, requireSignature: !allowUnsigned, allowUnverified: allowUnsigned });
+}
+
+/** Refuses a trusted-keys folder or key file that another user could change (AG_UNSAFE_PERMISSIONS). */
+async function checkTrustPath(path: string): Promise<void> {
+  const unsafe = await unsafeOwnership(path);
+  if (unsafe) {
+    throw new AirgapError('AG_UNSAFE_PERMISSIONS', `the trusted keys are not used: ${path} ${unsafe.problem}, so another user could plant or change a key`, {
+      hint: `check what is in it, then run '${unsafe.fix}' and import again`,
+    });
+  }
 }
