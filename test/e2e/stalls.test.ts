@@ -70,7 +70,7 @@ t.test('a .bin that shrinks under its import fails it at once, and the next impo
 });
 
 t.test('a registry that stops answering is killed and restarted, and the import pushing to it finishes', async (t) => {
-  const stateDir = await daemonFor(t, { AIRGAP_STALL_SECONDS: '3' });
+  const stateDir = await daemonFor(t, { AIRGAP_STALL_SECONDS: '5' });
   const file = await release('1.1.0', 24, 512 * 1024);
   const before = await registryStatus(stateDir, 'images');
   const lastEvent = await lastEventId(stateDir);
@@ -81,7 +81,7 @@ t.test('a registry that stops answering is killed and restarted, and the import 
     if (isAlive(before.pid!)) process.kill(before.pid!, 'SIGKILL');
   });
 
-  t.ok(await waitFor(async () => (await registryStatus(stateDir, 'images').catch(() => before)).restarts === before.restarts + 1, 60), 'the supervisor restarted it');
+  t.ok(await waitFor(async () => (await registryStatus(stateDir, 'images').catch(() => before)).restarts > before.restarts, 60), 'the supervisor restarted it');
   const after = await registryStatus(stateDir, 'images');
   t.not(after.pid, before.pid, 'a new process');
   t.notOk(isAlive(before.pid!), 'the stopped one is gone');

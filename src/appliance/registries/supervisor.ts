@@ -273,7 +273,8 @@ export class SupervisedRegistry {
     if (this.watchdog) return;
     const stallMs = (this.options.stallSeconds ?? 30) * 1000;
     const everyMs = Math.min(5000, Math.max(250, stallMs / 4));
-    this.watchdog = setInterval(() => void this.watch(stallMs, Math.min(2000, everyMs)), everyMs);
+    // A probe may take up to 2 s (a loaded box), but never longer than half the stall window.
+    this.watchdog = setInterval(() => void this.watch(stallMs, Math.min(2000, stallMs / 2)), everyMs);
     this.watchdog.unref();
   }
 
