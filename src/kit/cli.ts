@@ -281,7 +281,7 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
       return err instanceof UsageError ? EXIT.usage : EXIT.failed;
     }
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOSPC') print(ctx.stderr, `airgap: error: the disk is full (${printable(e.path ?? e.message)})\n  hint: free some space and run the command again`);
+    if (e.code === 'ENOSPC' || e.code === 'SQLITE_FULL') print(ctx.stderr, `airgap: error: the disk is full (${printable(e.path ?? e.message)})\n  hint: free some space and run the command again`);
     else if (e.code === 'EACCES' || e.code === 'EPERM') print(ctx.stderr, `airgap: error: permission denied: ${printable(e.path ?? e.message)}`);
     else print(ctx.stderr, `airgap: internal error: ${(e.stack ?? e.message).split('\n').map(printable).join('\n')}`);
     return EXIT.failed;

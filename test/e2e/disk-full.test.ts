@@ -99,7 +99,15 @@ t.test('the disk fills mid-import: AG_NO_SPACE, the daemon stays up, and the sam
   t.same(query<{ state: string; code: string }>("SELECT state, error_code AS code FROM imports ORDER BY id DESC LIMIT 1"), [{ state: 'failed', code: 'AG_NO_SPACE' }], 'the failure is recorded, so no restart retries it');
   t.same(await uploadLeftovers(join(stateDir, 'registries')), [], 'no aborted upload is left for the purge');
 
+  // Full again, with no import running: even queueing one says so, with its own code.
+  await fillVolume(join(stateDir, 'filler-2'));
+  const queued = await execa(AIRGAP, ['import', bin, '--state-dir', stateDir], { reject: false });
+  t.equal(queued.exitCode, 1);
+  t.match(queued.stderr, /the disk of the state dir is full \[AG_NO_SPACE\]/);
+  t.ok(await waitFor(async () => (await adminGet<{ registries: Array<{ healthy: boolean }> }>(stateDir, '/v1/status')).registries.length === 2), 'the daemon still answers');
+
   await rm(filler);
+  await rm(join(stateDir, 'filler-2'));
   const again = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir], { reject: false });
   t.equal(again.exitCode, 0, again.stderr);
   t.match(JSON.parse(again.stdout) as object, { status: 'imported', version: '1.0.0' });

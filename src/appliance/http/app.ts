@@ -23,6 +23,7 @@ export type { AdminOperations };
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AirgapError, httpStatusOf } from '../../kit/errors.js';
+import { isDiskFull } from '../../kit/space-reserve.js';
 import { parseRepoAddress, urlHost } from '../config/address.js';
 import { secretsEqual, type Credential } from '../security/credentials.js';
 import { PassThrough } from 'node:stream';
@@ -51,6 +52,11 @@ function registerErrorHandler(app: FastifyInstance, notFound = true): void {
       const status = typeof explicit === 'number' ? explicit : httpStatusOf(error.code);
       if (status >= 500) request.log.error({ err: error }, error.message);
       return reply.status(status).send({ code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+    if (isDiskFull(error)) {
+      // The daemon's own disk (the database, a temp file): a clear 507, not an internal error.
+      request.log.error({ err: error }, 'the disk is full');
+      return reply.status(httpStatusOf('AG_NO_SPACE')).send({ code: 'AG_NO_SPACE', message: 'the disk of the state dir is full', hint: "free space on that volume ('airgap status' shows it), then try again" });
     }
     if (error.validation || (error.statusCode && error.statusCode < 500)) {
       return reply.status(error.statusCode ?? 400).send({ code: 'AG_BAD_REQUEST', message: error.message });

@@ -17,7 +17,7 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * Opens (creating when missing) the database at `path`, mode 0600, WAL, foreign keys on,
  * a 5 s busy timeout, and applies the migrations it lacks, each in its own transaction.
  * Throws AirgapError AG_DB_NEWER when the file was written by a newer airgap, AG_DB_OPEN
- * when it cannot be opened or is not a database.
+ * when it cannot be opened or is not a database, AG_DB_CORRUPT when a page is damaged.
  */
 export function openDatabase(path: string): Db {
   // Create the file 0600 before SQLite does, so its WAL and shm files inherit that mode.
@@ -41,11 +41,31 @@ export function openDatabase(path: string): Db {
   }
   try {
     migrate(db);
+    checkIntegrity(db, path);
   } catch (err) {
     db.close();
-    throw err;
+    throw corruption(err, path) ?? err;
   }
   return db;
+}
+
+const CORRUPT_HINT = 'stop the daemon, move the file (and its -wal and -shm files) aside and restore it from a backup, or start with an empty one (the releases are then imported again)';
+
+/** SQLite's "this is not a (sound) database" errors as AG_DB_CORRUPT, or undefined. */
+function corruption(err: unknown, path: string): AirgapError | undefined {
+  const code = (err as { code?: unknown }).code;
+  if (code !== 'SQLITE_CORRUPT' && code !== 'SQLITE_NOTADB' && !String(code).startsWith('SQLITE_CORRUPT_')) return undefined;
+  return new AirgapError('AG_DB_CORRUPT', `the database ${path} is damaged: ${(err as Error).message}`, { cause: err, hint: CORRUPT_HINT });
+}
+
+/**
+ * `PRAGMA quick_check` (SQLite's O(n) structural check, without index contents): a damaged
+ * page is found at start, not in the middle of an import. Throws AirgapError AG_DB_CORRUPT.
+ */
+function checkIntegrity(db: Db, path: string): void {
+  const rows = db.pragma('quick_check(5)') as Array<{ quick_check: string }>;
+  const problems = rows.map((r) => r.quick_check).filter((text) => text !== 'ok');
+  if (problems.length) throw new AirgapError('AG_DB_CORRUPT', `the database ${path} is damaged: ${problems.join('; ')}`, { hint: CORRUPT_HINT });
 }
 
 function migrate(db: Db): void {
