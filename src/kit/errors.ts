@@ -71,6 +71,7 @@ export const ERROR_STATUS = {
   // the daemon, its state and its host
   AG_NO_SPACE: 507,
   AG_IMPORT_FAILED: 500,
+  AG_IMPORT_CANCELLED: 409,
   AG_STATE_DIR: 500,
   AG_UNSAFE_PERMISSIONS: 500,
   AG_DB_OPEN: 500,

@@ -148,6 +148,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     },
     listImports: () => [],
     getImport: () => undefined,
+    cancelImport: async () => undefined,
     followImport: () => () => {},
     releases: () => ({ current: null, releases: [] }),
     artifacts: () => [],

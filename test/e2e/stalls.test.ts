@@ -119,3 +119,47 @@ t.test('the first SIGTERM stops following a hung import at once; the import goes
   };
   t.ok(await waitFor(() => state() === 'imported', 90), 'the daemon finished the import on its own');
 });
+
+t.test('airgap import --cancel: a queued import leaves the queue, a running one stops; both say so to their followers', async (t) => {
+  const stateDir = await daemonFor(t);
+  const running = await release('1.3.0', 16, 512 * 1024);
+  const waiting = await release('1.3.1', 2, 50_000);
+  const first = execa(AIRGAP, ['import', running, '--state-dir', stateDir], { reject: false });
+  t.ok(await waitFor(() => pushedBlobs(stateDir) >= 1, 60), 'blobs are being pushed');
+  const registry = (await registryStatus(stateDir, 'images')).pid!;
+  process.kill(registry, 'SIGSTOP');
+  t.teardown(() => {
+    if (isAlive(registry)) process.kill(registry, 'SIGCONT');
+  });
+  const second = execa(AIRGAP, ['import', waiting, '--state-dir', stateDir], { reject: false });
+  const ids = () => {
+    const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
+    try {
+      return db.prepare('SELECT id, state, error_code AS code FROM imports ORDER BY id').all() as Array<{ id: number; state: string; code: string | null }>;
+    } finally {
+      db.close();
+    }
+  };
+  t.ok(await waitFor(() => ids().length === 2), 'the second import is queued');
+  const [a, b] = ids();
+
+  const cancelQueued = await execa(AIRGAP, ['import', '--cancel', String(b!.id), '--state-dir', stateDir], { reject: false });
+  t.equal(cancelQueued.exitCode, 0, cancelQueued.stderr);
+  t.match(cancelQueued.stderr, new RegExp(`Cancelled import ${b!.id} `));
+  const secondResult = await second;
+  t.equal(secondResult.exitCode, 1);
+  t.match(secondResult.stderr, /was cancelled by cli \[AG_IMPORT_CANCELLED\]/);
+
+  const cancelRunning = await execa(AIRGAP, ['import', '--cancel', String(a!.id), '--state-dir', stateDir], { reject: false });
+  t.equal(cancelRunning.exitCode, 0, cancelRunning.stderr);
+  const firstResult = await first;
+  t.equal(firstResult.exitCode, 1);
+  t.match(firstResult.stderr, /\[AG_IMPORT_CANCELLED\]/);
+  t.same(ids().map((r) => [r.state, r.code]), [['failed', 'AG_IMPORT_CANCELLED'], ['failed', 'AG_IMPORT_CANCELLED']]);
+
+  const again = await execa(AIRGAP, ['import', '--cancel', String(a!.id), '--state-dir', stateDir], { reject: false });
+  t.match(again.stderr, new RegExp(`Import ${a!.id} had already ended: failed`), 'cancelling again changes nothing');
+  const none = await execa(AIRGAP, ['import', '--cancel', '999', '--state-dir', stateDir], { reject: false });
+  t.equal(none.exitCode, 1);
+  t.match(none.stderr, /there is no import 999 \[AG_NOT_FOUND\]/);
+});

@@ -10,7 +10,7 @@
  * the daemon restarts meanwhile, it reconnects and follows the resumed import.
  */
 import { resolve } from 'node:path';
-import { AirgapError, asErrorCode } from '../../kit/errors.js';
+import { AirgapError, UsageError, asErrorCode } from '../../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
 import { callAdmin, streamAdmin } from './admin-client.js';
@@ -123,18 +123,22 @@ export function importCommands(host: Omit<Host, 'env'>): Command[] {
   const importCommand = defineCommand({
     name: 'import',
     summary: 'import a .bin into the appliance (images, charts, packs, files)',
-    usage: 'airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]',
+    usage: 'airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]\n       airgap import --cancel ID [--json] [--state-dir DIR]',
     description: `Hands FILE.bin to the daemon, which checks it (header, signature against
 <state-dir>/trusted-keys/*.pub, TOC, entry rules, version, free space) and pushes
 what is new: blobs straight from the file into the registries, then manifests,
 files into /repo/<version>/, and tags last. Follows the progress until done.
 
 Re-importing an installed release changes nothing; a newer release is an upgrade
-that pushes only what changed; an older one is refused unless --allow-downgrade.`,
-    args: { min: 1, max: 1 },
+that pushes only what changed; an older one is refused unless --allow-downgrade.
+
+--cancel ID stops a queued or running import (its number is printed when it starts,
+and 'airgap status' lists it); the release that was current stays current.`,
+    args: { min: 0, max: 1 },
     options: {
       ...jsonOption('print one JSON document at the end, and no progress'),
       'allow-downgrade': { type: 'boolean', description: 'accept a release older than the current one' },
+      cancel: { type: 'string', value: 'ID', description: 'cancel the queued or running import ID instead of starting one' },
       quiet: { type: 'boolean', short: 'q', description: 'no progress, no waiting notices' },
       ...stateDirOption(),
     },
@@ -150,6 +154,17 @@ that pushes only what changed; an older one is refused unless --allow-downgrade.
     ],
     async run({ values, positionals }, ctx) {
       const stateDir = stateDirOf(values['state-dir'], ctx);
+      if (values.cancel !== undefined) {
+        if (positionals.length) throw new UsageError('give either FILE.bin or --cancel ID, not both', { hint: 'airgap import --cancel ID' });
+        if (!/^[1-9]\d*$/.test(values.cancel)) throw new UsageError(`--cancel takes an import number, not '${printable(values.cancel)}'`, { hint: "'airgap status' lists the imports in progress" });
+        const outcome = await callAdmin<{ import: ImportRow; cancelled: boolean }>(stateDir, 'POST', `/v1/imports/${values.cancel}/cancel`, {});
+        const row = outcome.import;
+        if (values.json) print(ctx.stdout, JSON.stringify(outcome, null, 2));
+        else if (outcome.cancelled) print(ctx.stderr, `Cancelled import ${row.id} (${printable(row.file)}); the current release is unchanged.`);
+        else print(ctx.stderr, `Import ${row.id} had already ended: ${row.state}.`);
+        return EXIT.ok;
+      }
+      if (positionals.length === 0) throw new UsageError('missing argument', { hint: `usage: airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]` });
       const file = resolve(ctx.env.PWD && !positionals[0]!.startsWith('/') ? ctx.env.PWD : host.cwd, positionals[0]!);
       const quiet = values.quiet === true || values.json === true;
       const output = { progress: !quiet, notices: values.quiet !== true };

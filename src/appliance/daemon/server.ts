@@ -215,6 +215,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         },
         listImports: (limit) => listImports(appliance.db, limit),
         getImport: (id) => appliance.importer.get(id),
+        cancelImport: (id, actor) => appliance.importer.cancel(id, actor),
         followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),
         releases: () => releasesDocument(appliance.db),
         artifacts: (kind) => listArtifacts(appliance.db, kind ? { kind: kind as ArtifactKind } : {}),

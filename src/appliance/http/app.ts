@@ -345,6 +345,15 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     return row;
   });
 
+  app.post('/v1/imports/:id/cancel', {
+    schema: { params: idParams, response: { 200: { type: 'object', properties: { import: open, cancelled: { type: 'boolean' } } }, 404: errorSchema } },
+  }, async (request) => {
+    const { id } = request.params as { id: number };
+    const outcome = await operations.cancelImport(id, 'cli');
+    if (!outcome) throw notFound(id);
+    return outcome;
+  });
+
   // NDJSON: {"type":"update",…} lines while the import is queued or running, then one {"type":"done","import":…}.
   app.get('/v1/imports/:id/follow', { schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: number };

@@ -48,6 +48,8 @@ export interface AdminOperations {
   queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
   listImports(limit: number): ImportRow[];
   getImport(id: number): ImportRow | undefined;
+  /** Cancels a queued or running import; resolves its row once it has ended and whether this call cancelled it; undefined when there is none. */
+  cancelImport(id: number, actor: string): Promise<{ import: ImportRow; cancelled: boolean } | undefined>;
   /**
    * Calls `onUpdate` with the import's live state now and on every change, then `onDone`
    * with its final row (at once when it is finished). Returns an unsubscribe function.

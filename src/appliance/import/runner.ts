@@ -220,6 +220,38 @@ export class Importer extends EventEmitter {
     return { ...update, queuePosition: update.state === 'queued' ? this.queue.indexOf(id) + (this.running ? 1 : 0) : 0 };
   }
 
+  /**
+   * Cancels import `id`: a queued one leaves the queue, a running one stops where it is
+   * (its failure is recorded as AG_IMPORT_CANCELLED; tags it moved are put back, as after
+   * any failure). Resolves the row once the import has ended, and whether this call
+   * cancelled it (false for an import that had already ended); undefined when there is
+   * no such import.
+   */
+  async cancel(id: number, actor: string): Promise<{ import: ImportRow; cancelled: boolean } | undefined> {
+    const row = getImport(this.options.db, id);
+    if (!row) return undefined;
+    const cancelled = new AirgapError('AG_IMPORT_CANCELLED', `import ${id} was cancelled by ${actor}`, {
+      hint: 'import the file again when you want it; the release that was current is still current',
+    });
+    const queued = this.queue.indexOf(id);
+    if (queued !== -1) {
+      this.queue.splice(queued, 1);
+      this.live.delete(id);
+      await this.recordFailure(id, { code: cancelled.code, message: cancelled.message, hint: cancelled.hint! }, this.options.log.child({ importId: id }));
+      this.options.onEvent(actor, 'import.cancelled', cancelled.message, { importId: id });
+      this.emit('finished', getImport(this.options.db, id));
+      for (const other of this.queue) this.emit('update', this.snapshot(other));
+      return { import: getImport(this.options.db, id)!, cancelled: true };
+    }
+    if (this.running?.id === id) {
+      this.options.onEvent(actor, 'import.cancelled', cancelled.message, { importId: id });
+      this.running.abort.abort(cancelled);
+      await this.running.done;
+      return { import: getImport(this.options.db, id)!, cancelled: true };
+    }
+    return { import: row, cancelled: false };
+  }
+
   /** Stops taking imports and interrupts the running one, which stays 'running' for the next start. */
   async close(): Promise<void> {
     this.closing = true;
@@ -285,6 +317,7 @@ export class Importer extends EventEmitter {
       });
     const enter = (s: Stage) => {
       if (changed) throw changed;
+      if (local.signal.aborted) throw local.signal.reason;
       stage = s;
       setStage(db, id, s);
       this.setLive(id, { state: 'running', stage: s, bytesDone: 0, bytesTotal: 0, itemsDone: 0, itemsTotal: 0 });
@@ -392,7 +425,8 @@ export class Importer extends EventEmitter {
         const problem = await sourceProblem(row.file, before);
         if (problem) changed = fileChanged(problem);
       }
-      const e = changed ?? (isDiskFull(err) || isRegistryDiskFull(err) ? await this.diskFull(err, stage) : err instanceof AirgapError ? err : undefined);
+      const cancelled = signal.aborted && signal.reason instanceof AirgapError && signal.reason.code === 'AG_IMPORT_CANCELLED' ? signal.reason : undefined;
+      const e = cancelled ?? changed ?? (isDiskFull(err) || isRegistryDiskFull(err) ? await this.diskFull(err, stage) : err instanceof AirgapError ? err : undefined);
       const defaultHint =
         e instanceof PayloadError
           ? "this file cannot be imported: get a good copy from the build side (check it there with 'sh FILE --check'); nothing changed on the box"
