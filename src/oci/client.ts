@@ -8,7 +8,8 @@
  *   again on a 401);
  * - redirects on GET and HEAD (blob storage behind S3 and the like), dropping
  *   Authorization when the redirect leaves the registry's origin;
- * - a private CA next to the system roots, or plain HTTP for a lab registry;
+ * - a private CA for the registry (and next to the system roots for redirect targets), or
+ *   plain HTTP for a lab registry;
  * - an idle timeout on every request and retries with backoff on network errors, 429 and
  *   5xx (honouring `Retry-After`);
  * - whole response bodies up to a limit: past it the response is refused, never cut;
@@ -41,7 +42,11 @@ export interface RegistryClientOptions {
   registry: string;
   /** Plain HTTP instead of HTTPS, for a `host[:port]` registry (a lab mirror). */
   insecure?: boolean;
-  /** PEM of a private CA, trusted next to the system's roots. */
+  /**
+   * PEM of a private CA. The registry's own origin then trusts that CA alone (one small
+   * TLS context, not the system's ~140 roots in each); blob storage that a redirect leads
+   * to trusts it next to the system's roots.
+   */
   caPem?: string;
   credentials?: Credentials;
   /** What repository scopes ask for: `pull`, or `pull,push` for a client that pushes. Default pull. */
@@ -228,7 +233,8 @@ export class RegistryClient implements PushTarget {
   private readonly agent: HttpAgent | HttpsAgent;
   /** Agents for other origins a redirect leads to, by protocol. */
   private readonly foreignAgents = new Map<string, HttpAgent | HttpsAgent>();
-  private readonly ca: string[] | undefined;
+  /** The private CA, if any: the registry's own origin trusts it alone. */
+  private readonly caPem: string | undefined;
   private readonly userAgent: string;
   private readonly timeoutMs: number;
   private readonly retries: number;
@@ -256,8 +262,8 @@ export class RegistryClient implements PushTarget {
     this.base = new URL(base.origin);
     this.baseUrl = base.origin;
     this.label = options.label ?? this.baseUrl;
-    this.ca = options.caPem ? [...rootCertificates, options.caPem] : undefined;
-    this.agent = this.makeAgent(this.base.protocol, options.maxSockets ?? 8);
+    this.caPem = options.caPem;
+    this.agent = this.makeAgent(this.base.protocol, options.maxSockets ?? 8, this.caPem ? [this.caPem] : undefined);
     this.userAgent = options.userAgent ?? `airgap/${productVersion()}`;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.retries = options.retries ?? 4;
@@ -269,16 +275,18 @@ export class RegistryClient implements PushTarget {
     this.foreignAgents.clear();
   }
 
-  private makeAgent(protocol: string, maxSockets: number): HttpAgent | HttpsAgent {
+  /** `ca` undefined: the system's roots. */
+  private makeAgent(protocol: string, maxSockets: number, ca: string[] | undefined): HttpAgent | HttpsAgent {
     return protocol === 'http:'
       ? new HttpAgent({ keepAlive: true, maxSockets })
-      : new HttpsAgent({ keepAlive: true, maxSockets, ...(this.ca ? { ca: this.ca } : {}) });
+      : new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) });
   }
 
   private agentFor(url: URL): HttpAgent | HttpsAgent {
     if (url.origin === this.base.origin) return this.agent;
     let agent = this.foreignAgents.get(url.protocol);
-    if (!agent) this.foreignAgents.set(url.protocol, (agent = this.makeAgent(url.protocol, 8)));
+    // Blob storage a redirect leads to may carry a public certificate or the site's.
+    if (!agent) this.foreignAgents.set(url.protocol, (agent = this.makeAgent(url.protocol, 8, this.caPem ? [...rootCertificates, this.caPem] : undefined)));
     return agent;
   }
 
