@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
@@ -60,14 +60,14 @@ async function fillVolume(file: string): Promise<void> {
   }
 }
 
-/** Every file left in the registries' upload folders (distribution's `_uploads`). */
+/** Every file left in the registries' upload folders (distribution's `_uploads`), and every empty `link` file. */
 async function uploadLeftovers(dir: string): Promise<string[]> {
   const found: string[] = [];
   const walk = async (d: string, inUploads: boolean): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
       const path = join(d, e.name);
       if (e.isDirectory()) await walk(path, inUploads || e.name === '_uploads');
-      else if (inUploads) found.push(path);
+      else if (inUploads || (e.name === 'link' && (await stat(path)).size === 0)) found.push(path);
     }
   };
   await walk(dir, false);
@@ -97,7 +97,7 @@ t.test('the disk fills mid-import: AG_NO_SPACE, the daemon stays up, and the sam
   t.same(status.problems.filter((p) => !/the registry volume has only \d+% free/.test(p)), [], 'nothing but the volume is reported as a problem');
   t.ok(registries.every(isAlive), 'the registries are the same processes, still supervised');
   t.same(query<{ state: string; code: string }>("SELECT state, error_code AS code FROM imports ORDER BY id DESC LIMIT 1"), [{ state: 'failed', code: 'AG_NO_SPACE' }], 'the failure is recorded, so no restart retries it');
-  t.same(await uploadLeftovers(join(stateDir, 'registries')), [], 'no aborted upload is left for the purge');
+  t.same(await uploadLeftovers(join(stateDir, 'registries')), [], 'no aborted upload and no empty link is left');
 
   // Full again, with no import running: even queueing one says so, with its own code.
   await fillVolume(join(stateDir, 'filler-2'));

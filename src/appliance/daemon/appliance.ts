@@ -77,7 +77,7 @@ export class Appliance {
       registryProblems: async () => this.fleet.notRunning(),
       allowUnsigned: config.allowUnsigned,
       reserve: new SpaceReserve(layout.spaceReserve, SPACE_RESERVE_BYTES),
-      removeUploadsSince: (sinceMs) => this.fleet.removeUploadsSince(sinceMs),
+      removeLeftoversSince: (sinceMs) => this.fleet.removeLeftoversSince(sinceMs),
       onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),
     });
     // An uploaded .bin is the appliance's copy: removed once its import has ended.

@@ -90,8 +90,8 @@ export interface ImporterOptions {
   concurrency?: number;
   /** Released to record a failure when the disk is full; made again before each import. */
   reserve?: SpaceReserve;
-  /** Removes the registries' upload sessions started since a time (ms): what a failed import left. */
-  removeUploadsSince?: (sinceMs: number) => Promise<number>;
+  /** Removes what a failed import left in the registries' storage since a time (ms): upload sessions, empty links. */
+  removeLeftoversSince?: (sinceMs: number) => Promise<number>;
   onEvent: (actor: string, kind: string, message: string, data?: Record<string, unknown>) => void;
 }
 
@@ -453,8 +453,8 @@ export class Importer extends EventEmitter {
           ? `${failure.hint}; the tags of the current release were restored (new tags of this release may remain)`
           : `${failure.hint}; WARNING: some tags may point at this release's images: import again to finish, or re-import the current release`;
       }
-      const leftovers = await this.options.removeUploadsSince?.(started).catch(() => 0);
-      if (leftovers) log.info({ uploads: leftovers }, 'removed the upload sessions the failed import left');
+      const leftovers = await this.options.removeLeftoversSince?.(started).catch(() => 0);
+      if (leftovers) log.info({ leftovers }, 'removed the upload sessions and empty links the failed import left');
       await this.recordFailure(id, failure, log);
       this.options.onEvent(row.actor, 'import.failed', `import of ${row.file} failed in stage ${stage}: ${failure.message}`, { importId: id, stage, code: failure.code });
     } finally {

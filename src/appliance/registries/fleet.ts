@@ -122,28 +122,30 @@ export class RegistryFleet {
   }
 
   /**
-   * Removes the upload sessions (distribution's `_uploads/<id>/` folders under each repository) that
-   * were started at or after `sinceMs` in both registries: what a failed import left
-   * half-written, which the registry would purge only after a week. Imports run one at a
-   * time, so the only uploads of that window are the import's own (a client pushing to
-   * the bundled registry at that moment would have to start its upload again). Returns
-   * how many were removed; never throws.
+   * Removes what a failed import can leave in both registries' storage: upload sessions
+   * (`_uploads/<id>/` folders under each repository) started at or after `sinceMs`, which
+   * the registry would purge only after a week, and empty `link` files, which a full disk
+   * leaves when the registry could not write them and which it then answers with 500.
+   * Imports run one at a time, so the only uploads of that window are the import's own (a
+   * client pushing to the bundled registry at that moment would have to start its upload
+   * again). Returns how many were removed; never throws.
    */
-  async removeUploadsSince(sinceMs: number): Promise<number> {
+  async removeLeftoversSince(sinceMs: number): Promise<number> {
     let removed = 0;
+    const remove = async (path: string, recursive: boolean) => {
+      if (await rm(path, { recursive, force: true }).then(() => true, () => false)) removed++;
+    };
     const walk = async (dir: string): Promise<void> => {
       for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-        if (!entry.isDirectory()) continue;
         const path = join(dir, entry.name);
-        if (entry.name !== '_uploads') {
-          await walk(path);
-          continue;
-        }
-        for (const upload of await readdir(path, { withFileTypes: true }).catch(() => [])) {
-          const uploadDir = join(path, upload.name);
-          const mtime = (await stat(uploadDir).catch(() => undefined))?.mtimeMs ?? 0;
-          if (upload.isDirectory() && mtime >= sinceMs - 1000 && (await rm(uploadDir, { recursive: true, force: true }).then(() => true, () => false))) removed++;
-        }
+        if (entry.isFile() && entry.name === 'link') {
+          if ((await stat(path).catch(() => undefined))?.size === 0) await remove(path, false);
+        } else if (entry.isDirectory() && entry.name === '_uploads') {
+          for (const upload of await readdir(path, { withFileTypes: true }).catch(() => [])) {
+            const uploadDir = join(path, upload.name);
+            if (upload.isDirectory() && ((await stat(uploadDir).catch(() => undefined))?.mtimeMs ?? 0) >= sinceMs - 1000) await remove(uploadDir, true);
+          }
+        } else if (entry.isDirectory()) await walk(path);
       }
     };
     for (const name of REGISTRY_NAMES) await walk(join(this.options.layout.registry(name).data, 'docker', 'registry', 'v2', 'repositories'));
