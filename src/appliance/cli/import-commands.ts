@@ -9,6 +9,7 @@
  * `import` hands the file to the daemon and follows its progress until it is done; when
  * the daemon restarts meanwhile, it reconnects and follows the resumed import.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { AirgapError, UsageError, asErrorCode } from '../../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
@@ -29,7 +30,6 @@ const STAGE_LINES: Record<string, string> = {
   tags: 'Publishing tags',
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Follows import `id` until it is done, printing stage lines and progress on stderr.

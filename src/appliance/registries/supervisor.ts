@@ -4,6 +4,7 @@
  * dies, stops it gracefully (SIGTERM, then SIGKILL after a grace period), and finds the
  * orphan a killed daemon left behind through its pid file.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, unlink } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -60,7 +61,6 @@ export interface SupervisorOptions {
 const BACKOFF_SECONDS = [1, 2, 4, 8, 16, 30];
 const STOP_GRACE_MS = 15_000;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * GET /v2/ of the registry at `url` (its `/v2/` path is implied) over TLS trusting
