@@ -9,29 +9,38 @@
  * registry with 4 parallel monolithic uploads (`curl -T`). Prints a table and writes it
  * as JSON under bench/results/.
  *
- * Options: --images N (4) --layers L (5) --layer-mb M (24) --keep (leave bench/work).
+ * Then the many-files suite (bench/many-files.ts): a signed bundle of 100,000 small files,
+ * and a hostile unsigned one of 1,000,000 empty entries.
+ *
+ * Options: --suite all|images|files (all) --images N (4) --layers L (5) --layer-mb M (24)
+ * --files N (100000) --hostile-entries N (1000000) --keep (leave bench/work).
  */
 import { parseArgs } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { buildBundle } from '../src/build/builder.js';
 import { generateSigningKeys } from '../src/format/keys.js';
-import { freePort } from '../test/helpers/registry.js';
 import { encodeFileHeader, endOfArchive, paddingFor } from '../src/format/tar.js';
+import { MB, root, startAppliance, daemonPeakRss, timed, importBin, work } from './common.js';
+import { manyFilesBench } from './many-files.js';
 
 const { values } = parseArgs({
-  options: { images: { type: 'string', default: '4' }, layers: { type: 'string', default: '5' }, 'layer-mb': { type: 'string', default: '24' }, keep: { type: 'boolean', default: false } },
+  options: {
+    images: { type: 'string', default: '4' },
+    layers: { type: 'string', default: '5' },
+    'layer-mb': { type: 'string', default: '24' },
+    files: { type: 'string', default: '100000' },
+    'hostile-entries': { type: 'string', default: '1000000' },
+    suite: { type: 'string', default: 'all' },
+    keep: { type: 'boolean', default: false },
+  },
 });
 const IMAGES = Number(values.images);
 const LAYERS = Number(values.layers);
 const LAYER_BYTES = Number(values['layer-mb']) * 1024 * 1024;
-const root = join(import.meta.dirname, '..', '..');
-const AIRGAP = join(root, 'scripts', 'airgap');
-const work = join(root, 'bench', 'work');
-const MB = 1024 * 1024;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -69,93 +78,8 @@ async function makeContent(layout: string): Promise<{ v1: string[]; v2: string[]
   return refs;
 }
 
-interface Appliance {
-  stateDir: string;
-  registry: string;
-  child: ResultPromise;
-  creds: string;
-  certDir: string;
-  stop(): Promise<void>;
-}
-
-async function startAppliance(name: string, trustedKey: string): Promise<Appliance> {
-  const stateDir = join(work, `state-${name}`);
-  await rm(stateDir, { recursive: true, force: true });
-  await mkdir(join(stateDir, 'trusted-keys'), { recursive: true });
-  await copyFile(trustedKey, join(stateDir, 'trusted-keys', 'bench.pub'));
-  const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const child = execa(AIRGAP, ['serve', '--state-dir', stateDir, '--address', '127.0.0.1', '--https-port', String(ports[0]), '--http-port', String(ports[1]), '--registry-port', String(ports[2]), '--pack-registry-port', String(ports[3]), '--log-level', 'warn'], { reject: false });
-  let details: { imageRegistry: { username: string; password: string }; caCertificateBase64: string } | undefined;
-  for (let i = 0; i < 200 && !details; i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    const r = await execa(AIRGAP, ['setup', '127.0.0.1', '--json', '--state-dir', stateDir], { reject: false });
-    if (r.exitCode === 0) details = JSON.parse(r.stdout) as typeof details;
-  }
-  if (!details) throw new Error(`appliance ${name} did not start`);
-  const certDir = join(stateDir, 'client-certs');
-  await mkdir(certDir, { recursive: true });
-  await writeFile(join(certDir, 'ca.crt'), Buffer.from(details.caCertificateBase64, 'base64'));
-  return {
-    stateDir,
-    registry: `127.0.0.1:${ports[2]}`,
-    child,
-    creds: `${details.imageRegistry.username}:${details.imageRegistry.password}`,
-    certDir,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await child;
-    },
-  };
-}
-
-/** Peak RSS (VmHWM) of the appliance daemon, bytes. */
-async function daemonPeakRss(stateDir: string): Promise<number> {
-  const pid = (await readFile(join(stateDir, 'daemon.pid'), 'utf8')).trim();
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const start = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
-}
-
-/** Bytes of the state dir outside the registries' storage (what an import adds besides the blobs). */
-async function extraBytes(stateDir: string): Promise<number> {
-  let total = 0;
-  const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) {
-        if (/registries\/[^/]+\/data$/.test(path)) continue;
-        await walk(path);
-      } else if (entry.isFile()) total += (await stat(path).catch(() => ({ size: 0 }))).size;
-    }
-  };
-  await walk(stateDir);
-  return total;
-}
-
-async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string; extraDiskBytes: number }> {
-  const before = await extraBytes(stateDir);
-  let peak = before;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      peak = Math.max(peak, await extraBytes(stateDir));
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  const r = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir]);
-  sampling = false;
-  await sampler;
-  return { ...(JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string }), extraDiskBytes: peak - before };
-}
-
-async function main(): Promise<void> {
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+/** The images suite: first release, upgrade, re-import against skopeo and raw ingest. */
+async function imagesBench() {
   console.error(`bench: ${IMAGES} images x ${LAYERS} layers x ${LAYER_BYTES / MB} MB; the upgrade changes one layer per image`);
   const layout = join(work, 'images');
   const refs = await makeContent(layout);
@@ -219,7 +143,6 @@ async function main(): Promise<void> {
     ratioToLimit: bytes ? Math.round((seconds / (limit.seconds * (bytes / firstBytes))) * 100) / 100 : null,
   });
   const results = {
-    date: new Date().toISOString(),
     parameters: { images: IMAGES, layersPerImage: LAYERS, layerMB: LAYER_BYTES / MB, firstReleaseMB: firstBytes / MB, upgradeMB: upgradeBytes / MB },
     rows: [
       row('airgap import, first release', first.seconds, firstBytes, skopeoFirst.seconds),
@@ -236,6 +159,24 @@ async function main(): Promise<void> {
       first: Math.round((first.seconds / (first.value.bytesPushed / 1024 ** 3)) * 100) / 100,
       upgrade: Math.round((upgrade.seconds / (upgrade.value.bytesPushed / 1024 ** 3)) * 100) / 100,
     },
+  };
+  const pad = (s: string, n: number) => s.padEnd(n);
+  console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
+  for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
+  console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; extra disk during import ${results.extraDiskPercentOfPayload}% of the payload; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
+  console.log(`seconds per GB pushed: first ${results.secondsPerGBPushed.first}, upgrade ${results.secondsPerGBPushed.upgrade}`);
+  return results;
+}
+
+async function main(): Promise<void> {
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const suite = values.suite;
+  if (!['all', 'images', 'files'].includes(suite)) throw new Error(`--suite must be all, images or files, not ${suite}`);
+  const results = {
+    date: new Date().toISOString(),
+    ...(suite !== 'files' ? await imagesBench() : {}),
+    ...(suite !== 'images' ? { manyFiles: await manyFilesBench({ files: Number(values.files), hostileEntries: Number(values['hostile-entries']) }) } : {}),
     node: process.version,
   };
   const dir = join(root, 'bench', 'results');
@@ -243,11 +184,6 @@ async function main(): Promise<void> {
   const file = join(dir, `${results.date.replace(/[:.]/g, '-')}.json`);
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
-  const pad = (s: string, n: number) => s.padEnd(n);
-  console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
-  for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
-  console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; extra disk during import ${results.extraDiskPercentOfPayload}% of the payload; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
-  console.log(`seconds per GB pushed: first ${results.secondsPerGBPushed.first}, upgrade ${results.secondsPerGBPushed.upgrade}`);
   console.log(`written to ${file}`);
   if (!values.keep) await rm(work, { recursive: true, force: true });
 }

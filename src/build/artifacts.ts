@@ -43,8 +43,19 @@ export interface Artifact {
 
 const CHART_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** sha256 and size of a file, read as a stream. */
-export async function hashFile(file: string): Promise<{ digest: string; size: number }> {
+/** Files up to this size are read in one piece (hashing, and the builder's copy); larger ones stream. */
+export const WHOLE_FILE_BYTES = 1024 * 1024;
+
+/**
+ * sha256 (`sha256:<hex>`) and size in bytes of a file: read whole when `sizeHint` says it
+ * is small, else as a stream. The size returned is what was read, whatever the hint.
+ */
+export async function hashFile(file: string, sizeHint?: number): Promise<{ digest: string; size: number }> {
+  if (sizeHint !== undefined && sizeHint <= WHOLE_FILE_BYTES) {
+    // One read of exactly the file: a 1 MiB stream buffer per small file is what costs.
+    const data = await readFile(file);
+    return { digest: sha256Digest(data), size: data.length };
+  }
   const hash = createHash('sha256');
   let size = 0;
   for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {

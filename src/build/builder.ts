@@ -9,7 +9,7 @@
  * at offset 0, fsync and rename. Memory stays flat: no blob is ever held whole.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat, statfs, chmod } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,8 @@ import { BundleError } from '../kit/errors.js';
 import { loadBundleSpec, type BundleSpec } from './bundle-spec.js';
 import { collectImage, imageSourceFor } from './image-source.js';
 import type { Credentials } from '../oci/client.js';
-import { chartArtifact, packArtifact, listSourceFiles, hashFile, type Artifact } from './artifacts.js';
+import { runPool } from '../kit/pool.js';
+import { chartArtifact, packArtifact, listSourceFiles, hashFile, WHOLE_FILE_BYTES, type Artifact } from './artifacts.js';
 import { MEDIA_TYPE_OCI_INDEX, type Descriptor } from '../oci/manifest.js';
 import {
   ANNOTATION_KIND,
@@ -88,6 +89,11 @@ export interface BuildResult {
 }
 
 /** One tar entry to write: its size and sha256 are known before writing. */
+/** Source files hashed at once while planning. */
+const HASH_LANES = 8;
+/** Small entries read ahead of the one being written. */
+const READ_AHEAD = 8;
+
 interface PlannedEntry {
   path: string;
   size: number;
@@ -177,17 +183,27 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
     const found = await listSourceFiles(source);
     const asFolder = item.target.endsWith('/') || found.length !== 1 || (await stat(source)).isDirectory();
     const base = item.target.replace(/\/+$/, '');
-    for (const f of found) {
+    const targets = found.map((f) => {
       const target = asFolder ? `${base}/${f.rel}` : base;
       const problem = entryPathProblem(target);
       if (problem) {
         const hidden = target.split('/').some((segment) => segment.startsWith('.'));
         throw new BundleError('AG_FILES', `file target '${target}' ${problem}`, hidden ? { hint: `remove ${f.abs} from the files source, or rename it without the leading '.'` } : {});
       }
-      const { digest, size } = await hashFile(f.abs);
+      return target;
+    });
+    // Hashed a few at once (small files are bound by system calls), added in order.
+    const hashes: Array<{ digest: string; size: number }> = [];
+    await runPool([...found.keys()], HASH_LANES, options.signal, async (i) => {
+      hashes[i] = await hashFile(found[i]!.abs, found[i]!.size);
+    });
+    for (const [i, f] of found.entries()) {
+      const target = targets[i]!;
+      const { digest, size } = hashes[i]!;
       const path = filePath(target);
       if (plan.entries.has(path)) throw new BundleError('AG_DUPLICATE', `two files target ${target}`);
-      plan.add({ path, size, sha256: hexOfDigest(digest), mode: f.mode, open: async () => createReadStream(f.abs, { highWaterMark: 1024 * 1024 }) });
+      const open = size <= WHOLE_FILE_BYTES ? () => readFile(f.abs) : async () => createReadStream(f.abs, { highWaterMark: 1024 * 1024 });
+      plan.add({ path, size, sha256: hexOfDigest(digest), mode: f.mode, open });
       files.push({ target, path, size, sha256: hexOfDigest(digest), mode: f.mode });
     }
   }
@@ -219,9 +235,10 @@ class PayloadWriter {
     this.onBytes(chunk.length);
   }
 
-  async entry(entry: PlannedEntry, mtime: number): Promise<void> {
+  /** Writes one entry: header, data (`opened` if read already), padding; checks size and sha256. */
+  async entry(entry: PlannedEntry, mtime: number, opened?: Promise<Buffer | Readable>): Promise<void> {
     await this.write(encodeFileHeader({ path: entry.path, size: entry.size, mode: entry.mode, mtime }));
-    const source = await entry.open();
+    const source = await (opened ?? entry.open());
     const hash = createHash('sha256');
     let size = 0;
     if (Buffer.isBuffer(source)) {
@@ -328,7 +345,18 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     );
     try {
       out.write(Buffer.alloc(HEADER_SIZE, 0x0a)); // placeholder, replaced once the payload digest is known
-      for (const entry of all) await writer.entry(entry, mtime);
+      // Small entries are read a few ahead, so the disk reads while the writer writes.
+      const ahead: Array<Promise<Buffer | Readable> | undefined> = [];
+      for (let i = 0; i < all.length; i++) {
+        for (let j = i; j < Math.min(all.length, i + READ_AHEAD); j++) {
+          if (ahead[j] || all[j]!.size > WHOLE_FILE_BYTES) continue;
+          const source = all[j]!.open();
+          source.catch(() => {}); // awaited in its turn; a failure ahead of it must not go unhandled
+          ahead[j] = source;
+        }
+        await writer.entry(all[i]!, mtime, ahead[i]);
+        ahead[i] = undefined;
+      }
       await writer.write(endOfArchive());
       out.end();
       await once(out, 'finish');

@@ -38,12 +38,16 @@ export function entryPathProblem(path: string): string | undefined {
   return undefined;
 }
 
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
 /**
  * The key under which two paths count as the same name on a case-insensitive or
  * normalising file system: Unicode NFKC, then a case fold (upper, then lower case, so
  * that σ and ς meet), and default-ignorable characters (zero-width joiners…) removed.
  */
 export function collisionKey(path: string): string {
+  // Printable ASCII (most names) has no compatibility forms or ignorable characters: the key is its lower case.
+  if (PRINTABLE_ASCII.test(path)) return path.toLowerCase();
   return path
     .normalize('NFKC')
     .replace(/\p{Default_Ignorable_Code_Point}/gu, '')

@@ -1,19 +1,20 @@
 /**
  * Reading a .bin without running or extracting it (docs/format.md):
- * parse the header as data, index the tar by seeking from header to header (no data is
- * read), enforce the entry rules, check the TOC against its digest and signature and
- * against the index, and check that the OCI layout is closed (every manifest's blobs are
- * present). `verifyPayloadData` then reads the payload once to check the payload digest
+ * parse the header as data; read the TOC (the first entry) and check it against its
+ * digest and signature before anything else; index the tar by seeking from header to
+ * header (no data is read), holding every entry to the verified TOC and the entry rules;
+ * and check that the OCI layout is closed (every manifest's blobs are present). `verifyPayloadData` then reads the payload once to check the payload digest
  * and every entry's sha256; `openEntryStream` gives one entry's bytes by offset.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { setImmediate } from 'node:timers/promises';
 import { PayloadError } from '../kit/errors.js';
 import { parseHeader, type HeaderFields } from './header.js';
 import { BLOCK_SIZE, encodeFileHeader, isZeroBlock, paddingFor, parseHeaderBlock, parsePaxRecords, typeName, TYPE_FILE, TYPE_FILE_OLD, TYPE_PAX_HEADER } from './tar.js';
 import { collisionKey, entryPathProblem } from './paths.js';
-import { MAX_TOC_BYTES, parseToc, type Toc, type TocFile } from './toc.js';
+import { MAX_TOC_BYTES, parseToc, type Toc, type TocEntry, type TocFile } from './toc.js';
 import { verifyBytes, type PublicKeyInfo } from './keys.js';
 import { sha256Hex, sha256Digest } from '../kit/digest.js';
 import { ANNOTATION_KIND, ANNOTATION_REF_NAME, FILES_DIR, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, TOC_PATH, blobPath, digestOfBlobPath, filePath } from './layout.js';
@@ -45,7 +46,6 @@ export interface OpenedPayload {
   fileSize: number;
   header: HeaderFields;
   toc: Toc;
-  tocBytes: Buffer;
   /** Entries in tar order, the TOC first. */
   entries: IndexedEntry[];
   byPath: Map<string, IndexedEntry>;
@@ -73,11 +73,14 @@ export interface OpenOptions {
   allowUnverified?: boolean;
 }
 
+/** Items handled between two turns of the event loop: a 100,000-entry file must not stall a server. */
+const ITEMS_PER_TURN = 20_000;
+
 /** Largest pax extended header accepted, in bytes. */
 const MAX_PAX_BYTES = 64 * 1024;
 
-async function readAt(fh: FileHandle, position: number, length: number, what: string): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
+async function readAt(fh: FileHandle, position: number, length: number, what: string, into?: Buffer): Promise<Buffer> {
+  const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.alloc(length);
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buffer, got, length - got, position + got);
@@ -89,24 +92,113 @@ async function readAt(fh: FileHandle, position: number, length: number, what: st
 }
 
 /**
- * Indexes the tar between `start` and `end` (byte offsets in the file) by reading headers
- * only, and enforces the entry rules: regular files only, relative normalised paths, no
- * duplicates (also after case folding and Unicode normalisation), nothing after the
- * end-of-archive marker but zeros. Throws PayloadError with a code per rule.
+ * Reads the tar's headers through one 64 KiB window: the headers and padding of a run of
+ * small entries cost one system call per window, not three per entry.
  */
-export async function indexTar(fh: FileHandle, start: number, end: number): Promise<IndexedEntry[]> {
-  const entries: IndexedEntry[] = [];
-  const seen = new Map<string, string>();
+class HeaderReader {
+  private readonly buffer = Buffer.allocUnsafe(64 * 1024);
+  private window: Buffer = Buffer.alloc(0);
+  private start = 0;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly end: number,
+  ) {}
+
+  /** `length` bytes at `position`: a view that the next call may overwrite. Throws AG_TRUNCATED. */
+  async read(position: number, length: number, what: string): Promise<Buffer> {
+    const from = position - this.start;
+    if (from >= 0 && from + length <= this.window.length) return this.window.subarray(from, from + length);
+    const want = Math.max(length, Math.min(this.buffer.length, this.end - position));
+    this.window = await readAt(this.fh, position, want, what, this.buffer);
+    this.start = position;
+    return this.window.subarray(0, length);
+  }
+}
+
+/** What the verified TOC says each entry must be, for the index to hold the tar to. */
+interface Expectations {
+  /** Path → the TOC's entry; the TOC itself is not in it. */
+  listed: Map<string, TocEntry>;
+  /** Path → file of the TOC's file list. */
+  files: Map<string, TocFile>;
+  /** Modification time of every entry, seconds (the TOC's `created`). */
+  mtime: number;
+}
+
+/**
+ * Checks what the TOC says of its own lists before the tar is read: no two entries that
+ * collide on a case-insensitive or normalising file system, the TOC not listed, each file
+ * once and stored where the format puts it. Throws AG_DUPLICATE_ENTRY or AG_TOC_MISMATCH.
+ */
+async function expectationsOf(toc: Toc): Promise<Expectations> {
+  const listed = new Map<string, TocEntry>();
+  const keys = new Map<string, string>([[collisionKey(TOC_PATH), TOC_PATH]]);
+  let count = 0;
+  for (const e of toc.entries) {
+    if (++count % ITEMS_PER_TURN === 0) await setImmediate();
+    if (e.path === TOC_PATH) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists itself`);
+    const key = collisionKey(e.path);
+    const other = keys.get(key);
+    if (other !== undefined) throw new PayloadError('AG_DUPLICATE_ENTRY', `entries '${other}' and '${e.path}' differ only by case or Unicode normalisation`);
+    keys.set(key, e.path);
+    listed.set(e.path, e);
+  }
+  const files = new Map<string, TocFile>();
+  const targets = new Set<string>();
+  for (const f of toc.files) {
+    if (++count % ITEMS_PER_TURN === 0) await setImmediate();
+    const key = collisionKey(f.target);
+    if (targets.has(key)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists the file ${f.target} twice`);
+    if (f.path !== filePath(f.target)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} is not stored at ${filePath(f.target)}`);
+    targets.add(key);
+    files.set(f.path, f);
+  }
+  return { listed, files, mtime: Math.floor(Date.parse(toc.created) / 1000) };
+}
+
+/**
+ * Every entry but the TOC is listed in the TOC with the same size; each is the OCI layout
+ * file, the index, a blob named by its own sha256, or a file of the TOC's file list.
+ * Throws AG_TOC_MISMATCH.
+ */
+function checkListed(expect: Expectations, path: string, size: number): TocEntry {
+  const t = expect.listed.get(path);
+  if (!t) throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is in the payload but not in the TOC`);
+  if (t.size !== size) throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is ${size} bytes, the TOC says ${t.size}`);
+  const digest = digestOfBlobPath(path);
+  if (digest !== undefined) {
+    if (digest !== `sha256:${t.sha256}`) throw new PayloadError('AG_TOC_MISMATCH', `blob '${path}' has sha256 ${t.sha256} in the TOC, not its name`);
+  } else if (path.startsWith(`${FILES_DIR}/`)) {
+    const f = expect.files.get(path);
+    if (!f || f.size !== t.size || f.sha256 !== t.sha256) throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is not in the TOC's file list`);
+  } else if (path !== OCI_LAYOUT_PATH && path !== OCI_INDEX_PATH) {
+    throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is neither a blob, a file nor the OCI layout`);
+  }
+  return t;
+}
+
+/**
+ * Indexes the tar from `start` (the header after the TOC's data) to `end` (byte offsets in
+ * the file), holding each entry to the verified TOC as it is met: regular files only,
+ * relative normalised paths, each listed in the TOC with its size, once, with exactly the
+ * tar header the writer makes; nothing after the end-of-archive marker but zeros. An
+ * entry the TOC does not list stops the index there, so its work is bounded by the signed
+ * TOC, not by the tar. Reads headers and padding only. Throws PayloadError with a code per
+ * rule (docs/format.md, section 7).
+ */
+async function indexTar(reader: HeaderReader, start: number, end: number, expect: Expectations, entries: IndexedEntry[]): Promise<void> {
+  const met = new Set<string>([TOC_PATH]);
   let pos = start;
   let pax: Map<string, string> | undefined;
   let headerOffset = start;
   for (;;) {
     if (pos + BLOCK_SIZE > end) throw new PayloadError('AG_TRUNCATED', `the payload ends inside the tar at byte ${pos} (no end-of-archive marker)`, { hint: 'copy the file again' });
-    const block = await readAt(fh, pos, BLOCK_SIZE, 'tar header');
+    const block = await reader.read(pos, BLOCK_SIZE, 'tar header');
     if (isZeroBlock(block)) {
       if (pax) throw new PayloadError('AG_TAR_HEADER', `a pax header at byte ${headerOffset} belongs to no entry`);
-      await checkTrailer(fh, pos, end);
-      return entries;
+      await checkTrailer(reader, pos, end);
+      break;
     }
     const raw = parseHeaderBlock(block, pos);
     const dataStart = pos + BLOCK_SIZE;
@@ -114,7 +206,7 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
       if (pax) throw new PayloadError('AG_TAR_HEADER', `two pax headers in a row at byte ${pos}`);
       if (raw.size > MAX_PAX_BYTES) throw new PayloadError('AG_TAR_HEADER', `pax header at byte ${pos} is larger than ${MAX_PAX_BYTES} bytes`);
       if (dataStart + raw.size > end) throw new PayloadError('AG_TRUNCATED', `pax header at byte ${pos} runs past the end of the payload`);
-      pax = parsePaxRecords(await readAt(fh, dataStart, raw.size, 'pax header'), pos);
+      pax = parsePaxRecords(await reader.read(dataStart, raw.size, 'pax header'), pos);
       for (const key of pax.keys()) {
         if (key !== 'path' && key !== 'size') throw new PayloadError('AG_TAR_HEADER', `pax header at byte ${pos} has the unsupported key '${key.slice(0, 40)}'`);
       }
@@ -132,7 +224,6 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
         if (!/^\d{1,16}$/.test(text)) throw new PayloadError('AG_TAR_HEADER', `pax header before byte ${pos} has an invalid size`);
         size = Number(text);
       }
-      if (pax.has('linkpath')) throw new PayloadError('AG_ENTRY_TYPE', `entry '${path}' is a link (pax linkpath); only regular files are allowed`);
       pax = undefined;
     }
     if (raw.typeflag !== TYPE_FILE && raw.typeflag !== TYPE_FILE_OLD) {
@@ -140,28 +231,39 @@ export async function indexTar(fh: FileHandle, start: number, end: number): Prom
     }
     const problem = entryPathProblem(path);
     if (problem) throw new PayloadError('AG_ENTRY_PATH', `entry path '${path}' ${problem}`);
-    const key = collisionKey(path);
-    const other = seen.get(key);
-    if (other !== undefined) {
-      throw new PayloadError('AG_DUPLICATE_ENTRY', other === path ? `entry '${path}' appears twice` : `entries '${other}' and '${path}' differ only by case or Unicode normalisation`);
-    }
-    seen.set(key, path);
+    if (met.has(path)) throw new PayloadError('AG_DUPLICATE_ENTRY', `entry '${path}' appears twice`);
     if (dataStart + size > end) throw new PayloadError('AG_TRUNCATED', `entry '${path}' runs past the end of the payload`, { hint: 'copy the file again' });
-    entries.push({ path, size, offset: dataStart, mode: raw.mode & 0o777, headerOffset });
+    const listed = checkListed(expect, path, size);
+    met.add(listed.path);
+    // Tar headers are not signed, so each must be exactly the one the writer makes from
+    // signed data (path and size from the TOC, mode from its file list, time from
+    // `created`): no owner, set-id bit, sparse or rename trick can ride along unsigned.
+    const expected = encodeFileHeader({ path, size, mode: expect.files.get(path)?.mode ?? 0o644, mtime: expect.mtime });
+    if (dataStart - headerOffset !== expected.length || !(await reader.read(headerOffset, expected.length, 'tar header')).equals(expected)) {
+      throw new PayloadError('AG_TAR_HEADER', `the tar header of '${path}' is not the one this format writes (owner, mode, time or extra records differ)`);
+    }
+    entries.push({ path: listed.path, size, offset: dataStart, mode: raw.mode & 0o777, headerOffset });
     const padding = paddingFor(size);
-    if (padding && !isZeroBlock(await readAt(fh, dataStart + size, padding, `padding of '${path}'`))) {
+    if (padding && !isZeroBlock(await reader.read(dataStart + size, padding, `padding of '${path}'`))) {
       throw new PayloadError('AG_TAR_HEADER', `the padding after entry '${path}' is not zeros`);
     }
     pos = dataStart + size + padding;
   }
+  if (met.size - 1 !== expect.listed.size) {
+    const missing = [...expect.listed.keys()].filter((p) => !met.has(p));
+    throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists '${missing[0]}'${missing.length > 1 ? ` and ${missing.length - 1} more` : ''}, missing from the payload`);
+  }
+  for (const f of expect.files.values()) {
+    if (!met.has(f.path)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} has no entry`);
+  }
 }
 
 /** After the first zero block: a second one, then only zero padding (at most one tar record). */
-async function checkTrailer(fh: FileHandle, pos: number, end: number): Promise<void> {
+async function checkTrailer(reader: HeaderReader, pos: number, end: number): Promise<void> {
   const rest = end - pos;
   if (rest < 2 * BLOCK_SIZE) throw new PayloadError('AG_TRUNCATED', 'the end-of-archive marker is cut short');
   if (rest > 2 * BLOCK_SIZE + 20 * BLOCK_SIZE) throw new PayloadError('AG_TRAILING_DATA', `${rest - 2 * BLOCK_SIZE} bytes follow the end of the tar inside the payload`);
-  if (!isZeroBlock(await readAt(fh, pos, rest, 'end-of-archive marker'))) {
+  if (!isZeroBlock(await reader.read(pos, rest, 'end-of-archive marker'))) {
     throw new PayloadError('AG_TRAILING_DATA', 'data follows the end-of-archive marker inside the payload');
   }
 }
@@ -194,12 +296,53 @@ export async function readSmallEntry(fh: FileHandle, entry: IndexedEntry, limit:
 }
 
 /**
- * Opens and checks a .bin: header, size, tar index and entry rules, TOC digest and
- * signature, TOC against the index, OCI layout closure. Reads headers, the TOC, index.json
- * and manifests only. Throws PayloadError (AG_NOT_AIRGAP, AG_HEADER, AG_FORMAT,
- * AG_TRUNCATED, AG_TRAILING_DATA, AG_ENTRY_TYPE, AG_ENTRY_PATH, AG_DUPLICATE_ENTRY,
- * AG_TOC_DIGEST, AG_TOC_INVALID, AG_TOC_MISMATCH, AG_UNSIGNED, AG_UNKNOWN_KEY,
- * AG_BAD_SIGNATURE, AG_LAYOUT).
+ * Reads the first entry, which must be the TOC where the header says, checks it against
+ * TOC_SHA256 and the signature, and parses it: all before the rest of the tar is read.
+ * Throws AG_TOC_MISSING, AG_HEADER, AG_TRUNCATED, AG_ENTRY_SIZE, AG_TOC_DIGEST, the
+ * signature's codes, AG_TOC_INVALID, AG_TAR_HEADER.
+ */
+async function readSignedToc(fh: FileHandle, reader: HeaderReader, header: HeaderFields, end: number, options: OpenOptions) {
+  const pos = header.payloadOffset;
+  if (pos + BLOCK_SIZE > end) throw new PayloadError('AG_TRUNCATED', 'the payload is shorter than one tar header', { hint: 'copy the file again' });
+  const block = await reader.read(pos, BLOCK_SIZE, 'tar header');
+  if (isZeroBlock(block)) throw new PayloadError('AG_TOC_MISSING', `the payload is empty; its first entry must be ${TOC_PATH}`);
+  const raw = parseHeaderBlock(block, pos);
+  if (raw.typeflag === TYPE_PAX_HEADER || raw.name !== TOC_PATH) throw new PayloadError('AG_TOC_MISSING', `the first entry of the payload is not ${TOC_PATH}`);
+  if (raw.typeflag !== TYPE_FILE && raw.typeflag !== TYPE_FILE_OLD) throw new PayloadError('AG_ENTRY_TYPE', `entry '${TOC_PATH}' is a ${typeName(raw.typeflag)}; only regular files are allowed`);
+  const tocEntry: IndexedEntry = { path: TOC_PATH, size: raw.size, offset: pos + BLOCK_SIZE, mode: raw.mode & 0o777, headerOffset: pos };
+  if (tocEntry.offset !== header.tocOffset || tocEntry.size !== header.tocSize) {
+    throw new PayloadError('AG_HEADER', 'the header TOC_OFFSET/TOC_SIZE do not match the payload');
+  }
+  if (tocEntry.offset + tocEntry.size > end) throw new PayloadError('AG_TRUNCATED', `entry '${TOC_PATH}' runs past the end of the payload`, { hint: 'copy the file again' });
+  const tocBytes = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
+  if (sha256Hex(tocBytes) !== header.tocSha256) {
+    throw new PayloadError('AG_TOC_DIGEST', 'the TOC does not match TOC_SHA256 in the header; the file is damaged or altered', { hint: 'copy the file again' });
+  }
+  const signature = checkSignature(header, tocBytes, options);
+  const toc = await parseToc(tocBytes);
+  if (toc.name !== header.name || toc.version !== header.version || toc.created !== header.created) {
+    throw new PayloadError('AG_HEADER', `the header says ${header.name} ${header.version}, the signed TOC says ${toc.name} ${toc.version}`);
+  }
+  const expected = encodeFileHeader({ path: TOC_PATH, size: tocEntry.size, mode: 0o644, mtime: Math.floor(Date.parse(toc.created) / 1000) });
+  if (!(await reader.read(pos, BLOCK_SIZE, 'tar header')).equals(expected)) {
+    throw new PayloadError('AG_TAR_HEADER', `the tar header of '${TOC_PATH}' is not the one this format writes (owner, mode, time or extra records differ)`);
+  }
+  const padding = paddingFor(tocEntry.size);
+  if (padding && !isZeroBlock(await reader.read(tocEntry.offset + tocEntry.size, padding, `padding of '${TOC_PATH}'`))) {
+    throw new PayloadError('AG_TAR_HEADER', `the padding after entry '${TOC_PATH}' is not zeros`);
+  }
+  return { toc, tocEntry, signature, next: tocEntry.offset + tocEntry.size + padding };
+}
+
+/**
+ * Opens and checks a .bin (docs/format.md, section 5): header and size; then the TOC, the
+ * first entry, against TOC_SHA256 and the signature, before anything else is read; then
+ * the tar index, held entry by entry to the verified TOC; then the OCI layout closure.
+ * Reads headers, the TOC, index.json and manifests only; time and memory grow linearly
+ * with the TOC's entries. Throws PayloadError (AG_NOT_AIRGAP, AG_HEADER, AG_FORMAT,
+ * AG_TRUNCATED, AG_TRAILING_DATA, AG_TOC_MISSING, AG_TOC_DIGEST, AG_UNSIGNED,
+ * AG_UNKNOWN_KEY, AG_BAD_SIGNATURE, AG_TOC_INVALID, AG_ENTRY_TYPE, AG_ENTRY_PATH,
+ * AG_DUPLICATE_ENTRY, AG_TOC_MISMATCH, AG_TAR_HEADER, AG_LAYOUT).
  */
 export async function openPayload(file: string, options: OpenOptions = {}): Promise<OpenedPayload> {
   let fh: FileHandle;
@@ -218,87 +361,18 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
     if (fileSize < expected) throw new PayloadError('AG_TRUNCATED', `the file is truncated: ${fileSize} bytes, ${expected} expected`, { hint: 'copy the file again' });
     if (fileSize > expected) throw new PayloadError('AG_TRAILING_DATA', `${fileSize - expected} unexpected bytes follow the payload (${expected} expected)`, { hint: 'copy the file again' });
 
-    const entries = await indexTar(fh, header.payloadOffset, expected);
-    const tocEntry = entries[0];
-    if (!tocEntry || tocEntry.path !== TOC_PATH) throw new PayloadError('AG_TOC_MISSING', `the first entry of the payload is not ${TOC_PATH}`);
-    if (tocEntry.offset !== header.tocOffset || tocEntry.size !== header.tocSize) {
-      throw new PayloadError('AG_HEADER', 'the header TOC_OFFSET/TOC_SIZE do not match the payload');
-    }
-    const tocBytes = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
-    if (sha256Hex(tocBytes) !== header.tocSha256) {
-      throw new PayloadError('AG_TOC_DIGEST', 'the TOC does not match TOC_SHA256 in the header; the file is damaged or altered', { hint: 'copy the file again' });
-    }
-    const signature = checkSignature(header, tocBytes, options);
-    const toc = parseToc(tocBytes);
-    if (toc.name !== header.name || toc.version !== header.version || toc.created !== header.created) {
-      throw new PayloadError('AG_HEADER', `the header says ${header.name} ${header.version}, the signed TOC says ${toc.name} ${toc.version}`);
-    }
-
+    const reader = new HeaderReader(fh, expected);
+    const { toc, tocEntry, signature, next } = await readSignedToc(fh, reader, header, expected, options);
+    const entries: IndexedEntry[] = [tocEntry];
+    await indexTar(reader, next, expected, await expectationsOf(toc), entries);
     const byPath = new Map(entries.map((e) => [e.path, e]));
-    matchTocToIndex(toc, entries);
-    await checkCanonicalHeaders(fh, toc, entries);
     const index = await checkLayout(fh, toc, byPath);
     ok = true;
     const handle = fh;
-    return { file, fileSize, header, toc, tocBytes, entries, byPath, signature, index, handle, close: () => handle.close() };
+    return { file, fileSize, header, toc, entries, byPath, signature, index, handle, close: () => handle.close() };
   } finally {
     if (!ok) await fh.close();
   }
-}
-
-/**
- * Tar headers are not signed, so each must be exactly the one the writer makes from signed
- * data (path and size from the TOC, mode from the TOC's file list, time from `created`):
- * no owner, set-id bit, sparse or rename trick can ride along unsigned.
- */
-async function checkCanonicalHeaders(fh: FileHandle, toc: Toc, entries: IndexedEntry[]): Promise<void> {
-  const mtime = Math.floor(Date.parse(toc.created) / 1000);
-  const modes = new Map(toc.files.map((f) => [f.path, f.mode]));
-  for (const entry of entries) {
-    const expected = encodeFileHeader({ path: entry.path, size: entry.size, mode: modes.get(entry.path) ?? 0o644, mtime });
-    const actual = entry.offset - entry.headerOffset === expected.length ? await readAt(fh, entry.headerOffset, expected.length, 'tar header') : undefined;
-    if (!actual?.equals(expected)) {
-      throw new PayloadError('AG_TAR_HEADER', `the tar header of '${entry.path}' is not the one this format writes (owner, mode, time or extra records differ)`);
-    }
-  }
-}
-
-/**
- * Every entry but the TOC is listed in the TOC with the same size, and nothing else is;
- * each is the OCI layout file, the index, a blob named by its own sha256, or a file of the
- * TOC's file list (one entry per target, also after case folding).
- */
-function matchTocToIndex(toc: Toc, entries: IndexedEntry[]): void {
-  const listed = new Map(toc.entries.map((e) => [e.path, e]));
-  const files = new Map<string, TocFile>();
-  const targets = new Set<string>();
-  for (const f of toc.files) {
-    const key = collisionKey(f.target);
-    if (targets.has(key)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists the file ${f.target} twice`);
-    if (f.path !== filePath(f.target)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} is not stored at ${filePath(f.target)}`);
-    targets.add(key);
-    files.set(f.path, f);
-  }
-  for (const entry of entries.slice(1)) {
-    const t = listed.get(entry.path);
-    if (!t) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is in the payload but not in the TOC`);
-    if (t.size !== entry.size) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is ${entry.size} bytes, the TOC says ${t.size}`);
-    listed.delete(entry.path);
-    const digest = digestOfBlobPath(entry.path);
-    if (digest !== undefined) {
-      if (digest !== `sha256:${t.sha256}`) throw new PayloadError('AG_TOC_MISMATCH', `blob '${entry.path}' has sha256 ${t.sha256} in the TOC, not its name`);
-    } else if (entry.path.startsWith(`${FILES_DIR}/`)) {
-      const f = files.get(entry.path);
-      if (!f || f.size !== t.size || f.sha256 !== t.sha256) throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is not in the TOC's file list`);
-      files.delete(entry.path);
-    } else if (entry.path !== OCI_LAYOUT_PATH && entry.path !== OCI_INDEX_PATH) {
-      throw new PayloadError('AG_TOC_MISMATCH', `entry '${entry.path}' is neither a blob, a file nor the OCI layout`);
-    }
-  }
-  if (listed.has(TOC_PATH)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists itself`);
-  const missing = [...listed.keys()];
-  if (missing.length) throw new PayloadError('AG_TOC_MISMATCH', `the TOC lists '${missing[0]}'${missing.length > 1 ? ` and ${missing.length - 1} more` : ''}, missing from the payload`);
-  for (const f of files.values()) throw new PayloadError('AG_TOC_MISMATCH', `the TOC's file ${f.target} has no entry`);
 }
 
 /**

@@ -3,11 +3,13 @@
  * lists every other entry with its size and sha256, plus what the payload holds (images,
  * charts, packs, files). The signature covers its exact bytes; it covers everything else.
  */
+import { setImmediate } from 'node:timers/promises';
 import { parseDocument, stringify } from 'yaml';
 import { PayloadError } from '../kit/errors.js';
 import { BUNDLE_NAME, SEMVER } from './names.js';
 import { targetProblem } from '../oci/reference.js';
 import { entryPathProblem } from './paths.js';
+import { emitLongList, splitLongLists } from './toc-layout.js';
 import { SHA256_DIGEST, SHA256_HEX } from '../kit/digest.js';
 
 export const TOC_API_VERSION = 'airgap/v1';
@@ -70,21 +72,29 @@ export interface Toc {
   entries: TocEntry[];
 }
 
-/** Serialises the TOC as YAML with a fixed key order (the bytes that get signed). */
+/**
+ * Serialises the TOC as YAML with a fixed key order (the bytes that get signed). The long
+ * lists, `files` and `entries`, are written line by line in the layout YAML itself gives
+ * them (toc-layout.ts), so that a TOC of 100,000 files takes milliseconds.
+ */
 export function serializeToc(toc: Toc): Buffer {
-  const ordered = {
+  const head = {
     apiVersion: toc.apiVersion,
     kind: toc.kind,
     name: toc.name,
     version: toc.version,
     created: toc.created,
-    images: toc.images.map((i) => ({ target: i.target, source: i.source, digest: i.digest, mediaType: i.mediaType, size: i.size, platforms: i.platforms })),
+    images: toc.images.map((i) => ({ target: i.target, source: i.source, digest: i.digest, mediaType: i.mediaType, size: i.size, platforms: [...i.platforms] })),
     charts: toc.charts.map(artifactOrder),
     packs: toc.packs.map(artifactOrder),
-    files: toc.files.map((f) => ({ target: f.target, path: f.path, size: f.size, sha256: f.sha256, mode: `0${f.mode.toString(8)}` })),
-    entries: toc.entries.map((e) => ({ path: e.path, size: e.size, sha256: e.sha256 })),
   };
-  return Buffer.from(stringify(ordered, { lineWidth: 0 }), 'utf8');
+  // No anchors: two images with the same platforms list must not become an alias, which readers refuse.
+  const text = [
+    stringify(head, { lineWidth: 0, aliasDuplicateObjects: false }),
+    emitLongList('files', toc.files.map((f) => ({ target: f.target, path: f.path, size: f.size, sha256: f.sha256, mode: `0${f.mode.toString(8)}` }))),
+    emitLongList('entries', toc.entries.map((e) => ({ path: e.path, size: e.size, sha256: e.sha256 }))),
+  ].join('');
+  return Buffer.from(text, 'utf8');
 }
 
 function artifactOrder(a: TocArtifact) {
@@ -93,6 +103,62 @@ function artifactOrder(a: TocArtifact) {
 
 /** Largest TOC accepted, in bytes: 64 MiB is room for about 400,000 entries. */
 export const MAX_TOC_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Largest TOC read with the YAML library whole, in bytes: one whose long lists are not in
+ * the writer's layout. Its tree costs about 40 times the text in memory, so a larger TOC
+ * must use the layout (docs/format.md, section 4.8).
+ */
+export const MAX_FREE_FORM_TOC_BYTES = 1024 * 1024;
+
+/** Items checked between two turns of the event loop. */
+const ITEMS_PER_TURN = 20_000;
+
+/** `items.map(fn)`, letting the event loop turn every ITEMS_PER_TURN items. */
+async function mapInTurns<T, U>(items: T[], fn: (item: T, index: number) => U): Promise<U[]> {
+  const out: U[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0 && i % ITEMS_PER_TURN === 0) await setImmediate();
+    out.push(fn(items[i]!, i));
+  }
+  return out;
+}
+
+/** Reads YAML text as plain data: no duplicate keys, no aliases. Throws AG_TOC_INVALID. */
+function readYaml(text: string): unknown {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 0 });
+  } catch (cause) {
+    // yaml throws a ReferenceError for an alias (&a … *a): the writer never makes one.
+    throw new PayloadError('AG_TOC_INVALID', `the TOC is not plain YAML: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/**
+ * The TOC as data: its long lists read line by line when they are in the writer's layout,
+ * the rest (and a small TOC in another layout) with the YAML library.
+ */
+async function readTocData(bytes: Buffer): Promise<unknown> {
+  const split = await splitLongLists(bytes);
+  if (split) {
+    const rest = readYaml(split.rest);
+    const root = typeof rest === 'object' && rest !== null && !Array.isArray(rest) ? (rest as Record<string, unknown>) : undefined;
+    // Each list taken out must come back as a top-level empty list: otherwise its header
+    // line was inside something else, and only the YAML library can say what it is.
+    const inPlace = root && Object.keys(split.lists).every((name) => Array.isArray(root[name]) && (root[name] as unknown[]).length === 0);
+    if (root && inPlace) return { ...root, ...split.lists };
+  }
+  if (bytes.length > MAX_FREE_FORM_TOC_BYTES) {
+    throw new PayloadError('AG_TOC_INVALID', `the TOC is ${bytes.length} bytes and its files or entries are not in the writer's layout; a TOC over ${MAX_FREE_FORM_TOC_BYTES} bytes must be`, {
+      hint: 'build the file with airgap build (docs/format.md, section 4.8)',
+    });
+  }
+  return readYaml(bytes.toString('utf8'));
+}
 
 class Checker {
   constructor(private readonly where: string) {}
@@ -128,22 +194,13 @@ class Checker {
 /**
  * Parses and validates TOC bytes. Throws PayloadError AG_TOC_INVALID with the path of the
  * first field that is wrong (YAML syntax, duplicate keys, missing fields, bad digests,
- * bad paths, duplicate entries).
+ * bad paths, duplicate entries), or when a TOC over MAX_FREE_FORM_TOC_BYTES is not in the
+ * writer's layout. Time and memory grow linearly with the entries.
  */
-export function parseToc(bytes: Buffer): Toc {
+export async function parseToc(bytes: Buffer): Promise<Toc> {
   if (bytes.length > MAX_TOC_BYTES) throw new PayloadError('AG_TOC_INVALID', `the TOC is larger than ${MAX_TOC_BYTES} bytes`);
-  const doc = parseDocument(bytes.toString('utf8'), { uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
-  }
   const c = new Checker('TOC');
-  let value: unknown;
-  try {
-    value = doc.toJS({ maxAliasCount: 0 });
-  } catch (cause) {
-    // yaml throws a ReferenceError for an alias (&a … *a): the writer never makes one.
-    throw new PayloadError('AG_TOC_INVALID', `the TOC is not plain YAML: ${(cause as Error).message}`, { cause });
-  }
+  const value = await readTocData(bytes);
   const root = c.object(value, 'document');
   if (root.apiVersion !== TOC_API_VERSION) c.fail('apiVersion', `must be ${TOC_API_VERSION}`);
   if (root.kind !== TOC_KIND) c.fail('kind', `must be ${TOC_KIND}`);
@@ -151,12 +208,12 @@ export function parseToc(bytes: Buffer): Toc {
   const version = c.string(root, 'version', 'toc', SEMVER);
   const created = c.string(root, 'created', 'toc', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/);
 
-  const entries = c.array(root.entries, 'entries').map((raw, i) => {
+  const entries = await mapInTurns(c.array(root.entries, 'entries'), (raw, i) => {
     const at = `entries[${i}]`;
     const e = c.object(raw, at);
     const path = c.string(e, 'path', at);
     const problem = entryPathProblem(path);
-    if (problem) c.fail(`${at}.path`, problem);
+    if (problem) c.fail(`${at}.path '${path}'`, problem);
     return { path, size: c.size(e, 'size', at), sha256: c.string(e, 'sha256', at, SHA256_HEX) };
   });
   const seen = new Set<string>();
@@ -170,7 +227,7 @@ export function parseToc(bytes: Buffer): Toc {
     const o = c.object(raw, at);
     const target = c.string(o, 'target', at);
     const problem = targetProblem(target);
-    if (problem) c.fail(`${at}.target`, problem);
+    if (problem) c.fail(`${at}.target '${target}'`, problem);
     const platforms = c.array(o.platforms ?? [], `${at}.platforms`).map((p, j): string => {
       if (typeof p !== 'string') c.fail(`${at}.platforms[${j}]`, 'must be a string');
       return p as string;
@@ -190,7 +247,7 @@ export function parseToc(bytes: Buffer): Toc {
       const o = c.object(raw, at);
       const target = c.string(o, 'target', at);
       const problem = targetProblem(target);
-      if (problem) c.fail(`${at}.target`, problem);
+      if (problem) c.fail(`${at}.target '${target}'`, problem);
       return {
         name: c.string(o, 'name', at),
         version: c.string(o, 'version', at),
@@ -199,12 +256,12 @@ export function parseToc(bytes: Buffer): Toc {
         size: c.size(o, 'size', at),
       };
     });
-  const files = c.array(root.files ?? [], 'files').map((raw, i) => {
+  const files = await mapInTurns(c.array(root.files ?? [], 'files'), (raw, i) => {
     const at = `files[${i}]`;
     const o = c.object(raw, at);
     const target = c.string(o, 'target', at);
     const problem = entryPathProblem(target);
-    if (problem) c.fail(`${at}.target`, problem);
+    if (problem) c.fail(`${at}.target '${target}'`, problem);
     // Only the modes the writer writes: no world-writable, setuid or unreadable file lands on the box.
     const mode = c.string(o, 'mode', at, /^0?(?:644|755)$/);
     return {

@@ -1,4 +1,5 @@
 /** Small file-system helpers shared by the builder and, later, the appliance. */
+import { execFile } from 'node:child_process';
 import { open, rename, unlink, mkdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -6,14 +7,16 @@ import { randomBytes } from 'node:crypto';
 /**
  * Writes `data` to `path` atomically: a temp file beside it, fsync, chmod `mode`, rename,
  * then fsync of the directory. Readers see the old file or the new one, never a part.
+ * `data` may be an async iterable of chunks (a large document written as it is made).
  */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Buffer | AsyncIterable<string | Buffer>, mode = 0o644): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
   const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(temp, 'wx', mode);
   try {
-    await fh.writeFile(data);
+    if (typeof data === 'string' || Buffer.isBuffer(data)) await fh.writeFile(data);
+    else for await (const chunk of data) await fh.writeFile(chunk); // each from the current position
     await fh.chmod(mode);
     await fh.sync();
   } catch (err) {
@@ -32,6 +35,22 @@ export async function syncDir(dir: string): Promise<void> {
   if (!fh) return;
   await fh.sync().catch(() => {});
   await fh.close();
+}
+
+/**
+ * Flushes every dirty page and inode of the file system that holds `path` (Linux
+ * syncfs(2), through coreutils' `sync --file-system`): one call instead of an fsync per
+ * file, for stages that write many files and need them all on disk before a commit.
+ * Resolves false when `sync` cannot do it (not there, too old, or failed), so the caller
+ * can fsync file by file. Rejects only when `signal` aborts it.
+ */
+export async function syncFileSystem(path: string, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['--file-system', path], { signal, timeout: 0 }, (err) => {
+      if (err && signal?.aborted) reject(signal.reason as Error);
+      else resolve(!err);
+    });
+  });
 }
 
 /** Why a file or folder can be changed by another user, and the command that closes it. */

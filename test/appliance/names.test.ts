@@ -37,7 +37,7 @@ t.test('airgap inspect: a refused entry path is named with visible escapes', asy
   t.equal(r.exitCode, 1, r.stderr);
   t.notMatch(r.stderr, RAW, 'no raw control character on the terminal');
   t.match(r.stderr, 'a\\x1b[2J\\x1b[HSetup Completed\\x0db');
-  t.match(r.stderr, /\[AG_ENTRY_PATH\]/);
+  t.match(r.stderr, /\[AG_TOC_INVALID\]/, 'the signed TOC lists the name, and is read first');
 });
 
 t.test('airgap inspect: names in the listing are shown printable; --json keeps them exact', async (t) => {
@@ -58,7 +58,7 @@ t.test('the daemon: airgap import and the inbox reason file show the name escape
   t.equal(r.exitCode, 1, r.stderr);
   t.notMatch(r.stderr, RAW, 'import: no raw control character on the terminal');
   t.match(r.stderr, 'a\\x1b[2J\\x1b[HSetup Completed\\x0db');
-  t.match(r.stderr, /\[AG_ENTRY_PATH\]/);
+  t.match(r.stderr, /\[AG_TOC_INVALID\]/, 'the signed TOC lists the name, and is read first');
 
   const inbox = join(daemon.stateDir, 'inbox');
   const name = `drop${CLEAR}.bin`;
@@ -67,5 +67,5 @@ t.test('the daemon: airgap import and the inbox reason file show the name escape
   t.ok(await waitFor(async () => (await readdir(join(inbox, 'failed'))).includes(`${name}.reason.txt`), 30), 'moved to failed/ with a reason');
   const reason = await readFile(reasonFile, 'utf8');
   t.notMatch(reason, RAW, 'the reason file has no raw control character');
-  t.match(reason, /a\\x1b\[2J\\x1b\[HSetup Completed\\x0db.*\[AG_ENTRY_PATH\]\nhint: /);
+  t.match(reason, /a\\x1b\[2J\\x1b\[HSetup Completed\\x0db.*\[AG_TOC_INVALID\]\nhint: /);
 });

@@ -20,6 +20,9 @@ import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../src/appliance
 import { listEvents, recordEvent } from '../../src/appliance/store/events.js';
 import { getSetting, setSetting } from '../../src/appliance/store/settings.js';
 import { tempDir } from '../helpers/temp.js';
+import { createImport } from '../../src/appliance/store/imports.js';
+import { insertRelease } from '../../src/appliance/store/releases.js';
+import { RELEASES_JSON, releasesDocument, writeReleasesJson } from '../../src/appliance/import/commit.js';
 
 const work = await tempDir(t, 'airgap-parts-');
 
@@ -82,6 +85,26 @@ t.test('database: created 0600, WAL, migrated once; a newer schema or a non-data
   const junk = join(work, 'junk.db');
   await writeFile(junk, 'this is not a database, just some text that is long enough to have a header'.repeat(20));
   t.throws(() => openDatabase(junk), { code: 'AG_DB_OPEN' });
+});
+
+t.test('releases.json: written a page of files at a time, the same bytes as the whole document', async (t) => {
+  const db = openDatabase(join(work, 'releases.db'));
+  t.teardown(() => db.close());
+  const repo = await tempDir(t, 'airgap-parts-repo-');
+  const expected = () => `${JSON.stringify(releasesDocument(db), null, 2)}\n`;
+  await writeReleasesJson(db, repo);
+  t.equal(await readFile(join(repo, RELEASES_JSON), 'utf8'), expected(), 'no release');
+  const release = (version: string) => ({ version, name: 'demo', created: '2026-01-01T00:00:00Z', payloadSha256: 'a'.repeat(64), tocSha256: 'b'.repeat(64), keyId: null, importId: createImport(db, { file: `/x/${version}.bin`, source: 'cli', actor: 'test', options: {} }).id, importedAt: `2026-01-0${version[0]}T00:00:00Z` });
+  // More files than two pages, in an order that is not the database's.
+  const files = Array.from({ length: 12_001 }, (_, i) => ({ kind: 'file' as const, target: `data/${(i * 7919) % 12_001}/f "${i}".txt`, digest: `sha256:${'c'.repeat(64)}`, size: i, mediaType: null, platforms: null }));
+  const image = { kind: 'image' as const, target: 'library/busybox:1', digest: `sha256:${'d'.repeat(64)}`, size: 10, mediaType: 'application/vnd.oci.image.index.v1+json', platforms: ['linux/amd64'] };
+  const chart = { kind: 'chart' as const, target: 'charts/hello:0.1.0', digest: `sha256:${'e'.repeat(64)}`, size: 5, mediaType: 'application/vnd.oci.image.manifest.v1+json', platforms: null };
+  insertRelease(db, release('1.0.0'), [...files, image, chart], true);
+  insertRelease(db, release('2.0.0'), [], true);
+  await writeReleasesJson(db, repo);
+  const written = await readFile(join(repo, RELEASES_JSON), 'utf8');
+  t.equal(written, expected(), 'two releases, one of 12,001 files and one empty');
+  t.equal((JSON.parse(written) as { releases: Array<{ files: unknown[] }> }).releases[0]!.files.length, 12_001);
 });
 
 t.test('PKI: the CA is made once; the server certificate follows the names, from the same CA', async (t) => {

@@ -187,12 +187,12 @@ t.test('refused files change nothing', async (t) => {
       const f = join(work, 'traversal.bin');
       await craftBin(f, { version: '1.3.0', key: (await loadPrivateKey(keys.privateKeyPath)).key, entries: [{ path: 'files/../../../etc/cron.d/x', data: Buffer.from('* * * * * root id\n') }] });
       return f;
-    }, /AG_ENTRY_PATH/],
+    }, /has a '..' segment \[AG_TOC_INVALID\]/],
     ['a file name the box could not write', async () => {
       const f = join(work, 'long-name.bin');
       await craftBin(f, { version: '1.3.1', key: (await loadPrivateKey(keys.privateKeyPath)).key, entries: [{ path: `files/${'n'.repeat(250)}`, data: Buffer.from('x\n') }] });
       return f;
-    }, /has a segment longer than 240 bytes \[AG_ENTRY_PATH\]/],
+    }, /has a segment longer than 240 bytes \[AG_TOC_INVALID\]/],
     ['a version the box could not write', async () => {
       const f = join(work, 'long-version.bin');
       const long = `1.3.2-${'v'.repeat(240)}`;

@@ -71,6 +71,8 @@ t.test('names up to the limits the importer can write are accepted: a 240-byte s
   t.same(opened.toc.files.map((f) => f.target), [segment]);
 });
 
+// Entries with a hostile tar path are left out of the TOC (which would refuse the path
+// itself, AG_TOC_INVALID): the tar rule is checked first, whatever the TOC says.
 const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
   ['symlink', { entries: [{ path: 'files/link', type: '2', linkname: '/etc/passwd' }] }, 'AG_ENTRY_TYPE'],
   ['hard link', { entries: [{ path: 'files/a.txt', data }, { path: 'files/hard', type: '1', linkname: 'files/a.txt' }] }, 'AG_ENTRY_TYPE'],
@@ -79,9 +81,9 @@ const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
   ['fifo', { entries: [{ path: 'files/fifo', type: '6' }] }, 'AG_ENTRY_TYPE'],
   ['directory', { entries: [{ path: 'files/dir', type: '5' }] }, 'AG_ENTRY_TYPE'],
   ['GNU long name', { entries: [{ path: '././@LongLink', type: 'L', data: Buffer.from('x\0') }] }, 'AG_ENTRY_TYPE'],
-  ['absolute path', { entries: [{ path: '/etc/cron.d/evil', data }] }, 'AG_ENTRY_PATH'],
-  ['dot-dot path', { entries: [{ path: 'files/../../evil', data }] }, 'AG_ENTRY_PATH'],
-  ['dot-dot first', { entries: [{ path: '../evil', data }] }, 'AG_ENTRY_PATH'],
+  ['absolute path', { entries: [{ path: '/etc/cron.d/evil', data, unlisted: true }] }, 'AG_ENTRY_PATH'],
+  ['dot-dot path', { entries: [{ path: 'files/../../evil', data, unlisted: true }] }, 'AG_ENTRY_PATH'],
+  ['dot-dot first', { entries: [{ path: '../evil', data, unlisted: true }] }, 'AG_ENTRY_PATH'],
   ['duplicate name', { entries: [{ path: 'files/a.txt', data }, { path: 'files/a.txt', data, unlisted: true }] }, 'AG_DUPLICATE_ENTRY'],
   ['names differing by case', { entries: [{ path: 'files/A.txt', data }, { path: 'files/a.txt', data }] }, 'AG_DUPLICATE_ENTRY'],
   ['names differing by Unicode normalisation', { entries: [{ path: 'files/caf\u00e9', data }, { path: 'files/cafe\u0301', data }] }, 'AG_DUPLICATE_ENTRY'],
@@ -89,6 +91,11 @@ const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
   [
     'TOC entry missing from the payload',
     { toc: (toc) => ({ ...toc, entries: [...toc.entries, { path: 'files/ghost', size: 1, sha256: 'a'.repeat(64) }] }) },
+    'AG_TOC_MISMATCH',
+  ],
+  [
+    'TOC file with no entry (and not in entries)',
+    { toc: (toc) => ({ ...toc, files: [...toc.files, { target: 'ghost', path: 'files/ghost', size: 1, sha256: 'a'.repeat(64), mode: 0o644 }] }) },
     'AG_TOC_MISMATCH',
   ],
   [
@@ -107,12 +114,12 @@ const entryCases: Array<[string, Parameters<typeof craftBin>[1], string]> = [
   ],
   ['payload without an OCI layout', { bare: true, entries: [{ path: 'files/a.txt', data }] }, 'AG_LAYOUT'],
   // Dotfiles: the repository answers 403 for them, so a release must not list them.
-  ['dotfile entry', { entries: [{ path: 'files/.env', data }] }, 'AG_ENTRY_PATH'],
-  ['entry under a dot folder', { entries: [{ path: 'files/site/.git/config', data }] }, 'AG_ENTRY_PATH'],
+  ['dotfile entry', { entries: [{ path: 'files/.env', data, unlisted: true }] }, 'AG_ENTRY_PATH'],
+  ['entry under a dot folder', { entries: [{ path: 'files/site/.git/config', data, unlisted: true }] }, 'AG_ENTRY_PATH'],
   ['TOC file target that is a dotfile', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, files: toc.files.map((f) => ({ ...f, target: 'site/.htaccess', path: 'files/site/.htaccess' })) }) }, 'AG_TOC_INVALID'],
   ['TOC entry path with a dot segment', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, entries: toc.entries.map((e) => (e.path === 'files/a.txt' ? { ...e, path: 'files/.a.txt' } : e)) }) }, 'AG_TOC_INVALID'],
   // Names the importer could not write (a file name has 255 bytes): refused before anything is written.
-  ['path segment longer than 240 bytes', { entries: [{ path: `files/dir/${'é'.repeat(120)}x`, data }] }, 'AG_ENTRY_PATH'],
+  ['path segment longer than 240 bytes', { entries: [{ path: `files/dir/${'é'.repeat(120)}x`, data, unlisted: true }] }, 'AG_ENTRY_PATH'],
   ['TOC file target with a segment longer than 240 bytes', { entries: [{ path: 'files/a.txt', data }], toc: (toc) => ({ ...toc, files: toc.files.map((f) => ({ ...f, target: 'a'.repeat(241), path: `files/${'a'.repeat(241)}` })) }) }, 'AG_TOC_INVALID'],
   ['version longer than 128 characters', withVersion(`${version128}a`), 'AG_HEADER'],
   // File modes: only the two the writer writes (0644, 0755).
@@ -162,6 +169,32 @@ t.test('signatures', async (t) => {
   const text = bytes.toString('latin1').replace(/SIGNATURE="[^"]*"/, `SIGNATURE="${otherSig}"`);
   await writeFile(forged, Buffer.from(text, 'latin1'));
   await t.rejects(check(forged), { code: 'AG_BAD_SIGNATURE' });
+});
+
+t.test('the signed TOC is checked before the rest of the tar is read, and bounds it', async (t) => {
+  // Broken further on (a link, a flipped header): the signature is what is refused, first.
+  const hostile = { entries: [{ path: 'files/a.txt', data }, { path: 'files/link', type: '2', linkname: '/etc/shadow' }] };
+  const unsigned = file();
+  await craftBin(unsigned, hostile);
+  await t.rejects(check(unsigned), { code: 'AG_UNSIGNED' });
+  const byOther = file();
+  await craftBin(byOther, { key: other.privateKey, ...hostile });
+  await t.rejects(check(byOther), { code: 'AG_UNKNOWN_KEY' });
+  const flipped = file();
+  const bytes = await craftBin(flipped, { key: other.privateKey, entries: [{ path: 'files/a.txt', data }, { path: 'files/b.txt', data }] });
+  const last = bytes.lastIndexOf(Buffer.from('files/b.txt'));
+  bytes[last + 140]! ^= 0xff; // inside the header of files/b.txt: its checksum no longer holds
+  await writeFile(flipped, bytes);
+  await t.rejects(check(flipped), { code: 'AG_UNKNOWN_KEY' });
+
+  // Accepted unverified, the index stops at the first entry the TOC does not list: the
+  // link and the flipped header after it are never reached.
+  const padded = file();
+  const junk = Array.from({ length: 50 }, (_, i) => ({ path: `files/junk-${i}`, unlisted: true }));
+  const tail = await craftBin(padded, { entries: [...junk, { path: 'files/link', type: '2', linkname: '/etc/shadow' }] });
+  tail[tail.lastIndexOf(Buffer.from('files/link')) + 140]! ^= 0xff;
+  await writeFile(padded, tail);
+  await t.rejects(openPayload(padded, { allowUnverified: true }), { code: 'AG_TOC_MISMATCH', message: /'files\/junk-0' is in the payload but not in the TOC/ });
 });
 
 t.test('damage to the bytes', async (t) => {
@@ -221,7 +254,7 @@ t.test('damage to the bytes', async (t) => {
 
 t.test('the CLI reports a refusal with its code, a hint and exit 1', async (t) => {
   const path = file();
-  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/../../evil', data }] });
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/../../evil', data, unlisted: true }] });
   const r = await execa(AIRGAP, ['inspect', path, '--key', join(dir, 'signer.pub')], { reject: false });
   t.equal(r.exitCode, 1);
   t.match(r.stderr, /airgap: error: entry path 'files\/\.\.\/\.\.\/evil' has a '\.\.' segment \[AG_ENTRY_PATH\]/);

@@ -96,13 +96,13 @@ t.test('TOC round trip and validation', async (t) => {
     files: [{ target: 'a.yaml', path: 'files/a.yaml', size: 3, sha256: 'd'.repeat(64), mode: 0o755 }],
     entries: [{ path: 'files/a.yaml', size: 3, sha256: 'd'.repeat(64) }],
   };
-  t.same(parseToc(serializeToc(toc)), toc);
+  t.same(await parseToc(serializeToc(toc)), toc);
   const text = serializeToc(toc).toString();
-  t.throws(() => parseToc(Buffer.from(text.replace('name: demo', 'name: demo\nname: again'))), { code: 'AG_TOC_INVALID' });
-  t.throws(() => parseToc(Buffer.from(text.replaceAll('path: files/a.yaml', 'path: ../a.yaml'))), { code: 'AG_TOC_INVALID' });
-  t.throws(() => parseToc(Buffer.from('{')), { code: 'AG_TOC_INVALID' });
-  t.throws(() => parseToc(Buffer.from(text.replace('name: demo', 'name: &n demo\nalias: *n'))), { code: 'AG_TOC_INVALID', message: /not plain YAML/ });
-  t.throws(() => parseToc(Buffer.from(text.replace(`sha256: ${'d'.repeat(64)}\n`, 'sha256: nothex\n'))), { code: 'AG_TOC_INVALID' });
+  await t.rejects(parseToc(Buffer.from(text.replace('name: demo', 'name: demo\nname: again'))), { code: 'AG_TOC_INVALID' });
+  await t.rejects(parseToc(Buffer.from(text.replaceAll('path: files/a.yaml', 'path: ../a.yaml'))), { code: 'AG_TOC_INVALID' });
+  await t.rejects(parseToc(Buffer.from('{')), { code: 'AG_TOC_INVALID' });
+  await t.rejects(parseToc(Buffer.from(text.replace('name: demo', 'name: &n demo\nalias: *n'))), { code: 'AG_TOC_INVALID', message: /not plain YAML/ });
+  await t.rejects(parseToc(Buffer.from(text.replace(`sha256: ${'d'.repeat(64)}\n`, 'sha256: nothex\n'))), { code: 'AG_TOC_INVALID' });
 });
 
 t.test('names and references', async (t) => {

@@ -4,11 +4,12 @@
  * fsync, rename) so downstream installers can discover the release.
  */
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { writeFileAtomic } from '../../kit/fs.js';
 import type { OpenedPayload } from '../../format/reader.js';
 import type { Db } from '../store/db.js';
 import { finishImport } from '../store/imports.js';
-import { currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
+import { artifactPage, currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
 import type { ImportPlan } from './plan.js';
 
 /** Name of the release list at the top of the repository. */
@@ -75,7 +76,50 @@ export function releasesDocument(db: Db): unknown {
   };
 }
 
-/** Rewrites `<repoDir>/releases.json` from the database. */
+/** Files read from the database per page while releases.json is written. */
+const FILES_PER_PAGE = 5000;
+
+/** `value` as JSON.stringify(value, null, 2) writes it `depth` levels deep (lines after the first indented). */
+function jsonAt(value: unknown, depth: number): string {
+  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${'  '.repeat(depth)}`);
+}
+
+/**
+ * The bytes of `releasesDocument(db)` as `JSON.stringify(doc, null, 2)` writes them, made
+ * a page of files at a time with a turn of the event loop between pages: a release of
+ * 100,000 files is neither held in memory whole nor a stall of the daemon.
+ */
+async function* releasesJsonChunks(db: Db): AsyncGenerator<string> {
+  const releases = listReleases(db);
+  yield `{\n  "current": ${JSON.stringify(currentRelease(db)?.version ?? null)},\n  "releases": [`;
+  for (const [i, r] of releases.entries()) {
+    const head = { version: r.version, name: r.name, created: r.created, importedAt: r.importedAt, current: r.current, tocSha256: r.tocSha256 };
+    yield `${i ? ',' : ''}\n    {\n${Object.entries(head).map(([k, v]) => `      ${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n')},\n      "files": `;
+    let after = '';
+    let any = false;
+    for (;;) {
+      const page = artifactPage(db, r.version, 'file', after, FILES_PER_PAGE);
+      if (!page.length) break;
+      let chunk = any ? '' : '[';
+      for (const f of page) {
+        chunk += `${any ? ',' : ''}\n        ${jsonAt({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') }, 4)}`;
+        any = true;
+      }
+      after = page[page.length - 1]!.target;
+      yield chunk;
+      await setImmediate();
+    }
+    yield any ? '\n      ]' : '[]';
+    const artifacts = listArtifacts(db, { version: r.version }).filter((a) => a.kind !== 'file');
+    for (const [key, kind] of [['images', 'image'], ['charts', 'chart'], ['packs', 'pack']] as const) {
+      yield `,\n      "${key}": ${jsonAt(artifacts.filter((a) => a.kind === kind).map((a) => ({ target: a.target, digest: a.digest })), 3)}`;
+    }
+    yield '\n    }';
+  }
+  yield releases.length ? '\n  ]\n}\n' : ']\n}\n';
+}
+
+/** Rewrites `<repoDir>/releases.json` from the database (streamed; the same bytes as `releasesDocument` with two-space indents). */
 export async function writeReleasesJson(db: Db, repoDir: string): Promise<void> {
-  await writeFileAtomic(join(repoDir, RELEASES_JSON), `${JSON.stringify(releasesDocument(db), null, 2)}\n`, 0o644);
+  await writeFileAtomic(join(repoDir, RELEASES_JSON), releasesJsonChunks(db), 0o644);
 }

@@ -50,24 +50,3 @@ export interface ImportContext {
 export function newCounters(): ImportCounters {
   return { blobsPushed: 0, blobsMounted: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, tagsPushed: 0, filesWritten: 0, filesSkipped: 0 };
 }
-
-/** Runs `worker` over `items` with at most `limit` at once; the first failure stops the rest and is thrown. */
-export async function runPool<T>(items: T[], limit: number, signal: AbortSignal, worker: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  // Boxed so that whatever was thrown (even a non-Error) is rethrown as it came.
-  let failure: { error: unknown } | undefined;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (failure === undefined && next < items.length) {
-      const item = items[next++]!;
-      try {
-        // Inside the try: on abort every lane stops taking work and Promise.all waits for those in flight.
-        signal.throwIfAborted();
-        await worker(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  });
-  await Promise.all(lanes);
-  if (failure !== undefined) throw failure.error;
-}

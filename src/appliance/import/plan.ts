@@ -4,6 +4,7 @@
  * names them) and the blobs they need. Reads manifests from the .bin (small entries) and
  * checks each against its digest; blobs are not read here.
  */
+import { setImmediate } from 'node:timers/promises';
 import { PayloadError } from '../../kit/errors.js';
 import { sha256Digest } from '../../kit/digest.js';
 import { ANNOTATION_KIND, ANNOTATION_REF_NAME, CHART_REPOSITORY_PREFIX, PACK_REPOSITORY_PREFIX, blobPath } from '../../format/layout.js';
@@ -132,7 +133,9 @@ export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
   }
   // A file target that is also a folder of another (`a` and `a/b`) cannot be written.
   const fileTargets = new Set(toc.files.map((f) => f.target));
+  let count = 0;
   for (const f of toc.files) {
+    if (++count % 20_000 === 0) await setImmediate(); // a 100,000-file release must not stall the daemon
     const parts = f.target.split('/');
     for (let i = 1; i < parts.length; i++) {
       const folder = parts.slice(0, i).join('/');

@@ -11,7 +11,8 @@ import { PayloadError, RegistryError } from '../../kit/errors.js';
 import type { PushTarget } from '../../oci/client.js';
 import { openEntryStream } from '../../format/reader.js';
 import { journalBlob, repositoriesWithBlob, type BlobAction } from '../store/imports.js';
-import { runPool, type ImportContext, type Stage } from './context.js';
+import { runPool } from '../../kit/pool.js';
+import type { ImportContext, Stage } from './context.js';
 import type { PlannedArtifact, PlannedBlob } from './plan.js';
 
 interface BlobGroup {

@@ -56,6 +56,16 @@ export function listArtifacts(db: Db, filter: { kind?: ArtifactKind; version?: s
   return rows.map((r) => ({ ...r, platforms: r.platforms ? (JSON.parse(r.platforms) as string[]) : null }));
 }
 
+/**
+ * One page of release `version`'s artifacts of `kind`, in target order, after `after`
+ * (keyset paging on the primary key: each page costs the same however far in it is).
+ */
+export function artifactPage(db: Db, version: string, kind: ArtifactKind, after: string, limit: number): Array<Pick<ArtifactRow, 'target' | 'digest' | 'size'>> {
+  return db
+    .prepare('SELECT target, digest, size FROM artifacts WHERE release_version = ? AND kind = ? AND target > ? ORDER BY target LIMIT ?')
+    .all(version, kind, after, limit) as Array<Pick<ArtifactRow, 'target' | 'digest' | 'size'>>;
+}
+
 /** Makes the recorded release `version` the current one. */
 export function makeCurrent(db: Db, version: string): void {
   db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();

@@ -1,0 +1,128 @@
+/**
+ * The writer's layout of the TOC's long lists (src/format/toc-layout.ts, docs/format.md
+ * section 4.8): the line-by-line writer makes the bytes the YAML library makes, the
+ * line-by-line reader reads what the YAML library reads, and a TOC not in the layout is
+ * read whole when small and refused when large.
+ */
+import t from 'tap';
+import { parse, stringify } from 'yaml';
+import { MAX_FREE_FORM_TOC_BYTES, parseToc, serializeToc, type Toc } from '../../src/format/toc.js';
+import { splitLongLists } from '../../src/format/toc-layout.js';
+
+const split = (text: string) => splitLongLists(Buffer.from(text, 'utf8'));
+
+/** Names chosen to sit on every edge of YAML's plain scalars. */
+const TRICKY = [
+  'readme.txt', 'a/b/c.tar.gz', '123', '1.0/readme', '1.0', '0x1F', '0o17', '1e5', '.5', '+1', '-1', '.inf', '.nan', '-.inf',
+  'true', 'True', 'TRUE', 'false', 'null', 'Null', 'NULL', '~', 'yes', 'no', 'on', 'off', 'y', '2026-01-01', '1_000', '12:30',
+  'a b', 'a  b', 'a: b', 'a:b', 'a #b', 'a#b', "it's", 'x"y', 'x\\y', '-x', '- x', '?x', '? x', ':x', '[x]', '{x}', 'x,y', 'x]', '@x', '`x',
+  '%x', '!x', '&x', '*x', '|x', '>x', '#x', '"x"', "'x'", 'x:', 'x: ', ' x', 'x ', 'é', 'café/naïve', '日本語', 'emoji😀', 'a\u00a0b',
+  'a\u0085b', 'a\u2028b', 'tab\there', 'x=y', 'x+y', 'x@y', '---', '...', '--- x', '<<', '=', 'a/-b', 'a/?b', 'a/#b', 'a/ b', 'a/b ',
+];
+
+function tocWith(names: string[]): Toc {
+  // Mostly letters, as real digests are; all-digit ones (quoted by YAML) come from TRICKY's numbers below.
+  const hex = (i: number) => (i % 7 === 3 ? String(i).padStart(64, '0') : i.toString(16).padStart(64, 'a'));
+  return {
+    apiVersion: 'airgap/v1',
+    kind: 'TableOfContents',
+    name: 'edge',
+    version: '1.0.0',
+    created: '2026-01-01T00:00:00Z',
+    images: [{ target: 'a/b:1', source: 'docker://x/y:1', digest: `sha256:${hex(1)}`, mediaType: 'm', size: 1, platforms: ['linux/amd64'] }],
+    charts: [],
+    packs: [],
+    files: names.map((name, i) => ({ target: name, path: `files/${name}`, size: i, sha256: hex(i), mode: i % 2 ? 0o755 : 0o644 })),
+    entries: names.map((name, i) => ({ path: `files/${name}`, size: i, sha256: hex(i) })),
+  };
+}
+
+/** The TOC as the YAML library alone writes it (what serializeToc wrote before the layout was its own code). */
+function yamlOf(toc: Toc): string {
+  return stringify(
+    {
+      apiVersion: toc.apiVersion,
+      kind: toc.kind,
+      name: toc.name,
+      version: toc.version,
+      created: toc.created,
+      images: toc.images,
+      charts: toc.charts,
+      packs: toc.packs,
+      files: toc.files.map((f) => ({ target: f.target, path: f.path, size: f.size, sha256: f.sha256, mode: `0${f.mode.toString(8)}` })),
+      entries: toc.entries,
+    },
+    { lineWidth: 0 },
+  );
+}
+
+/** Random names over an alphabet of YAML's indicators, quotes, spaces and letters. */
+function randomNames(count: number, seed: number): string[] {
+  const alphabet = ['a', 'b', 'e', 'E', 'x', 'o', 'n', 'f', 'i', 'Z', '0', '1', '9', '.', '/', '-', '_', ' ', ':', '#', "'", '"', '\\', '[', '{', ',', '&', '*', '!', '|', '>', '%', '@', '`', '?', '=', '+', '~', '\t', 'é', '😀', '\u0085', '\u2028'];
+  let state = seed;
+  const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  return Array.from({ length: count }, () => Array.from({ length: 1 + Math.floor(next() * 8) }, () => alphabet[Math.floor(next() * alphabet.length)]!).join(''));
+}
+
+t.test('the writer makes the bytes the YAML library makes, for every edge name and 2,000 random ones', async (t) => {
+  for (const names of [TRICKY, randomNames(2000, 7)]) {
+    const toc = tocWith(names);
+    t.equal(serializeToc(toc).toString('utf8'), yamlOf(toc));
+  }
+});
+
+t.test('the line reader reads the long lists as the YAML library does', async (t) => {
+  for (const names of [TRICKY, randomNames(2000, 11)]) {
+    const text = serializeToc(tocWith(names)).toString('utf8');
+    const lists = await split(text);
+    if (!lists) {
+      t.fail('the writer wrote a TOC outside its own layout');
+      continue;
+    }
+    const whole = parse(text) as { files: unknown; entries: unknown };
+    t.same(lists.lists.files, whole.files);
+    t.same(lists.lists.entries, whole.entries);
+    t.same(parse(lists.rest), { ...whole, files: [], entries: [] });
+  }
+});
+
+t.test('a valid TOC with edge names reads back equal', async (t) => {
+  const names = TRICKY.filter((n) => !/^[.\s]|[\x00-\x1f\x7f]|\s$|\/[.\s]|\s\//.test(n) && !['...', '---'].includes(n) && !n.startsWith('--- ') && !n.includes('\\'));
+  const toc = tocWith(names);
+  t.same(await parseToc(serializeToc(toc)), toc);
+});
+
+t.test('a small TOC in another layout is read whole; a large one is refused with the reason', async (t) => {
+  const toc = tocWith(['a.txt', 'b.txt']);
+  const text = serializeToc(toc).toString('utf8');
+  // Keys of an entry in another order, a comment, flow style: still YAML, not the layout.
+  const reordered = text.replace(/ {2}- path: (files\/a\.txt)\n {4}size: (\d+)\n {4}sha256: (\w+)\n/, '  - sha256: $3\n    size: $2\n    path: $1\n');
+  t.not(reordered, text);
+  t.equal(await split(reordered), undefined);
+  t.same(await parseToc(Buffer.from(reordered)), toc);
+  const commented = text.replace('entries:\n', 'entries:\n  # a comment\n');
+  t.same(await parseToc(Buffer.from(commented)), toc);
+
+  const big = tocWith(Array.from({ length: 8000 }, (_, i) => `data/file-${i}.txt`));
+  const bigText = serializeToc(big).toString('utf8');
+  t.ok(bigText.length > MAX_FREE_FORM_TOC_BYTES, 'the large TOC is over the limit');
+  t.equal((await parseToc(Buffer.from(bigText))).files.length, 8000, 'in the layout, size is no problem');
+  await t.rejects(parseToc(Buffer.from(bigText.replace('entries:\n', 'entries:\n  # a comment\n'))), { code: 'AG_TOC_INVALID', message: /not in the writer's layout/ });
+});
+
+t.test('a list header that the rest of the TOC does not see at the top level is not taken as the list', async (t) => {
+  const text = serializeToc(tocWith(['a.txt'])).toString('utf8');
+  // `entries:` twice: the line reader gives up, the YAML library refuses the duplicate key.
+  await t.rejects(parseToc(Buffer.from(`${text}entries:\n  - path: files/a.txt\n    size: 0\n    sha256: ${'0'.repeat(64)}\n`)), { code: 'AG_TOC_INVALID' });
+  // Inside a flow sequence the header is not a key of the TOC.
+  const nested = text.replace('charts: []\n', 'charts: [\nentries:\n  - path: x\n    size: 1\n    sha256: y\n]\n');
+  await t.rejects(parseToc(Buffer.from(nested)), { code: 'AG_TOC_INVALID' });
+});
+
+t.test('values the layout carries through the YAML library: quoted, escaped, numbers in other forms', async (t) => {
+  const one = await split('entries:\n  - path: "files/caf\\u00e9"\n    size: 0x10\n    sha256: \'abc\'\n');
+  t.same(one?.lists.entries, [{ path: 'files/café', size: 16, sha256: 'abc' }]);
+  t.equal(await split('entries:\n  - path: &a x\n    size: 1\n    sha256: y\n'), undefined, 'an anchor is not the layout');
+  t.equal(await split('entries:\n  - path: x\n    size: 1\n'), undefined, 'an item cut short is not the layout');
+  t.equal(await split('entries:\n  - path: x\r\n    size: 1\n    sha256: y\n'), undefined, 'a CR is not the layout');
+});
