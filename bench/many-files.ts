@@ -214,7 +214,8 @@ export async function manyFilesBench(options: { files: number; hostileEntries?: 
     await writeHostileBin(hostileBin, hostileEntries);
     await resetHwm(pid);
     const hostile = await timed(() => withLatencyProbe(box.stateDir, () => execa(AIRGAP, ['import', hostileBin, '--json', '--state-dir', box.stateDir], { reject: false })));
-    const hostileDoc = JSON.parse(String(hostile.value.value.stdout) || '{}') as { code?: string; error?: { code?: string } };
+    // A refusal is printed on stderr, with its code in brackets, even with --json.
+    const hostileCode = /\[(AG_[A-Z_]+)\]/.exec(String(hostile.value.value.stderr))?.[1];
     const hostilePeak = (await vmHwm(pid)) ?? 0;
 
     const result: ManyFilesResult = {
@@ -222,7 +223,7 @@ export async function manyFilesBench(options: { files: number; hostileEntries?: 
       build: { seconds: round(build.seconds), peakRssMB: round(build.value.peakRss / MB, 1), binMB: round(binBytes / MB, 1) },
       import: { seconds: round(first.seconds), filesPerSecond: Math.round(options.files / first.seconds), daemonPeakRssMB: round(first.peak / MB, 1), daemonRssBeforeMB: round(first.rssBefore / MB, 1), apiMaxLatencyMs: first.latency, status: first.status },
       reimport: { seconds: round(again.seconds), daemonPeakRssMB: round(again.peak / MB, 1), apiMaxLatencyMs: again.latency, status: again.status },
-      hostile: { seconds: round(hostile.seconds), code: hostileDoc.code ?? hostileDoc.error?.code ?? `exit ${hostile.value.value.exitCode}`, daemonPeakRssMB: round(hostilePeak / MB, 1), apiMaxLatencyMs: hostile.value.maxLatencyMs },
+      hostile: { seconds: round(hostile.seconds), code: hostileCode ?? `exit ${hostile.value.value.exitCode}`, daemonPeakRssMB: round(hostilePeak / MB, 1), apiMaxLatencyMs: hostile.value.maxLatencyMs },
     };
     console.log(`${options.files} files (${result.parameters.fileMB} MB): build ${result.build.seconds} s (peak RSS ${result.build.peakRssMB} MB, .bin ${result.build.binMB} MB)`);
     console.log(`  import ${result.import.seconds} s (${result.import.filesPerSecond} files/s, ${result.import.status}); daemon RSS ${result.import.daemonRssBeforeMB} MB before, peak ${result.import.daemonPeakRssMB} MB; slowest API answer ${result.import.apiMaxLatencyMs} ms`);

@@ -77,7 +77,7 @@ export function makeCurrent(db: Db, version: string): void {
  * becomes the current release. The caller's other statements (finishing the import) can
  * join the same transaction by running inside `db.transaction`.
  */
-export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current'>, artifacts: Omit<ArtifactRow, 'releaseVersion'>[], makeCurrent: boolean): void {
+export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current'>, artifacts: Iterable<Omit<ArtifactRow, 'releaseVersion'>>, makeCurrent: boolean): void {
   if (makeCurrent) db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();
   db.prepare(
     'INSERT INTO releases (version, name, created, payload_sha256, toc_sha256, key_id, import_id, imported_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
