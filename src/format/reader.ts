@@ -8,7 +8,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import { PayloadError } from '../kit/errors.js';
 import { parseHeader, type HeaderFields } from './header.js';
@@ -79,11 +79,19 @@ const ITEMS_PER_TURN = 20_000;
 /** Largest pax extended header accepted, in bytes. */
 const MAX_PAX_BYTES = 64 * 1024;
 
+/** A read that the system refused (EIO from a failing disk, a file gone on a network mount). */
+function readFailed(what: string, position: number, cause: unknown): PayloadError {
+  const code = (cause as NodeJS.ErrnoException).code ?? String(cause);
+  return new PayloadError('AG_READ_FAILED', `cannot read ${what} at byte ${position}: ${code}`, { cause, hint: 'check the disk and the file (dmesg), or copy the file again' });
+}
+
 async function readAt(fh: FileHandle, position: number, length: number, what: string, into?: Buffer): Promise<Buffer> {
   const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.alloc(length);
   let got = 0;
   while (got < length) {
-    const { bytesRead } = await fh.read(buffer, got, length - got, position + got);
+    const { bytesRead } = await fh.read(buffer, got, length - got, position + got).catch((cause: unknown) => {
+      throw readFailed(what, position + got, cause);
+    });
     if (bytesRead === 0) break;
     got += bytesRead;
   }
@@ -353,9 +361,10 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
   }
   let ok = false;
   try {
-    const fileSize = (await fh.stat()).size;
-    const head = Buffer.alloc(Math.min(fileSize, 4 * HEADER_SIZE));
-    await fh.read(head, 0, head.length, 0);
+    const info = await fh.stat();
+    if (!info.isFile()) throw new PayloadError('AG_NOT_FOUND', `${file} is not a regular file`);
+    const fileSize = info.size;
+    const head = await readAt(fh, 0, Math.min(fileSize, 4 * HEADER_SIZE), 'the header');
     const header = parseHeader(head);
     const expected = header.payloadOffset + header.payloadSize;
     if (fileSize < expected) throw new PayloadError('AG_TRUNCATED', `the file is truncated: ${fileSize} bytes, ${expected} expected`, { hint: 'copy the file again' });
@@ -514,5 +523,18 @@ export function openEntryStream(opened: OpenedPayload, path: string): Readable {
   const entry = opened.byPath.get(path);
   if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry '${path}' in ${opened.file}`);
   if (entry.size === 0) return Readable.from([]);
-  return opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 256 * 1024, autoClose: false });
+  const source = opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 256 * 1024, autoClose: false });
+  // A file cut short after it was opened ends the stream early, without an error: count.
+  let got = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      got += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      callback(got === entry.size ? null : new PayloadError('AG_TRUNCATED', `entry '${path}' is cut short at ${got} of ${entry.size} bytes; the file changed or was truncated`, { hint: 'copy the file again' }));
+    },
+  });
+  source.on('error', (cause: Error) => counted.destroy(cause instanceof PayloadError ? cause : readFailed(`entry '${path}'`, entry.offset, cause)));
+  return source.pipe(counted);
 }

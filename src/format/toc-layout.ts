@@ -30,7 +30,7 @@ export type LongListName = keyof typeof LONG_LISTS;
 const PLAIN = /^[A-Za-z0-9_/][A-Za-z0-9_./+@=-]*$/;
 const CORE_NON_STRING = /^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[Tt]rue|TRUE|[Ff]alse|FALSE|[Nn]ull|NULL)$/;
 const BYTE_COUNT = /^(?:0|[1-9][0-9]{0,15})$/;
-const QUOTED_VERBATIM = /^(?:"[^"\\]*"|'[^']*')$/;
+const QUOTED_VERBATIM = /^"[^"\\]*"$/;
 /** Characters that never appear on a line of this layout: YAML's line breaks and the other C0 controls but tab. */
 const NOT_IN_LAYOUT = /[\x00-\x08\x0a-\x1f]/;
 
@@ -67,14 +67,10 @@ export function emitLongList(name: LongListName, items: ReadonlyArray<Record<str
 }
 
 /** Reads one value as the YAML library reads `k: <text>`, or undefined when that is not one plain value. */
-function decodeScalar(text: string): unknown {
-  if (isSafePlain(text)) return text;
-  if (BYTE_COUNT.test(text)) return Number(text);
-  // A quoted value without escapes is its content, in either style.
-  if (QUOTED_VERBATIM.test(text)) return text.slice(1, -1);
+function yamlScalar(text: string): unknown {
   const first = text[0];
-  if (first === undefined || '&*!|>%@`#'.includes(first)) return undefined;
-  const doc = parseDocument(`k: ${text}\n`, { uniqueKeys: true, prettyErrors: false });
+  if (first === undefined || '&*!|>%@`#[{'.includes(first)) return undefined;
+  const doc = parseDocument(`k: ${text}\n`, { schema: 'core', version: '1.2', uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length) return undefined;
   let value: unknown;
   try {
@@ -87,14 +83,31 @@ function decodeScalar(text: string): unknown {
   return keys.length === 1 && keys[0] === 'k' ? (value as { k: unknown }).k : undefined;
 }
 
+/**
+ * Reads one value of the layout: only the exact text the writer makes for it (a safe
+ * plain string, a decimal byte count, or what `emitScalar` writes for the string YAML
+ * reads), else undefined. Being exact keeps the layout one reading of the bytes, and a
+ * value in any other form costs nothing more than the one that says it is not the layout.
+ */
+function decodeScalar(text: string): string | number | undefined {
+  if (isSafePlain(text)) return text;
+  if (BYTE_COUNT.test(text)) return Number(text);
+  // A double-quoted value without escapes is its content; any other goes through YAML.
+  const value = QUOTED_VERBATIM.test(text) ? text.slice(1, -1) : yamlScalar(text);
+  return typeof value === 'string' && emitScalar(value) === text ? value : undefined;
+}
+
 export interface SplitToc {
   /** The TOC with each long list replaced by `name: []`: what is left for the YAML library. */
   rest: string;
-  /** The long lists found, as the YAML library would read them (values not yet checked). */
-  lists: Partial<Record<LongListName, Array<Record<string, unknown>>>>;
+  /** Both long lists, as the YAML library would read them (values not yet checked); empty when written `name: []`. */
+  lists: Record<LongListName, Array<Record<string, unknown>>>;
+  /** Where each list's `name: []` line starts in `rest` (characters), for the caller to find it there as a top-level key. */
+  placeholders: Record<LongListName, number>;
 }
 
 const LIST_HEADERS = { files: Buffer.from('files:'), entries: Buffer.from('entries:') };
+const EMPTY_LISTS = { files: Buffer.from('files: []'), entries: Buffer.from('entries: []') };
 /** Each line's bytes before its value: `  - key: ` for an item's first key, `    key: ` after. */
 const LINE_PREFIXES = Object.fromEntries(
   Object.entries(LONG_LISTS).map(([name, keys]) => [name, keys.map((key, i) => Buffer.from(`${i === 0 ? '  - ' : '    '}${key}: `))]),
@@ -113,8 +126,14 @@ const LINES_PER_TURN = 20_000;
  * list of the TOC.
  */
 export async function splitLongLists(bytes: Buffer): Promise<SplitToc | undefined> {
-  const lists: SplitToc['lists'] = {};
+  const lists: Partial<SplitToc['lists']> = {};
+  const placeholders: Partial<SplitToc['placeholders']> = {};
   const rest: string[] = [];
+  let restLength = 0;
+  const keep = (line: string) => {
+    rest.push(line);
+    restLength += line.length + 1;
+  };
   let pos = 0;
   let end = 0;
   let count = 0;
@@ -129,15 +148,27 @@ export async function splitLongLists(bytes: Buffer): Promise<SplitToc | undefine
     return true;
   };
   const lineIs = (text: Buffer) => end - pos === text.length && text.compare(bytes, pos, end) === 0;
+  const place = (name: LongListName, items: Array<Record<string, unknown>>): boolean => {
+    if (lists[name]) return false;
+    lists[name] = items;
+    placeholders[name] = restLength;
+    keep(`${name}: []`);
+    return true;
+  };
   let more = await nextLine();
   while (more) {
-    const name = lineIs(LIST_HEADERS.files) ? 'files' : lineIs(LIST_HEADERS.entries) ? 'entries' : undefined;
-    if (!name) {
-      rest.push(bytes.toString('utf8', pos, end));
+    const empty = lineIs(EMPTY_LISTS.files) ? 'files' : lineIs(EMPTY_LISTS.entries) ? 'entries' : undefined;
+    if (empty) {
+      if (!place(empty, [])) return undefined;
       more = await nextLine();
       continue;
     }
-    if (lists[name]) return undefined;
+    const name = lineIs(LIST_HEADERS.files) ? 'files' : lineIs(LIST_HEADERS.entries) ? 'entries' : undefined;
+    if (!name) {
+      keep(bytes.toString('utf8', pos, end));
+      more = await nextLine();
+      continue;
+    }
     const keys = LONG_LISTS[name];
     const prefixes = LINE_PREFIXES[name];
     const items: Array<Record<string, unknown>> = [];
@@ -158,9 +189,9 @@ export async function splitLongLists(bytes: Buffer): Promise<SplitToc | undefine
         k = 0;
       }
     }
-    if (k !== 0 || !items.length) return undefined;
-    lists[name] = items;
-    rest.push(`${name}: []`);
+    if (k !== 0 || !items.length || !place(name, items)) return undefined;
   }
-  return { rest: rest.join('\n'), lists };
+  // Both lists, each once, in the layout (a list written otherwise leaves its name out).
+  if (!lists.files || !lists.entries) return undefined;
+  return { rest: `${rest.join('\n')}\n`, lists: lists as SplitToc['lists'], placeholders: placeholders as SplitToc['placeholders'] };
 }

@@ -4,7 +4,7 @@
  * charts, packs, files). The signature covers its exact bytes; it covers everything else.
  */
 import { setImmediate } from 'node:timers/promises';
-import { parseDocument, stringify } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument, stringify, visit, type Document } from 'yaml';
 import { PayloadError } from '../kit/errors.js';
 import { BUNDLE_NAME, SEMVER } from './names.js';
 import { targetProblem } from '../oci/reference.js';
@@ -106,10 +106,23 @@ export const MAX_TOC_BYTES = 64 * 1024 * 1024;
 
 /**
  * Largest TOC read with the YAML library whole, in bytes: one whose long lists are not in
- * the writer's layout. Its tree costs about 40 times the text in memory, so a larger TOC
- * must use the layout (docs/format.md, section 4.8).
+ * the writer's layout. A YAML tree costs the library 40 to 500 times the text in memory,
+ * so a larger TOC must use the layout (docs/format.md, section 4.8).
  */
-export const MAX_FREE_FORM_TOC_BYTES = 1024 * 1024;
+export const MAX_FREE_FORM_TOC_BYTES = 256 * 1024;
+
+/**
+ * Largest part of a TOC in the writer's layout that is not its long lists (the header
+ * fields, images, charts, packs), in bytes: room for about 2,500 images.
+ */
+export const MAX_TOC_REST_BYTES = 1024 * 1024;
+
+/**
+ * Flow collections with items (`[a, b]`, `{a: b}`) allowed in what the YAML library reads:
+ * the writer makes none (only `[]` for an empty list), and the library spends about 500
+ * bytes of memory per byte of a long one.
+ */
+const MAX_FLOW_COLLECTIONS = 64;
 
 /** Items checked between two turns of the event loop. */
 const ITEMS_PER_TURN = 20_000;
@@ -124,12 +137,39 @@ async function mapInTurns<T, U>(items: T[], fn: (item: T, index: number) => U): 
   return out;
 }
 
-/** Reads YAML text as plain data: no duplicate keys, no aliases. Throws AG_TOC_INVALID. */
-function readYaml(text: string): unknown {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
+function notLayout(what: string): PayloadError {
+  return new PayloadError('AG_TOC_INVALID', `the TOC ${what}, which is not in the writer's layout`, { hint: 'build the file with airgap build (docs/format.md, section 4.8)' });
+}
+
+/**
+ * Parses YAML text as the TOC's YAML: YAML 1.2 with the core schema (a `%YAML` directive
+ * for another version is refused, never obeyed), no duplicate keys (checked in one pass:
+ * the library's own check is quadratic), no complex keys. Throws AG_TOC_INVALID.
+ */
+function parseTocYaml(text: string): Document.Parsed {
+  let flows = 0;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (text[i + 1] !== ']' && ++flows > MAX_FLOW_COLLECTIONS) throw notLayout('has many flow sequences');
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (text[i + 1] !== '}' && ++flows > MAX_FLOW_COLLECTIONS) throw notLayout('has many flow mappings');
+  const doc = parseDocument(text, { schema: 'core', version: '1.2', uniqueKeys: false, prettyErrors: false });
+  if (doc.errors.length > 0) throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: ${doc.errors[0]!.message}`);
+  if (doc.directives?.yaml.explicit && doc.directives.yaml.version !== '1.2') {
+    throw new PayloadError('AG_TOC_INVALID', `the TOC says it is YAML ${doc.directives.yaml.version}; it must be YAML 1.2`);
   }
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) throw new PayloadError('AG_TOC_INVALID', 'the TOC has a mapping key that is not a plain value');
+        if (seen.has(pair.key.value)) throw new PayloadError('AG_TOC_INVALID', `the TOC is not valid YAML: Map keys must be unique ('${String(pair.key.value).slice(0, 60)}' twice)`);
+        seen.add(pair.key.value);
+      }
+    },
+  });
+  return doc;
+}
+
+/** The document as plain data. Throws AG_TOC_INVALID for aliases. */
+function tocData(doc: Document.Parsed): unknown {
   try {
     return doc.toJS({ maxAliasCount: 0 });
   } catch (cause) {
@@ -140,24 +180,31 @@ function readYaml(text: string): unknown {
 
 /**
  * The TOC as data: its long lists read line by line when they are in the writer's layout,
- * the rest (and a small TOC in another layout) with the YAML library.
+ * the rest with the YAML library; a small TOC in another layout with the YAML library
+ * whole. The rest must be a block mapping with each list's `name: []` at the top level,
+ * exactly where the list was: a list header met inside another construct (a quoted
+ * string, a flow collection) is not a list of the TOC.
  */
 async function readTocData(bytes: Buffer): Promise<unknown> {
   const split = await splitLongLists(bytes);
-  if (split) {
-    const rest = readYaml(split.rest);
-    const root = typeof rest === 'object' && rest !== null && !Array.isArray(rest) ? (rest as Record<string, unknown>) : undefined;
-    // Each list taken out must come back as a top-level empty list: otherwise its header
-    // line was inside something else, and only the YAML library can say what it is.
-    const inPlace = root && Object.keys(split.lists).every((name) => Array.isArray(root[name]) && (root[name] as unknown[]).length === 0);
-    if (root && inPlace) return { ...root, ...split.lists };
+  if (split && split.rest.length <= MAX_TOC_REST_BYTES) {
+    let doc: Document.Parsed | undefined;
+    try {
+      doc = parseTocYaml(split.rest);
+    } catch {
+      doc = undefined; // not the layout after all: read whole below, if small enough
+    }
+    const root = doc?.contents;
+    const inPlace =
+      isMap(root) &&
+      !root.flow &&
+      (Object.keys(split.placeholders) as Array<keyof typeof split.placeholders>).every((name) =>
+        root.items.some((pair) => isScalar(pair.key) && pair.key.value === name && pair.key.range?.[0] === split.placeholders[name] && isSeq(pair.value) && pair.value.items.length === 0),
+      );
+    if (doc && inPlace) return { ...(tocData(doc) as Record<string, unknown>), ...split.lists };
   }
-  if (bytes.length > MAX_FREE_FORM_TOC_BYTES) {
-    throw new PayloadError('AG_TOC_INVALID', `the TOC is ${bytes.length} bytes and its files or entries are not in the writer's layout; a TOC over ${MAX_FREE_FORM_TOC_BYTES} bytes must be`, {
-      hint: 'build the file with airgap build (docs/format.md, section 4.8)',
-    });
-  }
-  return readYaml(bytes.toString('utf8'));
+  if (bytes.length > MAX_FREE_FORM_TOC_BYTES) throw notLayout(`is ${bytes.length} bytes (over ${MAX_FREE_FORM_TOC_BYTES})`);
+  return tocData(parseTocYaml(bytes.toString('utf8')));
 }
 
 class Checker {
@@ -207,6 +254,11 @@ export async function parseToc(bytes: Buffer): Promise<Toc> {
   const name = c.string(root, 'name', 'toc', BUNDLE_NAME);
   const version = c.string(root, 'version', 'toc', SEMVER);
   const created = c.string(root, 'created', 'toc', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/);
+  // A real instant that a tar header can hold (mtime: 0 to 8^11 - 1 seconds), not 30 February.
+  const createdMs = Date.parse(created);
+  if (!Number.isFinite(createdMs) || createdMs < 0 || createdMs / 1000 > 8589934591 || new Date(createdMs).toISOString().slice(0, 19) !== created.slice(0, 19)) {
+    c.fail('toc.created', `'${created}' is not a date and time between 1970 and 2242`);
+  }
 
   const entries = await mapInTurns(c.array(root.entries, 'entries'), (raw, i) => {
     const at = `entries[${i}]`;

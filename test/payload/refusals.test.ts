@@ -342,3 +342,20 @@ t.test('verification reads the file that was opened, even if the path is replace
   for await (const c of openEntryStream(opened, 'files/a.txt')) chunks.push(c as Buffer);
   t.equal(Buffer.concat(chunks).toString(), 'hello\n');
 });
+
+t.test('a failing source: a folder, and a file cut short after it was opened', async (t) => {
+  await t.rejects(openPayload(dir, {}), { code: 'AG_NOT_FOUND', message: /not a regular file/ });
+  const path = file();
+  const big = Buffer.alloc(300_000, 7);
+  await craftBin(path, { key: signer.privateKey, entries: [{ path: 'files/big.bin', data: big }] });
+  const opened = await openPayload(path, { trustedKeys: trusted });
+  t.teardown(() => opened.close());
+  const entry = opened.byPath.get('files/big.bin')!;
+  await truncate(path, entry.offset + 1000);
+  const read = async () => {
+    let n = 0;
+    for await (const c of openEntryStream(opened, 'files/big.bin')) n += (c as Buffer).length;
+    return n;
+  };
+  await t.rejects(read(), { code: 'AG_TRUNCATED', message: /cut short at 1000 of 300000 bytes/ }, 'a short read is an error, not a short entry');
+});

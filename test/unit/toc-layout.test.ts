@@ -119,10 +119,55 @@ t.test('a list header that the rest of the TOC does not see at the top level is 
   await t.rejects(parseToc(Buffer.from(nested)), { code: 'AG_TOC_INVALID' });
 });
 
-t.test('values the layout carries through the YAML library: quoted, escaped, numbers in other forms', async (t) => {
-  const one = await split('entries:\n  - path: "files/caf\\u00e9"\n    size: 0x10\n    sha256: \'abc\'\n');
-  t.same(one?.lists.entries, [{ path: 'files/café', size: 16, sha256: 'abc' }]);
-  t.equal(await split('entries:\n  - path: &a x\n    size: 1\n    sha256: y\n'), undefined, 'an anchor is not the layout');
-  t.equal(await split('entries:\n  - path: x\n    size: 1\n'), undefined, 'an item cut short is not the layout');
-  t.equal(await split('entries:\n  - path: x\r\n    size: 1\n    sha256: y\n'), undefined, 'a CR is not the layout');
+t.test('only the exact text the writer makes is the layout; other forms go to the YAML library or are refused', async (t) => {
+  const head = 'files: []\nentries:\n';
+  const one = await split(`${head}  - path: files/café\n    size: 16\n    sha256: abc\n`);
+  t.same(one?.lists.entries, [{ path: 'files/café', size: 16, sha256: 'abc' }], 'the writer writes café plain');
+  t.same((await split(`${head}  - path: "123"\n    size: 1\n    sha256: abc\n`))?.lists.entries, [{ path: '123', size: 1, sha256: 'abc' }], 'and quotes a number-like name');
+  for (const [what, item] of [
+    ['an escape the writer does not use', '  - path: "files/caf\\u00e9"\n    size: 1\n    sha256: abc\n'],
+    ['a number in hex', '  - path: x\n    size: 0x10\n    sha256: abc\n'],
+    ['single quotes', "  - path: x\n    size: 1\n    sha256: 'abc'\n"],
+    ['a trailing space', '  - path: x \n    size: 1\n    sha256: abc\n'],
+    ['an anchor', '  - path: &a x\n    size: 1\n    sha256: y\n'],
+    ['an item cut short', '  - path: x\n    size: 1\n'],
+    ['a CR', '  - path: x\r\n    size: 1\n    sha256: y\n'],
+  ] as const) {
+    t.equal(await split(`${head}${item}`), undefined, what);
+  }
+  t.equal(await split('entries:\n  - path: x\n    size: 1\n    sha256: abc\n'), undefined, 'a TOC without its files list is not the layout');
+});
+
+t.test('hostile TOCs: a list hidden in a string, another YAML version, impossible dates, costly YAML', async (t) => {
+  const hex = 'a'.repeat(64);
+  const text = serializeToc(tocWith(['a.txt'])).toString('utf8');
+  // A flow mapping may run a quoted string over lines at the left margin: the lines of a
+  // list inside it are not a list of the TOC (the YAML library reads them as text).
+  const hidden = [
+    `{apiVersion: airgap/v1, kind: TableOfContents, name: edge, version: 1.0.0, created: "2026-01-01T00:00:00Z", images: [], charts: [], packs: [], note: '`,
+    'files:',
+    '  - target: evil.sh',
+    '    path: files/evil.sh',
+    '    size: 1',
+    `    sha256: ${hex}`,
+    '    mode: "0755"',
+    'entries:',
+    '  - path: files/evil.sh',
+    '    size: 1',
+    `    sha256: ${hex}`,
+    "', files: [], entries: []}",
+    '',
+  ].join('\n');
+  const seen = await parseToc(Buffer.from(hidden)).catch((err: { code?: string }) => err.code);
+  t.ok(seen === 'AG_TOC_INVALID' || (typeof seen === 'object' && seen.files.length === 0), 'evil.sh is not a file of the TOC');
+  t.same((parse(hidden) as { files: unknown[] }).files, [], 'as the YAML library reads it');
+
+  await t.rejects(parseToc(Buffer.from(`%YAML 1.1\n---\n${text}`)), { code: 'AG_TOC_INVALID', message: /YAML 1\.1/ }, 'YAML 1.1 reads 010 as 8 and on as true');
+  for (const created of ['2300-01-01T00:00:00Z', '2026-02-30T00:00:00Z', '2026-01-01T24:00:00Z']) {
+    await t.rejects(parseToc(Buffer.from(text.replace('created: 2026-01-01T00:00:00Z', `created: ${created}`))), { code: 'AG_TOC_INVALID', message: /created/ }, created);
+  }
+  await t.rejects(parseToc(Buffer.from(`${text}x: [${'a,'.repeat(100)}a]\n${'y: [b, c]\n'.repeat(64)}`)), { code: 'AG_TOC_INVALID', message: /flow/ }, 'flow collections the writer never makes');
+  await t.rejects(parseToc(Buffer.from(`${text}apiVersion: again\n`)), { code: 'AG_TOC_INVALID', message: /unique/ }, 'a duplicate key in the rest');
+  const big = serializeToc(tocWith(Array.from({ length: 2000 }, (_, i) => `data/file-${i}.txt`))).toString('utf8');
+  await t.rejects(parseToc(Buffer.from(big.replace('entries:\n', 'entries: # the list\n'))), { code: 'AG_TOC_INVALID', message: /not in the writer's layout/ }, 'a large TOC with a list header the layout does not write');
 });
