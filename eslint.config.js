@@ -31,10 +31,12 @@ export default defineConfig(
   },
   // The one-way dependencies of docs/architecture.md, section 2, checked rather than hoped for.
   ...[
-    { dir: 'kit', forbidden: ['oci', 'format', 'build', 'appliance'] },
-    { dir: 'oci', forbidden: ['format', 'build', 'appliance'] },
-    { dir: 'format', forbidden: ['build', 'appliance'] },
-    { dir: 'build', forbidden: ['appliance'] },
+    { dir: 'kit', forbidden: ['oci', 'format', 'transfer', 'build', 'push', 'appliance'] },
+    { dir: 'oci', forbidden: ['format', 'transfer', 'build', 'push', 'appliance'] },
+    { dir: 'format', forbidden: ['transfer', 'build', 'push', 'appliance'] },
+    { dir: 'transfer', forbidden: ['build', 'push', 'appliance'] },
+    { dir: 'build', forbidden: ['push', 'appliance'] },
+    { dir: 'push', forbidden: ['appliance'] },
   ].map(({ dir, forbidden }) => ({
     files: [`src/${dir}/**/*.ts`],
     rules: {
@@ -46,7 +48,7 @@ export default defineConfig(
   })),
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/kit/**', 'src/oci/**', 'src/format/**', 'src/build/**', 'src/appliance/http/**'],
+    ignores: ['src/kit/**', 'src/oci/**', 'src/format/**', 'src/transfer/**', 'src/build/**', 'src/push/**', 'src/appliance/http/**'],
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'fastify', message: 'only src/appliance/http/ imports fastify (docs/architecture.md, section 2)' }],

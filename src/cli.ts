@@ -21,6 +21,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 const version = productVersion();
 const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
 const code = await runCli(process.argv.slice(2), airgapCommands(host, version), {
+  stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,

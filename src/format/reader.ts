@@ -8,7 +8,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import { PayloadError } from '../kit/errors.js';
 import { parseHeader, type HeaderFields } from './header.js';
@@ -494,7 +494,7 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
       throw new PayloadError('AG_ENTRY_DIGEST', `entry '${entry.path}' does not match its sha256 in the TOC; the file is damaged or altered`, { hint: 'copy the file again' });
     }
   };
-  const stream = opened.handle.createReadStream({ start: pos, end: end - 1, highWaterMark: 1024 * 1024, autoClose: false });
+  const stream = new EntryStream(opened.handle, { path: 'the payload', offset: pos, size: end - pos }, 1024 * 1024);
   for await (const raw of stream) {
     const chunk = raw as Buffer;
     payloadHash.update(chunk);
@@ -518,23 +518,57 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
   }
 }
 
-/** A stream of one entry's data, read by offset straight from the .bin. */
+/** Bytes per read of an entry stream. */
+const ENTRY_READ_BYTES = 256 * 1024;
+
+/**
+ * One entry's bytes, read by offset through the open handle. Not `FileHandle.createReadStream`:
+ * that ties each stream to the shared handle (a listener per stream, kept by a reader that
+ * stops early, and a destroy that may close the handle), and ends early without an error
+ * when the file was cut short after it was opened.
+ */
+class EntryStream extends Readable {
+  private position: number;
+  private remaining: number;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly entry: Pick<IndexedEntry, 'path' | 'offset' | 'size'>,
+    private readonly chunk = ENTRY_READ_BYTES,
+  ) {
+    super({ highWaterMark: chunk });
+    this.position = entry.offset;
+    this.remaining = entry.size;
+  }
+
+  override _read(): void {
+    if (this.remaining === 0) {
+      this.push(null);
+      return;
+    }
+    const length = Math.min(this.remaining, this.chunk);
+    const buffer = Buffer.allocUnsafe(length);
+    this.handle.read(buffer, 0, length, this.position).then(
+      ({ bytesRead }) => {
+        if (this.destroyed) return;
+        if (bytesRead === 0) {
+          const got = this.entry.size - this.remaining;
+          this.destroy(new PayloadError('AG_TRUNCATED', `entry '${this.entry.path}' is cut short at ${got} of ${this.entry.size} bytes; the file changed or was truncated`, { hint: 'copy the file again' }));
+          return;
+        }
+        this.position += bytesRead;
+        this.remaining -= bytesRead;
+        this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+        if (this.remaining === 0) this.push(null);
+      },
+      (cause: unknown) => this.destroy(readFailed(`entry '${this.entry.path}'`, this.position, cause)),
+    );
+  }
+}
+
+/** A stream of one entry's data, read by offset straight from the .bin. Errors AG_TRUNCATED, AG_READ_FAILED. */
 export function openEntryStream(opened: OpenedPayload, path: string): Readable {
   const entry = opened.byPath.get(path);
   if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry '${path}' in ${opened.file}`);
-  if (entry.size === 0) return Readable.from([]);
-  const source = opened.handle.createReadStream({ start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 256 * 1024, autoClose: false });
-  // A file cut short after it was opened ends the stream early, without an error: count.
-  let got = 0;
-  const counted = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      got += chunk.length;
-      callback(null, chunk);
-    },
-    flush(callback) {
-      callback(got === entry.size ? null : new PayloadError('AG_TRUNCATED', `entry '${path}' is cut short at ${got} of ${entry.size} bytes; the file changed or was truncated`, { hint: 'copy the file again' }));
-    },
-  });
-  source.on('error', (cause: Error) => counted.destroy(cause instanceof PayloadError ? cause : readFailed(`entry '${path}'`, entry.offset, cause)));
-  return source.pipe(counted);
+  return new EntryStream(opened.handle, entry);
 }

@@ -10,6 +10,8 @@ import { AirgapError, UsageError } from './errors.js';
 import { formatBytes, formatDuration, printable, table, wrap } from './text.js';
 
 export interface CliContext {
+  /** Standard input, for a secret piped in (`--password-stdin`). */
+  stdin?: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;

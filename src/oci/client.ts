@@ -507,7 +507,8 @@ export class RegistryClient implements PushTarget {
     const options = { status, ...(registryCode ? { registryCode } : {}) };
     if (status === 404) throw new RegistryError('AG_NOT_FOUND', `${at}: not found`, options);
     if (status === 401 || status === 403) {
-      throw new RegistryError('AG_UNAUTHORIZED', `${at}: access denied (${status})`, {
+      const who = this.options.credentials ? ` to user '${this.options.credentials.username}'` : ' without credentials';
+      throw new RegistryError('AG_UNAUTHORIZED', `${at}: access denied${who} (${status})`, {
         ...options,
         hint: this.options.credentials ? 'the registry refused these credentials or this repository; check the username, password and its permissions' : 'pass credentials (--registry-auth FILE, a docker config.json)',
       });
@@ -659,7 +660,8 @@ export class RegistryClient implements PushTarget {
     }
     if (reply.status !== 200) {
       const { text } = registryErrors(reply.body);
-      throw new RegistryError('AG_UNAUTHORIZED', `the token service ${tokenUrl.origin} of ${this.label} refused (${reply.status})${text ? `: ${text}` : ''}`, {
+      const who = this.options.credentials ? ` user '${this.options.credentials.username}'` : ' an anonymous request';
+      throw new RegistryError('AG_UNAUTHORIZED', `the token service ${tokenUrl.origin} of ${this.label} refused${who} (${reply.status})${text ? `: ${text}` : ''}`, {
         status: reply.status,
         hint: basic ? 'check the username and password' : 'pass credentials (--registry-auth FILE, a docker config.json)',
       });

@@ -121,7 +121,7 @@ t.test('Bearer tokens from a token service in front of a real registry: one toke
 
   const stranger = new RegistryClient({ registry: registry.host, insecure: true, credentials: { username: registry.username, password: 'wrong' } });
   t.teardown(() => stranger.close());
-  await t.rejects(stranger.getManifest('team/app', '1.0'), { code: 'AG_UNAUTHORIZED', message: /token service .* refused \(401\)/ });
+  await t.rejects(stranger.getManifest('team/app', '1.0'), { code: 'AG_UNAUTHORIZED', message: /token service .* refused user 'robot' \(401\)/ });
   const anonymous = new RegistryClient({ registry: registry.host, insecure: true });
   t.teardown(() => anonymous.close());
   await t.rejects(anonymous.getManifest('team/app', '1.0'), { code: 'AG_UNAUTHORIZED', hint: /credentials/ });

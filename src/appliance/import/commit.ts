@@ -10,7 +10,7 @@ import type { OpenedPayload } from '../../format/reader.js';
 import type { Db } from '../store/db.js';
 import { finishImport } from '../store/imports.js';
 import { artifactPage, currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
-import type { ImportPlan } from './plan.js';
+import type { TransferPlan as ImportPlan } from '../../transfer/plan.js';
 
 /** Name of the release list at the top of the repository. */
 export const RELEASES_JSON = 'releases.json';

@@ -1,24 +1,15 @@
-/** What every import stage receives: the opened file, the plan, the push targets, the journal. */
+/** What every import stage receives: the transfer's context, plus the box's database, plan and files. */
 import type { Logger } from 'pino';
-import type { OpenedPayload } from '../../format/reader.js';
-import type { PushTarget } from '../../oci/client.js';
-import type { RegistryName } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
-import type { JournalEntry } from '../store/imports.js';
-import type { ImportPlan } from './plan.js';
+import { journalBlob, journalOf, repositoriesWithBlob } from '../store/imports.js';
+import { newTransferCounters, type TransferContext, type TransferCounters, type TransferJournal } from '../../transfer/context.js';
+import type { TransferPlan } from '../../transfer/plan.js';
 
 /** Stages in the order they run; the CLI prints one line per stage. */
 export const STAGES = ['open', 'preflight', 'images', 'charts', 'packs', 'files', 'tags', 'commit'] as const;
 export type Stage = (typeof STAGES)[number];
 
-export interface ImportCounters {
-  blobsPushed: number;
-  blobsMounted: number;
-  /** Already in the registry (HEAD), or done before a daemon restart (journal). */
-  blobsSkipped: number;
-  bytesPushed: number;
-  manifestsPushed: number;
-  tagsPushed: number;
+export interface ImportCounters extends TransferCounters {
   filesWritten: number;
   filesSkipped: number;
 }
@@ -31,22 +22,29 @@ export interface StageProgress {
   itemsTotal: number;
 }
 
-export interface ImportContext {
+export interface ImportContext extends TransferContext {
   db: Db;
   log: Logger;
   importId: number;
-  opened: OpenedPayload;
-  plan: ImportPlan;
-  targets: Record<RegistryName, PushTarget>;
-  /** Blobs this import finished before (a resumed import), keyed `registry repository digest`. */
-  journal: Map<string, JournalEntry>;
+  plan: TransferPlan;
   counters: ImportCounters;
-  signal: AbortSignal;
-  /** Parallel blob uploads. */
-  concurrency: number;
   progress(update: StageProgress): void;
 }
 
 export function newCounters(): ImportCounters {
-  return { blobsPushed: 0, blobsMounted: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, tagsPushed: 0, filesWritten: 0, filesSkipped: 0 };
+  return { ...newTransferCounters(), filesWritten: 0, filesSkipped: 0 };
+}
+
+/**
+ * The import's journal in SQLite (`import_blobs`, ADR 0003): blobs this import finished
+ * before a restart are skipped without a request; blobs any import put in a repository of
+ * the same registry are mount sources.
+ */
+export function sqliteJournal(db: Db, importId: number): TransferJournal {
+  const done = journalOf(db, importId);
+  return {
+    has: (destination, repository, digest) => done.has(`${destination} ${repository} ${digest}`),
+    holders: (destination, digest) => repositoriesWithBlob(db, destination, digest),
+    record: (destination, repository, blob, action) => journalBlob(db, importId, { registry: destination, repository, digest: blob.digest, size: blob.size, action }),
+  };
 }

@@ -22,7 +22,6 @@ import {
   failImport,
   finishImport,
   getImport,
-  journalOf,
   latestImportOf,
   repositoriesWithBlob,
   markStarted,
@@ -34,13 +33,13 @@ import {
   type ImportSource,
 } from '../store/imports.js';
 import { commitRelease, writeReleasesJson } from './commit.js';
-import { newCounters, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
+import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport } from './open.js';
-import { planImport, type ImportPlan } from './plan.js';
+import { planTransfer as planImport, type TransferPlan as ImportPlan } from '../../transfer/plan.js';
 import { checkFreeSpace, decideVersion } from './preflight.js';
-import { pushBlobs } from './push-blobs.js';
-import { pushManifests, pushTags, tagsInPlace } from './push-manifests.js';
+import { pushBlobs } from '../../transfer/push-blobs.js';
+import { pushManifests, pushTags, tagsInPlace } from '../../transfer/push-manifests.js';
 
 /** A live view of one import, sent to followers. */
 export interface ImportUpdate {
@@ -354,7 +353,7 @@ export class Importer extends EventEmitter {
         opened,
         plan,
         targets,
-        journal: journalOf(db, id),
+        journal: sqliteJournal(db, id),
         counters: newCounters(),
         signal: local.signal,
         concurrency: this.options.concurrency ?? 4,

@@ -1,5 +1,6 @@
 /** Import jobs and their blob journal: what each import has done, so a restart resumes it. */
 import type { Db } from './db.js';
+import type { BlobAction } from '../../transfer/context.js';
 
 export type ImportState = 'queued' | 'running' | 'imported' | 'unchanged' | 'failed';
 export type ImportSource = 'cli' | 'inbox' | 'upload';
@@ -104,7 +105,7 @@ export function failImport(db: Db, id: number, error: { code: string; message: s
   );
 }
 
-export type BlobAction = 'pushed' | 'mounted' | 'present';
+export type { BlobAction };
 
 export interface JournalEntry {
   registry: string;

@@ -1,18 +1,17 @@
 /**
- * Import stage "push blobs" (OCI distribution-spec, "Push"): every config and layer blob
+ * Transfer stage "push blobs" (OCI distribution-spec, "Push"): every config and layer blob
  * of the stage's artifacts goes to its repository, several at once. A blob is skipped when
- * this import journalled it before a restart or the registry has it (HEAD); mounted when
+ * this transfer journalled it before a restart or the registry has it (HEAD); mounted when
  * another repository of the same registry has it; otherwise streamed straight from the
  * .bin by byte offset while the registry hashes it in flight and checks the digest. Each
  * finished blob is journalled at once.
  */
 import { Transform, type Readable } from 'node:stream';
-import { PayloadError, RegistryError } from '../../kit/errors.js';
-import type { PushTarget } from '../../oci/client.js';
-import { openEntryStream } from '../../format/reader.js';
-import { journalBlob, repositoriesWithBlob, type BlobAction } from '../store/imports.js';
-import { runPool } from '../../kit/pool.js';
-import type { ImportContext, Stage } from './context.js';
+import { PayloadError, RegistryError } from '../kit/errors.js';
+import type { PushTarget } from '../oci/client.js';
+import { openEntryStream } from '../format/reader.js';
+import { runPool } from '../kit/pool.js';
+import type { BlobAction, TransferContext, TransferStage } from './context.js';
 import type { PlannedArtifact, PlannedBlob } from './plan.js';
 
 interface BlobGroup {
@@ -56,7 +55,7 @@ async function uploadChecked(target: PushTarget, repository: string, blob: Plann
  * Pushes the blobs of `artifacts` for `stage`. Throws RegistryError on a registry
  * failure, PayloadError AG_ENTRY_DIGEST when the .bin's bytes are damaged.
  */
-export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: PlannedArtifact[]): Promise<void> {
+export async function pushBlobs(ctx: TransferContext, stage: TransferStage, artifacts: PlannedArtifact[]): Promise<void> {
   const groups = new Map<string, BlobGroup>();
   for (const a of artifacts) {
     for (const blob of a.blobs) {
@@ -76,7 +75,7 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
   report();
 
   const done = (g: BlobGroup, repository: string, action: BlobAction | 'journal') => {
-    if (action !== 'journal') journalBlob(ctx.db, ctx.importId, { registry: g.registry, repository, digest: g.blob.digest, size: g.blob.size, action });
+    if (action !== 'journal') ctx.journal.record(g.registry, repository, g.blob, action);
     if (action === 'mounted') ctx.counters.blobsMounted++;
     else if (action === 'present' || action === 'journal') ctx.counters.blobsSkipped++;
     itemsDone++;
@@ -87,7 +86,7 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
     const target = ctx.targets[g.registry];
     const log = ctx.log.child({ stage, registry: g.registry, digest: g.blob.digest });
     for (const repository of g.repositories) {
-      if (ctx.journal.has(`${g.registry} ${repository} ${g.blob.digest}`)) {
+      if (ctx.journal.has(g.registry, repository, g.blob.digest)) {
         bytesDone += g.blob.size;
         done(g, repository, 'journal');
         continue;
@@ -97,7 +96,7 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
         done(g, repository, 'present');
         continue;
       }
-      const sources = [...new Set([...g.repositories.filter((r) => r !== repository), ...repositoriesWithBlob(ctx.db, g.registry, g.blob.digest)])].filter((r) => r !== repository);
+      const sources = [...new Set([...g.repositories.filter((r) => r !== repository), ...ctx.journal.holders(g.registry, g.blob.digest)])].filter((r) => r !== repository);
       let mounted = false;
       for (const from of sources.slice(0, 3)) {
         if (await target.mountBlob(repository, g.blob.digest, from)) {
@@ -128,6 +127,7 @@ export async function pushBlobs(ctx: ImportContext, stage: Stage, artifacts: Pla
           // pipe() does not pass errors on: a read error of the .bin (truncated, gone)
           // must fail the upload at once, not leave the request waiting for bytes.
           const source = openEntryStream(ctx.opened, g.blob.path).on('error', (err) => counter.destroy(err));
+          counter.on('close', () => source.destroy()); // an attempt that failed leaves no read behind
           return source.pipe(counter);
         },
         ctx.signal,

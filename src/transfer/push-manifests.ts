@@ -1,15 +1,15 @@
 /**
- * Import stages "push manifests" and "tags" (OCI distribution-spec, "Pushing Manifests"):
+ * Transfer stages "push manifests" and "tags" (OCI distribution-spec, "Pushing Manifests"):
  * manifests by digest, children before the index that names them, skipping those the
  * registry has; tags last, once every artifact of the release is complete, so a failed
  * import never moves a tag.
  */
-import { RegistryError } from '../../kit/errors.js';
-import type { ImportContext, Stage } from './context.js';
+import { RegistryError } from '../kit/errors.js';
+import type { TransferContext, TransferStage } from './context.js';
 import type { PlannedArtifact } from './plan.js';
 
 /** Pushes every manifest of `artifacts` by digest. Throws RegistryError. */
-export async function pushManifests(ctx: ImportContext, stage: Stage, artifacts: PlannedArtifact[]): Promise<void> {
+export async function pushManifests(ctx: TransferContext, stage: TransferStage, artifacts: PlannedArtifact[]): Promise<void> {
   for (const a of artifacts) {
     const target = ctx.targets[a.registry];
     for (const m of a.manifests) {
@@ -26,7 +26,7 @@ export async function pushManifests(ctx: ImportContext, stage: Stage, artifacts:
 }
 
 /** Points every artifact's tag at its digest, skipping tags already right. Throws RegistryError. */
-export async function pushTags(ctx: ImportContext, artifacts: PlannedArtifact[]): Promise<void> {
+export async function pushTags(ctx: TransferContext, artifacts: PlannedArtifact[]): Promise<void> {
   let itemsDone = 0;
   ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone, itemsTotal: artifacts.length });
   for (const a of artifacts) {
@@ -43,7 +43,7 @@ export async function pushTags(ctx: ImportContext, artifacts: PlannedArtifact[])
 }
 
 /** True when every artifact's tag already points at its digest (an installed release, intact). */
-export async function tagsInPlace(ctx: Pick<ImportContext, 'targets'>, artifacts: PlannedArtifact[]): Promise<boolean> {
+export async function tagsInPlace(ctx: Pick<TransferContext, 'targets'>, artifacts: PlannedArtifact[]): Promise<boolean> {
   for (const a of artifacts) {
     if ((await ctx.targets[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) return false;
   }

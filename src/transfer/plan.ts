@@ -5,14 +5,14 @@
  * checks each against its digest; blobs are not read here.
  */
 import { setImmediate } from 'node:timers/promises';
-import { PayloadError } from '../../kit/errors.js';
-import { sha256Digest } from '../../kit/digest.js';
-import { ANNOTATION_KIND, ANNOTATION_REF_NAME, CHART_REPOSITORY_PREFIX, PACK_REPOSITORY_PREFIX, blobPath } from '../../format/layout.js';
-import { splitTarget } from '../../oci/reference.js';
-import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor } from '../../oci/manifest.js';
-import { readSmallEntry, type OpenedPayload } from '../../format/reader.js';
-import type { TocFile } from '../../format/toc.js';
-import type { RegistryName } from '../config/state-layout.js';
+import { PayloadError } from '../kit/errors.js';
+import { sha256Digest } from '../kit/digest.js';
+import { ANNOTATION_KIND, ANNOTATION_REF_NAME, CHART_REPOSITORY_PREFIX, PACK_REPOSITORY_PREFIX, blobPath } from '../format/layout.js';
+import { splitTarget } from '../oci/reference.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor } from '../oci/manifest.js';
+import { readSmallEntry, type OpenedPayload } from '../format/reader.js';
+import type { TocFile } from '../format/toc.js';
+import type { Destination } from './context.js';
 
 export type ArtifactKindPushed = 'image' | 'chart' | 'pack';
 
@@ -32,7 +32,7 @@ export interface PlannedManifest {
 
 export interface PlannedArtifact {
   kind: ArtifactKindPushed;
-  registry: RegistryName;
+  registry: Destination;
   repository: string;
   tag: string;
   /** `repository:tag` */
@@ -49,13 +49,13 @@ export interface PlannedArtifact {
   blobs: PlannedBlob[];
 }
 
-export interface ImportPlan {
+export interface TransferPlan {
   artifacts: PlannedArtifact[];
   files: TocFile[];
   fileBytes: number;
 }
 
-function registryFor(kind: ArtifactKindPushed): RegistryName {
+function registryFor(kind: ArtifactKindPushed): Destination {
   return kind === 'pack' ? 'packs' : 'images';
 }
 
@@ -63,7 +63,7 @@ function registryFor(kind: ArtifactKindPushed): RegistryName {
  * Builds the plan. Throws PayloadError AG_LAYOUT when index.json names something the
  * TOC does not list, AG_ENTRY_DIGEST when a manifest's bytes do not match its digest.
  */
-export async function planImport(opened: OpenedPayload): Promise<ImportPlan> {
+export async function planTransfer(opened: OpenedPayload): Promise<TransferPlan> {
   const { toc } = opened;
   const platformsOf = new Map(toc.images.map((i) => [i.target, i.platforms]));
   const manifestCache = new Map<string, PlannedManifest & { children: Descriptor[]; blobs: Descriptor[] }>();

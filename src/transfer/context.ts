@@ -1,0 +1,69 @@
+/**
+ * What the transfer of a .bin's artifacts to registries needs, whoever runs it: the
+ * appliance's import (its own two registries, an SQLite journal) or `airgap push` (a
+ * site's registry, a journal file). One code path, two kinds of target.
+ */
+import type { OpenedPayload } from '../format/reader.js';
+import type { PushTarget } from '../oci/client.js';
+
+/** Where an artifact goes: images and charts to one registry, packs to another (or the same). */
+export type Destination = 'images' | 'packs';
+
+/** The transfer's stages, in the order they run. */
+export type TransferStage = 'images' | 'charts' | 'packs' | 'tags';
+
+/** What a blob's transfer came to. */
+export type BlobAction = 'pushed' | 'mounted' | 'present';
+
+export interface TransferCounters {
+  blobsPushed: number;
+  blobsMounted: number;
+  /** Already in the registry (HEAD), or done before a restart (journal). */
+  blobsSkipped: number;
+  bytesPushed: number;
+  manifestsPushed: number;
+  tagsPushed: number;
+}
+
+export interface TransferProgress {
+  stage: TransferStage;
+  bytesDone: number;
+  bytesTotal: number;
+  itemsDone: number;
+  itemsTotal: number;
+}
+
+/**
+ * Blobs done before (a run that stopped) and where a blob already is, so that a resumed
+ * transfer sends no request for what it finished, and mounts rather than uploads.
+ */
+export interface TransferJournal {
+  /** True when this transfer finished `digest` in `repository` of `destination` before. */
+  has(destination: Destination, repository: string, digest: string): boolean;
+  /** Repositories of `destination` known to hold `digest` (sources for a mount). */
+  holders(destination: Destination, digest: string): string[];
+  /** Records a finished blob at once (a crash after this does not send it again). */
+  record(destination: Destination, repository: string, blob: { digest: string; size: number }, action: BlobAction): void;
+}
+
+/** The logger the transfer writes to (pino's shape). */
+export interface TransferLog {
+  debug(data: object, message: string): void;
+  child(bindings: object): TransferLog;
+}
+
+export interface TransferContext {
+  opened: OpenedPayload;
+  targets: Record<Destination, PushTarget>;
+  journal: TransferJournal;
+  counters: TransferCounters;
+  signal: AbortSignal;
+  /** Parallel blob uploads. */
+  concurrency: number;
+  log: TransferLog;
+  progress(update: TransferProgress): void;
+}
+
+export function newTransferCounters(): TransferCounters {
+  return { blobsPushed: 0, blobsMounted: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, tagsPushed: 0 };
+}

@@ -1,0 +1,182 @@
+/**
+ * `airgap push` into registries a site runs, on loopback: a CNCF distribution registry on
+ * plain HTTP, and one behind a token service (the way Harbor fronts distribution). skopeo
+ * reads every reference back with the digest the bundle was built with. Trust comes
+ * first: an untrusted or damaged file pushes nothing.
+ */
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { stringify } from 'yaml';
+import { buildBundle } from '../../src/build/builder.js';
+import { generateSigningKeys } from '../../src/format/keys.js';
+import { openPayload } from '../../src/format/reader.js';
+import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeSyntheticLayout } from '../helpers/fixtures.js';
+import { startRegistry } from '../helpers/registry.js';
+import { startTokenRegistry } from '../helpers/token-registry.js';
+import { AIRGAP } from '../helpers/appliance.js';
+import { tempDir } from '../helpers/temp.js';
+
+interface Report {
+  status: string;
+  version: string;
+  target: string;
+  images: number;
+  charts: number;
+  packs: number;
+  blobsPushed: number;
+  blobsSkipped: number;
+  blobsMounted: number;
+  bytesPushed: number;
+  resumedBlobs: number;
+  files: { count: number; pushed: boolean };
+  references: Array<{ kind: string; source: string; reference: string; digest: string; outcome: string }>;
+}
+
+const work = await tempDir(t, 'airgap-push-test-');
+const state = await tempDir(t, 'airgap-push-state-');
+const keys = await generateSigningKeys(join(work, 'keys'));
+const otherKeys = await generateSigningKeys(join(work, 'other-keys'));
+
+await makeBusyboxLayout(join(work, 'images'), work);
+/** Layer 0 of two images (the tar names its file by index): one upload, one mount. */
+const sharedLayer = randomBytes(200_000);
+await writeSyntheticLayout(join(work, 'images'), [
+  { ref: 'app', layers: [sharedLayer, randomBytes(300_000)] },
+  { ref: 'multiarch', layers: [sharedLayer], platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }] },
+]);
+await makeChart(join(work, 'charts'), 'hello', '0.1.0');
+await makePack(join(work, 'packs'), 'cilium', '1.14.2');
+await makeFiles(join(work, 'manifests'));
+await writeFile(
+  join(work, 'bundle.yaml'),
+  stringify({
+    apiVersion: 'airgap/v1',
+    kind: 'Bundle',
+    name: 'demo',
+    version: '1.0.0',
+    images: [
+      { source: 'oci:./images:busybox', target: 'library/busybox:1.36' },
+      { source: 'oci:./images:app', target: 'apps/app:1.0' },
+      { source: 'oci:./images:multiarch', target: 'apps/multiarch:1.0' },
+    ],
+    charts: [{ source: './charts/hello-0.1.0.tgz' }],
+    packs: [{ source: './packs/cilium' }],
+    files: [{ source: './manifests/', target: 'manifests/' }],
+  }),
+);
+const bin = (await buildBundle({ specPath: join(work, 'bundle.yaml'), out: join(work, 'out'), privateKeyPath: keys.privateKeyPath })).path;
+const opened = await openPayload(bin);
+const built = Object.fromEntries([...opened.toc.images, ...opened.toc.charts, ...opened.toc.packs].map((a) => [a.target, a.digest]));
+await opened.close();
+
+/** Runs the real CLI, with the push journal in this test's state dir. */
+function push(args: string[], input?: string) {
+  return execa(AIRGAP, ['push', bin, ...args], { reject: false, env: { XDG_STATE_HOME: state }, ...(input !== undefined ? { input } : { stdin: 'ignore' }) });
+}
+
+/** sha256 of the manifest skopeo reads at `reference` (over plain HTTP). */
+async function digestAt(reference: string, creds?: string): Promise<string> {
+  const r = await execa('skopeo', ['inspect', '--raw', '--tls-verify=false', ...(creds ? ['--creds', creds] : []), `docker://${reference}`], { encoding: 'buffer', stripFinalNewline: false });
+  return `sha256:${createHash('sha256').update(r.stdout).digest('hex')}`;
+}
+
+async function catalog(host: string): Promise<string[]> {
+  return ((await (await fetch(`http://${host}/v2/_catalog`)).json()) as { repositories: string[] }).repositories;
+}
+
+t.test('a plain-HTTP registry: every reference lands with its digest; a second run is unchanged', async (t) => {
+  const registry = await startRegistry(t);
+  const r = await push(['--to', `${registry.host}/mirror`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  t.equal(report.status, 'pushed');
+  t.equal(report.target, `${registry.host}/mirror`);
+  t.match(report, { images: 3, charts: 1, packs: 1, files: { count: 4, pushed: false } });
+  t.ok(report.blobsPushed > 0 && report.bytesPushed > 0);
+  t.ok(report.blobsMounted > 0, 'a layer two repositories share is sent once and mounted into the other');
+  t.same(report.references.map((x) => x.reference).sort(), [
+    `${registry.host}/mirror/apps/app:1.0`,
+    `${registry.host}/mirror/apps/multiarch:1.0`,
+    `${registry.host}/mirror/charts/hello:0.1.0`,
+    `${registry.host}/mirror/library/busybox:1.36`,
+    `${registry.host}/mirror/packs/cilium:1.14.2`,
+  ]);
+  for (const ref of report.references) {
+    t.equal(ref.outcome, 'pushed', ref.reference);
+    t.equal(ref.digest, built[ref.source], `${ref.source}: the digest it was built with`);
+    t.equal(await digestAt(ref.reference), ref.digest, `skopeo reads ${ref.reference} back`);
+  }
+
+  const again = await push(['--to', `${registry.host}/mirror`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--json']);
+  t.equal(again.exitCode, 0, again.stderr);
+  const second = JSON.parse(again.stdout) as Report;
+  t.match(second, { status: 'unchanged', blobsPushed: 0, bytesPushed: 0 });
+  t.ok(second.references.every((x) => x.outcome === 'unchanged'));
+
+  // --registry-map and --packs-to: packs to another registry, a repository renamed.
+  const packs = await startRegistry(t);
+  const mapped = await push(['--to', registry.host, '--packs-to', `${packs.host}/addons`, '--insecure-registry', registry.host, '--insecure-registry', packs.host, '--registry-map', 'library=base', '--key', keys.publicKeyPath, '--json']);
+  t.equal(mapped.exitCode, 0, mapped.stderr);
+  const refs = (JSON.parse(mapped.stdout) as Report).references.map((x) => x.reference);
+  t.ok(refs.includes(`${registry.host}/base/busybox:1.36`), 'library/ became base/');
+  t.ok(refs.includes(`${packs.host}/addons/packs/cilium:1.14.2`), 'the pack went to --packs-to');
+  t.same(await catalog(packs.host), ['addons/packs/cilium']);
+});
+
+t.test('plain HTTP only when asked for; a dry run sends nothing', async (t) => {
+  const registry = await startRegistry(t);
+  const r = await push(['--to', registry.host, '--key', keys.publicKeyPath]);
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /AG_REGISTRY|TLS|HTTPS|https/i, 'HTTPS is tried and fails; no silent fallback');
+  t.same(await catalog(registry.host), []);
+  const dry = await push(['--to', `${registry.host}/x`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--dry-run', '--json']);
+  t.equal(dry.exitCode, 0, dry.stderr);
+  t.equal((JSON.parse(dry.stdout) as Report).status, 'planned');
+  t.same(await catalog(registry.host), [], 'nothing sent');
+});
+
+t.test('trust first: no key, another key, a damaged file: nothing is pushed', async (t) => {
+  const registry = await startRegistry(t);
+  const base = ['--to', registry.host, '--insecure-registry', registry.host];
+  const none = await push(base);
+  t.equal(none.exitCode, 1);
+  t.match(none.stderr, /AG_NO_TRUSTED_KEYS/);
+  const other = await push([...base, '--key', otherKeys.publicKeyPath]);
+  t.equal(other.exitCode, 1);
+  t.match(other.stderr, /AG_UNKNOWN_KEY/);
+  // One byte of the largest layer flipped: the signature still verifies, the data does not.
+  const damaged = join(work, 'damaged.bin');
+  await copyFile(bin, damaged);
+  const bytes = await readFile(damaged);
+  const o = await openPayload(bin);
+  const largest = [...o.byPath.values()].filter((e) => e.path.startsWith('oci/blobs/')).sort((a, b) => b.size - a.size)[0]!;
+  await o.close();
+  bytes[largest.offset + 1000]! ^= 0x01;
+  await writeFile(damaged, bytes);
+  const r = await execa(AIRGAP, ['push', damaged, ...base, '--key', keys.publicKeyPath], { reject: false, env: { XDG_STATE_HOME: state }, stdin: 'ignore' });
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /AG_ENTRY_DIGEST/);
+  t.same(await catalog(registry.host), [], 'not even one blob');
+});
+
+t.test('a registry behind a token service: the password from stdin; a wrong one names the registry and the user', async (t) => {
+  const registry = await startTokenRegistry(t);
+  const args = ['--to', `${registry.host}/platform`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--username', registry.username, '--password-stdin', '--json'];
+  const r = await push(args, `${registry.password}\n`);
+  t.equal(r.exitCode, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  t.equal(report.status, 'pushed');
+  for (const ref of report.references) t.equal(await digestAt(ref.reference, `${registry.username}:${registry.password}`), ref.digest, ref.reference);
+  t.ok(registry.tokenRequests.some((q) => q.status === 200 && q.scopes.some((s) => s.endsWith(':pull,push'))), 'push tokens came from the token service');
+
+  const wrong = await push(args, 'not-the-password\n');
+  t.equal(wrong.exitCode, 1);
+  t.match(wrong.stderr, new RegExp(`${registry.host}`), 'names the registry');
+  t.match(wrong.stderr, new RegExp(registry.username), 'and the user');
+  const argv = await push(['--to', registry.host, '--key', keys.publicKeyPath, '--username', 'robot']);
+  t.equal(argv.exitCode, 2, 'a password is never taken from the command line');
+});
