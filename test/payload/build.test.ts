@@ -295,7 +295,7 @@ t.test('docker:// with Basic auth: credentials from --registry-auth (a docker co
   await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { username: auth.username, password: 'wrong' } } }));
   const wrong = await execa(AIRGAP, ['build', authSpec, '--insecure-registry', registry.host, '--registry-auth', authFile, '--out', join(work, 'authed2.bin')], { reject: false });
   t.equal(wrong.exitCode, 1);
-  t.match(wrong.stderr, /access denied \(401\)/);
+  t.match(wrong.stderr, /access denied to user 'puller' \(401\)/, 'names the user the registry refused');
   await t.rejects(stat(join(work, 'authed2.bin')));
 });
 
