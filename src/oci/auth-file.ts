@@ -51,7 +51,7 @@ function fromHelper(helper: string, registry: string): Credentials | undefined {
   try {
     out = execFileSync(`docker-credential-${helper}`, ['get'], { input: registry, encoding: 'utf8', timeout: 30_000, stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (cause) {
-    const stdout = String((cause as { stdout?: unknown }).stdout ?? '');
+    const stdout = (cause as { stdout?: string }).stdout ?? '';
     if (/credentials not found/i.test(stdout)) return undefined;
     const code = (cause as NodeJS.ErrnoException).code;
     throw new RegistryError('AG_UNAUTHORIZED', code === 'ENOENT' ? `the credential helper docker-credential-${helper} is not installed (config.json names it for ${registry})` : `docker-credential-${helper} get failed for ${registry}`, {

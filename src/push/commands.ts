@@ -41,7 +41,7 @@ was when run again. Files are not pushed.`,
   options: {
     to: { type: 'string', value: 'REGISTRY[/PREFIX]', description: 'where images and charts go, e.g. harbor.example.com/platform' },
     'packs-to': { type: 'string', value: 'REGISTRY[/PREFIX]', description: 'where packs go (default: --to)' },
-    key: { type: 'string', short: 'k', multiple: true, value: 'PUB.pem', description: "the signer's public key (repeatable); the file must be signed by one of them" },
+    key: { type: 'string', short: 'k', multiple: true, value: 'PUB.pem', description: "the signer's public key; the file must be signed by one of them" },
     'allow-unsigned': { type: 'boolean', description: 'push a file that is unsigned or signed by a key not given (the signature is not checked)' },
     username: { type: 'string', short: 'u', value: 'USER', description: 'registry user; the password comes from --password-stdin' },
     'password-stdin': { type: 'boolean', description: 'read the password from standard input (never from the command line)' },

@@ -1,14 +1,11 @@
 /**
- * The `airgap` command in-process: the same command table as `src/cli.ts` (the build
- * verbs, the appliance's, the import verbs) run through `runCli` with captured stdout and
+ * The `airgap` command in-process: the same command table as `src/cli.ts` (`airgapCommands`) run through `runCli` with captured stdout and
  * stderr. For usage errors and exit codes, which need no child process.
  */
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { runCli } from '../../src/kit/cli.js';
-import { buildCommands } from '../../src/build/commands.js';
-import { applianceCommands } from '../../src/appliance/cli/commands.js';
-import { importCommands } from '../../src/appliance/cli/import-commands.js';
+import { airgapCommands } from '../../src/commands.js';
 import type { CliResult } from './appliance.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -31,7 +28,7 @@ export async function runAirgap(argv: string[], env: NodeJS.ProcessEnv = {}): Pr
   let stdout = '';
   let stderr = '';
   const host = { uid: process.getuid?.() ?? -1, cwd: process.cwd() };
-  const commands = [...buildCommands, ...applianceCommands(host, version), ...importCommands(host)];
+  const commands = airgapCommands(host, version);
   const exitCode = await runCli(argv, commands, { stdout: collector((s) => (stdout += s)), stderr: collector((s) => (stderr += s)), env, interactive: false }, version);
   return { exitCode, stdout, stderr };
 }

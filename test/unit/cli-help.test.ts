@@ -25,6 +25,7 @@ const FIRST_USAGE_LINES: Record<string, string> = {
   build: 'airgap build <bundle.yaml> [--out FILE|DIR] [--key PRIVATE.pem] [options]',
   keygen: 'airgap keygen --out DIR [--json]',
   inspect: 'airgap inspect FILE.bin [--key PUB] [--json]',
+  push: 'airgap push FILE.bin --to REGISTRY[/PREFIX] [--packs-to REGISTRY[/PREFIX]]',
   serve: 'airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]',
   setup: 'airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)',
   status: 'airgap status [--json] [--state-dir DIR]',
@@ -57,7 +58,7 @@ for (const command of commands) {
         shorts.add(spec.short);
       }
       const label = `${spec.short ? `-${spec.short}, ` : '    '}--${name}${spec.type === 'string' ? ` ${spec.value}` : ''}`;
-      t.match(help, new RegExp(`^  ${escape(label)}  `, 'm'), `--${name} is listed with its alias and value name`);
+      t.match(help, new RegExp(`^  ${escape(label)}(  |\\n {8,}\\S)`, 'm'), `--${name} is listed with its alias and value name (a long one on a line of its own)`);
       if (spec.default !== undefined) t.match(help.replace(/\s+/g, ' '), `default: ${spec.default}`, `--${name} shows its default`);
       if (spec.env) {
         t.match(help.replace(/\s+/g, ' '), `env: ${spec.env}`, `--${name} names ${spec.env}`);
