@@ -180,3 +180,24 @@ t.test('a registry behind a token service: the password from stdin; a wrong one 
   const argv = await push(['--to', registry.host, '--key', keys.publicKeyPath, '--username', 'robot']);
   t.equal(argv.exitCode, 2, 'a password is never taken from the command line');
 });
+
+t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.json; without the CA, a TLS error', async (t) => {
+  const login = { username: 'pusher', password: 'pw-for-push' };
+  const registry = await startRegistry(t, login, { tls: true });
+  const authFile = join(work, 'config.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [`https://${registry.host}/v2/`]: { auth: Buffer.from(`${login.username}:${login.password}`).toString('base64') } } }));
+  const args = ['--to', `${registry.host}/site`, '--key', keys.publicKeyPath, '--registry-auth', authFile, '--json'];
+  const untrusted = await push(args);
+  t.equal(untrusted.exitCode, 1);
+  t.match(untrusted.stderr, /certificate|self.signed|unable to verify/i, 'the registry is not trusted without --ca-file');
+  const r = await push([...args, '--ca-file', registry.caFile!]);
+  t.equal(r.exitCode, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  t.equal(report.status, 'pushed');
+  const certDir = await tempDir(t, 'airgap-push-certs-'); // skopeo takes a folder of CA .crt files
+  await copyFile(registry.caFile!, join(certDir, 'ca.crt'));
+  for (const ref of report.references) {
+    const raw = await execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', `${login.username}:${login.password}`, `docker://${ref.reference}`], { encoding: 'buffer', stripFinalNewline: false });
+    t.equal(`sha256:${createHash('sha256').update(raw.stdout).digest('hex')}`, ref.digest, `skopeo reads ${ref.reference} back over TLS`);
+  }
+});
