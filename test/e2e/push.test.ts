@@ -4,7 +4,7 @@
  * reads every reference back with the digest the bundle was built with. Trust comes
  * first: an untrusted or damaged file pushes nothing.
  */
-import t from 'tap';
+import t, { type Test as TapTest } from 'tap';
 import { createHash } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -200,4 +200,84 @@ t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.jso
     const raw = await execa('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', `${login.username}:${login.password}`, `docker://${ref.reference}`], { encoding: 'buffer', stripFinalNewline: false });
     t.equal(`sha256:${createHash('sha256').update(raw.stdout).digest('hex')}`, ref.digest, `skopeo reads ${ref.reference} back over TLS`);
   }
+});
+
+/**
+ * An HTTP proxy in front of a registry that can misbehave on blob uploads (`PUT` of an
+ * upload session): `cut` drops the connection of the next one after 64 KiB; `stall` holds
+ * every one after the first `n` completed, never answering.
+ */
+async function startProxy(t: TapTest, upstream: string) {
+  const { createServer, request } = await import('node:http');
+  const state = { mode: 'pass' as 'pass' | 'cut' | 'stall', stallAfter: 0, putsDone: 0, cuts: 0, stalled: 0 };
+  const server = createServer((req, res) => {
+    const isBlobPut = req.method === 'PUT' && /\/blobs\/uploads\//.test(req.url ?? '');
+    if (isBlobPut && state.mode === 'stall' && state.putsDone >= state.stallAfter) {
+      state.stalled++;
+      req.resume(); // read the body, answer nothing
+      return;
+    }
+    const [host, port] = upstream.split(':');
+    const out = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (up) => {
+      if (isBlobPut && up.statusCode === 201) state.putsDone++;
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    if (isBlobPut && state.mode === 'cut') {
+      let seen = 0;
+      req.on('data', (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen > 64 * 1024 && state.mode === 'cut') {
+          state.mode = 'pass';
+          state.cuts++;
+          out.destroy();
+          req.socket.destroy();
+        }
+      });
+    }
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  return { host: `127.0.0.1:${(server.address() as { port: number }).port}`, state };
+}
+
+t.test('a connection cut mid-blob is retried; a push killed with kill -9 continues where it was', async (t) => {
+  const registry = await startRegistry(t);
+  const proxy = await startProxy(t, registry.host);
+  const args = ['--to', `${proxy.host}/resume`, '--insecure-registry', proxy.host, '--key', keys.publicKeyPath, '--jobs', '1', '--json'];
+
+  proxy.state.mode = 'cut';
+  const cut = await push(args);
+  t.equal(cut.exitCode, 0, cut.stderr);
+  t.equal(proxy.state.cuts, 1, 'one upload was cut');
+  for (const ref of (JSON.parse(cut.stdout) as Report).references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
+
+  // Again, to a fresh prefix: stall after two uploads, kill -9, then run the same command.
+  const fresh = ['--to', `${proxy.host}/killed`, ...args.slice(2)];
+  proxy.state.mode = 'stall';
+  proxy.state.stallAfter = proxy.state.putsDone + 2;
+  const child = execa(AIRGAP, ['push', bin, ...fresh], { reject: false, env: { XDG_STATE_HOME: state }, stdin: 'ignore' });
+  const stalled = await (async () => {
+    for (let i = 0; i < 600 && child.exitCode === null; i++) {
+      if (proxy.state.stalled > 0) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  })();
+  t.ok(stalled, 'the push is held on its third upload');
+  child.kill('SIGKILL');
+  await child;
+  proxy.state.mode = 'pass';
+  const again = await push(fresh);
+  t.equal(again.exitCode, 0, again.stderr);
+  const report = JSON.parse(again.stdout) as Report;
+  t.equal(report.status, 'pushed');
+  t.ok(report.resumedBlobs >= 2, 'the journal had the finished uploads');
+  t.ok(report.blobsSkipped >= 2, 'and they were not sent again');
+  for (const ref of report.references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
 });
