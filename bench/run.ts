@@ -6,7 +6,8 @@
  * appliances on loopback, and measures in one run: import of the first release, of the
  * upgrade, a re-import; the same images copied one after the other with `skopeo copy`
  * into a fresh appliance registry (same TLS and htpasswd); and the raw ingest of such a
- * registry with 4 parallel monolithic uploads (`curl -T`). Prints a table and writes it
+ * registry with 4 parallel monolithic uploads (`curl -T`); and `airgap push` of the same
+ * .bin files into such a registry. Prints a table and writes it
  * as JSON under bench/results/.
  *
  * Then the many-files suite (bench/many-files.ts): a signed bundle of 100,000 small files,
@@ -24,7 +25,7 @@ import { stringify } from 'yaml';
 import { buildBundle } from '../src/build/builder.js';
 import { generateSigningKeys } from '../src/format/keys.js';
 import { encodeFileHeader, endOfArchive, paddingFor } from '../src/format/tar.js';
-import { MB, root, startAppliance, daemonPeakRss, timed, importBin, work } from './common.js';
+import { AIRGAP, MB, root, startAppliance, daemonPeakRss, timed, importBin, work } from './common.js';
 import { manyFilesBench } from './many-files.js';
 
 const { values } = parseArgs({
@@ -112,6 +113,21 @@ async function imagesBench() {
   const skopeoUpgrade = await timed(() => skopeo('v2'));
   await plain.stop();
 
+  // airgap push of the same .bin files into the same kind of registry (TLS, htpasswd), as
+  // an admin pushes into a site's registry: verify every entry, then push.
+  const target = await startAppliance('push', keys.publicKeyPath);
+  const [pushUser, pushPassword] = [target.creds.slice(0, target.creds.indexOf(':')), target.creds.slice(target.creds.indexOf(':') + 1)];
+  const pushBin = async (release: 'v1' | 'v2') => {
+    const r = await execa(AIRGAP, ['push', bins[release], '--to', target.registry, '--ca-file', join(target.certDir, 'ca.crt'), '--username', pushUser, '--password-stdin', '--key', keys.publicKeyPath, '--json'], {
+      input: `${pushPassword}\n`,
+      env: { XDG_STATE_HOME: join(work, 'push-state') },
+    });
+    return JSON.parse(r.stdout) as { status: string; bytesPushed: number };
+  };
+  const pushFirst = await timed(() => pushBin('v1'));
+  const pushUpgrade = await timed(() => pushBin('v2'));
+  await target.stop();
+
   const raw = await startAppliance('raw', keys.publicKeyPath);
   const blobFiles: string[] = [];
   for (const ref of refs.v1) {
@@ -148,11 +164,14 @@ async function imagesBench() {
       row('airgap import, first release', first.seconds, firstBytes, skopeoFirst.seconds),
       row('airgap import, upgrade (1 layer per image)', upgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('airgap import, re-import', again.seconds, 0),
+      row('airgap push to a registry, first release', pushFirst.seconds, firstBytes, skopeoFirst.seconds),
+      row('airgap push to a registry, upgrade', pushUpgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('skopeo copy, first release', skopeoFirst.seconds, firstBytes),
       row('skopeo copy, upgrade', skopeoUpgrade.seconds, upgradeBytes),
       row('limit: 4 parallel curl -T', limit.seconds, firstBytes),
     ],
     imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
+    pushes: { first: pushFirst.value, upgrade: pushUpgrade.value },
     daemonPeakRssMB: Math.round((peakRss / MB) * 10) / 10,
     extraDiskPercentOfPayload: Math.round((Math.max(first.value.extraDiskBytes, upgrade.value.extraDiskBytes) / firstBytes) * 10000) / 100,
     secondsPerGBPushed: {

@@ -367,7 +367,9 @@ export class RegistryClient implements PushTarget {
       if (location) await this.send('DELETE', location, { scopes: [this.repositoryScope(repository)], retry: false }).catch(() => undefined);
       return false;
     }
-    this.fail(`mount of ${digest} from ${from} into ${repository}`, reply, 'AG_REGISTRY_PUSH');
+    // Anything else (ECR-style registries without mounts answer 4xx): upload instead; a
+    // repository the registry truly refuses fails the upload with the reason.
+    return false;
   }
 
   /**
@@ -382,7 +384,7 @@ export class RegistryClient implements PushTarget {
     for (let attempt = 0; ; attempt++) {
       try {
         const start = await this.send('POST', `/v2/${repository}/blobs/uploads/`, { headers: { 'content-length': 0 }, scopes, ...(signal ? { signal } : {}) });
-        if (start.status !== 202 || !start.headers.location) this.fail(`start of an upload to ${repository}`, start, 'AG_REGISTRY_PUSH');
+        if (start.status !== 202 || !start.headers.location) this.fail(`start of an upload to ${repository}`, start, 'AG_REGISTRY_PUSH', repository);
         const location = new URL(start.headers.location, start.url);
         location.searchParams.set('digest', digest);
         const put = await this.send('PUT', location.href, {
@@ -499,18 +501,21 @@ export class RegistryClient implements PushTarget {
   }
 
   /** Throws the RegistryError for an unexpected reply, with the registry's own words. */
-  private fail(what: string, reply: RegistryReply, code: ErrorCode = 'AG_REGISTRY_RESPONSE'): never {
+  private fail(what: string, reply: RegistryReply, code: ErrorCode = 'AG_REGISTRY_RESPONSE', repository?: string): never {
     const { code: registryCode, text } = registryErrors(reply.body);
     const status = reply.status;
     // The registry's own words go before the verdict, so messages end the same way for all.
     const at = `${what} on ${this.label}${text ? ` (registry: ${text})` : ''}`;
     const options = { status, ...(registryCode ? { registryCode } : {}) };
-    if (status === 404) throw new RegistryError('AG_NOT_FOUND', `${at}: not found`, options);
+    // Harbor and GitLab keep repositories in projects or groups that must exist first.
+    const project = repository?.split('/')[0];
+    const projectHint = project && (status === 404 || /project|namespace|group/i.test(text)) ? `the registry may have no project (or group) '${project}': create it, or push under one that exists (--to REGISTRY/PROJECT)` : undefined;
+    if (status === 404) throw new RegistryError('AG_NOT_FOUND', `${at}: not found`, { ...options, ...(projectHint ? { hint: projectHint } : {}) });
     if (status === 401 || status === 403) {
       const who = this.options.credentials ? ` to user '${this.options.credentials.username}'` : ' without credentials';
       throw new RegistryError('AG_UNAUTHORIZED', `${at}: access denied${who} (${status})`, {
         ...options,
-        hint: this.options.credentials ? 'the registry refused these credentials or this repository; check the username, password and its permissions' : 'pass credentials (--registry-auth FILE, a docker config.json)',
+        hint: projectHint ?? (this.options.credentials ? 'the registry refused these credentials or this repository; check the username, password and its permissions' : 'pass credentials (--registry-auth FILE, a docker config.json)'),
       });
     }
     const diskFull = saysDiskFull(reply);

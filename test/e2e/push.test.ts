@@ -5,6 +5,7 @@
  * first: an untrusted or damaged file pushes nothing.
  */
 import t, { type Test as TapTest } from 'tap';
+import type { IncomingMessage } from 'node:http';
 import { createHash } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,7 +34,7 @@ interface Report {
   bytesPushed: number;
   resumedBlobs: number;
   files: { count: number; pushed: boolean };
-  references: Array<{ kind: string; source: string; reference: string; digest: string; outcome: string }>;
+  references: Array<{ kind: string; source: string; reference: string; digest: string; outcome: string; error?: { code: string; message: string } }>;
 }
 
 const work = await tempDir(t, 'airgap-push-test-');
@@ -207,10 +208,29 @@ t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.jso
  * upload session): `cut` drops the connection of the next one after 64 KiB; `stall` holds
  * every one after the first `n` completed, never answering.
  */
-async function startProxy(t: TapTest, upstream: string) {
+async function startProxy(t: TapTest, upstream: string, hook?: (req: IncomingMessage, body: Buffer | undefined) => Promise<{ status: number; body: unknown } | undefined>) {
   const { createServer, request } = await import('node:http');
   const state = { mode: 'pass' as 'pass' | 'cut' | 'stall', stallAfter: 0, putsDone: 0, cuts: 0, stalled: 0 };
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
+    if (hook) {
+      // A stand-in for a registry's own rules in front of distribution: it sees the whole request first.
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = Buffer.concat(chunks);
+      const answer = await hook(req, body);
+      if (answer) {
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+        return;
+      }
+      const [host, port] = upstream.split(':');
+      const out = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      out.on('error', () => res.destroy());
+      out.end(body);
+      return;
+    }
     const isBlobPut = req.method === 'PUT' && /\/blobs\/uploads\//.test(req.url ?? '');
     if (isBlobPut && state.mode === 'stall' && state.putsDone >= state.stallAfter) {
       state.stalled++;
@@ -280,4 +300,44 @@ t.test('a connection cut mid-blob is retried; a push killed with kill -9 continu
   t.ok(report.resumedBlobs >= 2, 'the journal had the finished uploads');
   t.ok(report.blobsSkipped >= 2, 'and they were not sent again');
   for (const ref of report.references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
+});
+
+t.test('registry rules users hit: a missing project, no cross-repository mount, an immutable tag', async (t) => {
+  const registry = await startRegistry(t);
+  const harborLike = await startProxy(t, registry.host, async (req, body) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const repo = /^\/v2\/(.+?)\/(?:blobs|manifests)\//.exec(url.pathname)?.[1] ?? '';
+    if (repo && !repo.startsWith('proj/')) return { status: 404, body: { errors: [{ code: 'NOT_FOUND', message: `project ${repo.split('/')[0]} not found` }] } };
+    if (req.method === 'POST' && url.searchParams.has('mount')) return { status: 405, body: { errors: [{ code: 'UNSUPPORTED', message: 'cross-repository mount is not supported' }] } };
+    const tag = /\/manifests\/([^/]+)$/.exec(url.pathname)?.[1];
+    if (req.method === 'PUT' && tag && !tag.startsWith('sha256:')) {
+      const now = await fetch(`http://${registry.host}${url.pathname}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' } });
+      const digest = `sha256:${createHash('sha256').update(body ?? Buffer.alloc(0)).digest('hex')}`;
+      if (now.ok && now.headers.get('docker-content-digest') !== digest) return { status: 412, body: { errors: [{ code: 'PRECONDITION', message: `${repo}:${tag} is configured as immutable, cannot be updated` }] } };
+    }
+    return undefined;
+  });
+  const base = ['--insecure-registry', harborLike.host, '--key', keys.publicKeyPath, '--json'];
+
+  const missing = await push(['--to', `${harborLike.host}/noproj`, ...base]);
+  t.equal(missing.exitCode, 1);
+  t.match(missing.stderr, /project noproj not found/, "the registry's words");
+  t.match(missing.stderr, /no project \(or group\) 'noproj': create it/, 'and what to do');
+
+  const r = await push(['--to', `${harborLike.host}/proj`, ...base]);
+  t.equal(r.exitCode, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  t.equal(report.status, 'pushed');
+  t.equal(report.blobsMounted, 0, 'no mounts here: the shared layer was uploaded to both repositories');
+
+  // The multi-arch image mapped onto the app's tag: another digest for an immutable tag.
+  const clash = await push(['--to', `${harborLike.host}/proj`, '--registry-map', 'apps/multiarch=apps/app', ...base]);
+  t.equal(clash.exitCode, 1, 'not every reference landed');
+  const partial = JSON.parse(clash.stdout) as Report;
+  t.equal(partial.status, 'partial');
+  const failed = partial.references.filter((x) => x.outcome === 'failed');
+  t.equal(failed.length, 1, 'only the clashing reference failed');
+  t.match(failed[0]!.error!.message, /configured as immutable/);
+  t.ok(partial.references.filter((x) => x.outcome !== 'failed').every((x) => x.outcome === 'unchanged'), 'the others are there, unchanged');
+  t.equal(await digestAt(`${registry.host}/proj/apps/app:1.0`), built['apps/app:1.0'], 'the immutable tag kept its digest');
 });
