@@ -5,7 +5,7 @@
  * first: an untrusted or damaged file pushes nothing.
  */
 import t, { type Test as TapTest } from 'tap';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -211,24 +211,28 @@ t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.jso
 async function startProxy(t: TapTest, upstream: string, hook?: (req: IncomingMessage, body: Buffer | undefined) => Promise<{ status: number; body: unknown } | undefined>) {
   const { createServer, request } = await import('node:http');
   const state = { mode: 'pass' as 'pass' | 'cut' | 'stall', stallAfter: 0, putsDone: 0, cuts: 0, stalled: 0 };
-  const server = createServer(async (req, res) => {
+  /** With a hook: the whole request is read, shown to the hook, then answered by it or passed on. */
+  const viaHook = async (req: IncomingMessage, res: ServerResponse, rules: NonNullable<typeof hook>) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    const answer = await rules(req, body);
+    if (answer) {
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+      return;
+    }
+    const [host, port] = upstream.split(':');
+    const out = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    out.end(body);
+  };
+  const server = createServer((req, res) => {
     if (hook) {
-      // A stand-in for a registry's own rules in front of distribution: it sees the whole request first.
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const body = Buffer.concat(chunks);
-      const answer = await hook(req, body);
-      if (answer) {
-        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
-        return;
-      }
-      const [host, port] = upstream.split(':');
-      const out = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
-      out.on('error', () => res.destroy());
-      out.end(body);
+      // A stand-in for a registry's own rules in front of distribution.
+      viaHook(req, res, hook).catch(() => res.destroy());
       return;
     }
     const isBlobPut = req.method === 'PUT' && /\/blobs\/uploads\//.test(req.url ?? '');
