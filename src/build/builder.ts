@@ -64,6 +64,8 @@ export interface BuildOptions {
   insecureRegistries?: string[];
   /** Credentials for a registry host, e.g. read from a docker config.json. */
   credentials?: (registry: string) => Credentials | undefined;
+  /** PEM of a private CA that source registries' certificates chain to (their origin then trusts it alone). */
+  caPem?: string;
   /** Creation time written in the TOC and header. Default: now. */
   created?: Date;
   onProgress?: (progress: BuildProgress) => void;
@@ -148,6 +150,7 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
     const source = imageSourceFor(item.source, spec.baseDir, {
       insecureRegistries: options.insecureRegistries ?? [],
       credentials: options.credentials ?? (() => undefined),
+      ...(options.caPem ? { caPem: options.caPem } : {}),
     });
     const target = item.target ?? source.defaultTarget;
     if (!target) throw new BundleError('AG_SPEC', `images[${i}] (${item.source}) needs a target: repository:tag`);

@@ -7,6 +7,7 @@
  *
  * Each verb's flags are one table that the parser and `--help` both read.
  */
+import { readFile } from 'node:fs/promises';
 import { UsageError } from '../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
@@ -27,6 +28,7 @@ const buildCommand = defineCommand({
     key: { type: 'string', short: 'k', value: 'PRIVATE.pem', description: "ed25519 signing key from 'airgap keygen'; without it the .bin is unsigned" },
     'insecure-registry': { type: 'string', multiple: true, value: 'HOST', description: 'reach HOST[:PORT] over plain HTTP, e.g. a lab mirror' },
     'registry-auth': { type: 'string', value: 'FILE', description: 'registry credentials, a docker config.json' },
+    'ca-file': { type: 'string', value: 'FILE', description: "PEM of the private CA source registries' certificates chain to" },
     json: { type: 'boolean', description: 'print the result as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },
   },
@@ -36,6 +38,11 @@ const buildCommand = defineCommand({
   async run({ values, positionals }, ctx) {
     const progress = progressReporter(ctx, values.quiet === true);
     const credentials = values['registry-auth'] ? await loadRegistryAuth(values['registry-auth']) : undefined;
+    const caPem = values['ca-file']
+      ? await readFile(values['ca-file'], 'utf8').catch((cause: unknown) => {
+          throw new UsageError(`cannot read --ca-file ${values['ca-file']}`, { cause });
+        })
+      : undefined;
     const epoch = ctx.env.SOURCE_DATE_EPOCH;
     const started = Date.now();
     const result = await buildBundle({
@@ -44,6 +51,7 @@ const buildCommand = defineCommand({
       ...(values.key ? { privateKeyPath: values.key } : {}),
       insecureRegistries: values['insecure-registry'] ?? [],
       ...(credentials ? { credentials } : {}),
+      ...(caPem ? { caPem } : {}),
       ...(epoch && /^\d+$/.test(epoch) ? { created: new Date(Number(epoch) * 1000) } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p: BuildProgress) => {

@@ -5,7 +5,7 @@
  * same digests as the sources. Also: docker:// sources from a real registry on loopback.
  */
 import t from 'tap';
-import { readFile, stat, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, stat, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { execa } from 'execa';
@@ -243,6 +243,21 @@ t.test('the CLI builds the same way; bad specs fail clearly and leave nothing', 
   const key = await execa(AIRGAP, ['keygen', '--out', join(work, 'keys')], { reject: false });
   t.equal(key.exitCode, 1, 'keygen refuses to overwrite a key');
   t.equal((await stat(keys.privateKeyPath)).mode & 0o777, 0o600);
+});
+
+t.test('docker:// sources over HTTPS from a private CA: --ca-file; without it, a TLS error', async (t) => {
+  const registry = await startRegistry(t, undefined, { tls: true });
+  const certDir = await tempDir(t, 'airgap-build-certs-'); // skopeo takes a folder of CA .crt files
+  await copyFile(registry.caFile!, join(certDir, 'ca.crt'));
+  await execa('skopeo', ['copy', '--dest-cert-dir', certDir, `oci:${join(work, 'images')}:busybox`, `docker://${registry.host}/library/busybox:1.36`]);
+  await mkdir(join(work, 'tls-spec'), { recursive: true });
+  const spec = await writeBundle(join(work, 'tls-spec'), { name: 'tls', version: '1.0.0', images: [{ source: `docker://${registry.host}/library/busybox:1.36` }] });
+  const untrusted = await execa(AIRGAP, ['build', spec, '--out', join(work, 'tls-untrusted.bin')], { reject: false });
+  t.equal(untrusted.exitCode, 1);
+  t.match(untrusted.stderr, /certificate|self.signed|unable to verify/i);
+  const r = await execa(AIRGAP, ['build', spec, '--ca-file', registry.caFile!, '--out', join(work, 'tls.bin'), '--json'], { reject: false });
+  t.equal(r.exitCode, 0, r.stderr);
+  t.equal((JSON.parse(r.stdout) as { images: Array<{ target: string }> }).images[0]!.target, 'library/busybox:1.36');
 });
 
 t.test('docker:// sources come from a real registry on loopback', async (t) => {
