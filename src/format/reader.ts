@@ -474,6 +474,29 @@ export interface VerifyProgress {
 }
 
 /**
+ * Checks the sha256 of the entries at `paths` against the TOC, reading only those (a
+ * transfer that sends some blobs checks just those before its first write). Progress is
+ * in bytes of those entries. Throws PayloadError AG_ENTRY_DIGEST, AG_NOT_FOUND,
+ * AG_TRUNCATED, AG_READ_FAILED.
+ */
+export async function verifyEntries(opened: OpenedPayload, paths: readonly string[], onProgress?: (p: VerifyProgress) => void): Promise<void> {
+  const expected = new Map(opened.toc.entries.map((e) => [e.path, e.sha256]));
+  const bytesTotal = paths.reduce((n, p) => n + (opened.byPath.get(p)?.size ?? 0), 0);
+  let bytesDone = 0;
+  for (const path of paths) {
+    const hash = createHash('sha256');
+    for await (const chunk of openEntryStream(opened, path)) {
+      hash.update(chunk as Buffer);
+      bytesDone += (chunk as Buffer).length;
+      onProgress?.({ bytesDone, bytesTotal });
+    }
+    if (hash.digest('hex') !== expected.get(path)) {
+      throw new PayloadError('AG_ENTRY_DIGEST', `entry '${path}' does not match its sha256 in the TOC; the file is damaged or altered`, { hint: 'copy the file again' });
+    }
+  }
+}
+
+/**
  * Reads the payload once: checks the payload sha256 of the header and the sha256 of every
  * entry against the TOC. Throws PayloadError AG_PAYLOAD_DIGEST or AG_ENTRY_DIGEST.
  */

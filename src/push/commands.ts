@@ -31,7 +31,7 @@ const pushCommand = defineCommand({
             [--username USER --password-stdin | --registry-auth FILE]
             [--ca-file FILE] [--insecure-registry HOST[:PORT]]...
             [--registry-map OLD=NEW]... [--jobs N] [--dry-run] [--json] [--quiet]`,
-  description: `Verifies the .bin (signature, TOC, every entry) before the first request, then pushes
+  description: `Verifies the .bin (signature and TOC, then every blob it sends) before sending, then pushes
 images to REGISTRY/PREFIX/<target>, charts to REGISTRY/PREFIX/charts/<name>:<version> and
 packs to the --packs-to registry (default --to) under PREFIX/packs/<name>:<version>. Blobs
 the registry has are skipped, blobs of another repository mounted, the rest streamed from

@@ -5,11 +5,11 @@
  * cross-repository mount, parallel lanes, blobs streamed from the .bin by byte offset,
  * manifests children first, tags last. Files are not pushed.
  *
- * Trust comes first: the TOC's digest and signature, every entry's sha256 and the payload's
- * are checked before the first request.
+ * Trust comes first: the TOC's digest and signature before the first request, and the
+ * sha256 of every blob that may be sent before the first write request.
  */
 import { PayloadError, RegistryError, UsageError } from '../kit/errors.js';
-import { openPayload, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
+import { openPayload, verifyEntries, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
 import type { PublicKeyInfo } from '../format/keys.js';
 import { RegistryClient, type Credentials, type PushTarget } from '../oci/client.js';
 import { targetProblem } from '../oci/reference.js';
@@ -17,6 +17,7 @@ import { newTransferCounters, type Destination, type TransferContext, type Trans
 import { planTransfer, type PlannedArtifact } from '../transfer/plan.js';
 import { pushBlobs } from '../transfer/push-blobs.js';
 import { pushManifests } from '../transfer/push-manifests.js';
+import { runPool } from '../kit/pool.js';
 import { openFileJournal } from './journal.js';
 
 /** `REGISTRY[/PREFIX]` split: `registry.example.com:5000/mirror/platform`. */
@@ -143,9 +144,6 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
   const opened = await openTrusted(options);
   const targets: Partial<Record<Destination, RegistryClient>> = {};
   try {
-    // Every entry against the signed TOC, and the payload against its digest, before the
-    // first request: a damaged or altered file pushes nothing, not even a blob.
-    await verifyPayloadData(opened, (p) => options.onProgress?.({ stage: 'verify', ...p }));
     const plan = await planTransfer(opened);
     const packsTo = options.packsTo ?? options.to;
     const destinationOf = (a: PlannedArtifact) => (a.registry === 'packs' ? packsTo : options.to);
@@ -174,7 +172,11 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
       seconds: 0,
       references: artifacts.map((a) => ({ kind: a.kind, source: a.source, reference: referenceOf(a), digest: a.digest, outcome: 'planned' as const })),
     };
-    if (options.dryRun) return { ...report, seconds: (Date.now() - started) / 1000 };
+    if (options.dryRun) {
+      // No request: every entry is checked against the signed TOC instead.
+      await verifyPayloadData(opened, (p) => options.onProgress?.({ stage: 'verify', ...p }));
+      return { ...report, seconds: (Date.now() - started) / 1000 };
+    }
 
     const clientFor = (to: RegistryDestination, label: string) =>
       new RegistryClient({
@@ -190,6 +192,18 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
     targets.images = clientFor(options.to, `registry ${options.to.registry}`);
     targets.packs = packsTo.registry === options.to.registry ? targets.images : clientFor(packsTo, `pack registry ${packsTo.registry}`);
     const journal = openFileJournal(options.journalDir, opened.header.payloadSha256, `${report.target} ${report.packsTarget} ${JSON.stringify(options.registryMap)}`);
+    // Before the first write request, the bytes of every blob that may be sent are checked
+    // against the signed TOC: a damaged or altered file pushes nothing, not even a blob.
+    // Blobs the registry has (HEAD, recorded in the journal as present) are neither sent
+    // nor read, so an upgrade reads only what changed.
+    const toSend = new Map<string, { path: string; size: number }>();
+    const checks = artifacts.flatMap((a) => a.blobs.map((blob) => ({ a, blob })));
+    await runPool(checks, Math.max(4, options.jobs), options.signal, async ({ a, blob }) => {
+      if (journal.has(a.registry, a.repository, blob.digest)) return;
+      if (await targets[a.registry]!.hasBlob(a.repository, blob.digest)) journal.record(a.registry, a.repository, blob, 'present');
+      else toSend.set(blob.path, blob);
+    });
+    await verifyEntries(opened, [...toSend.keys()], (p) => options.onProgress?.({ stage: 'verify', ...p }));
     const counters = newTransferCounters();
     const ctx: TransferContext = {
       opened,
