@@ -52,11 +52,17 @@ export async function startAppliance(name: string, trustedKey: string): Promise<
   };
 }
 
+/** Peak RSS (VmHWM) of `pid` in bytes, or undefined once it has exited. */
+export async function vmHwm(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  const kb = status && /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : undefined;
+}
+
 /** Peak RSS (VmHWM) of the appliance daemon, bytes. */
 export async function daemonPeakRss(stateDir: string): Promise<number> {
-  const pid = (await readFile(join(stateDir, 'daemon.pid'), 'utf8')).trim();
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  const pid = Number((await readFile(join(stateDir, 'daemon.pid'), 'utf8')).trim());
+  return (await vmHwm(pid)) ?? 0;
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {

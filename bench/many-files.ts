@@ -22,14 +22,7 @@ import { renderHeader } from '../src/format/header.js';
 import { serializeToc } from '../src/format/toc.js';
 import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, TOC_PATH } from '../src/format/layout.js';
 import { stateLayout } from '../src/appliance/config/state-layout.js';
-import { AIRGAP, MB, startAppliance, timed, work } from './common.js';
-
-/** Peak RSS (VmHWM) of `pid` in bytes, or undefined once it has exited. */
-async function vmHwm(pid: number): Promise<number | undefined> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
-  const kb = status && /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-  return kb ? Number(kb) * 1024 : undefined;
-}
+import { AIRGAP, MB, startAppliance, timed, vmHwm, work } from './common.js';
 
 /** Resets the peak RSS of `pid` (Linux: writing 5 to clear_refs). */
 async function resetHwm(pid: number): Promise<void> {

@@ -197,11 +197,15 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
     // Blobs the registry has (HEAD, recorded in the journal as present) are neither sent
     // nor read, so an upgrade reads only what changed.
     const toSend = new Map<string, { path: string; size: number }>();
+    const knownMissing = new Set<string>();
     const checks = artifacts.flatMap((a) => a.blobs.map((blob) => ({ a, blob })));
     await runPool(checks, Math.max(4, options.jobs), options.signal, async ({ a, blob }) => {
       if (journal.has(a.registry, a.repository, blob.digest)) return;
       if (await targets[a.registry]!.hasBlob(a.repository, blob.digest)) journal.record(a.registry, a.repository, blob, 'present');
-      else toSend.set(blob.path, blob);
+      else {
+        toSend.set(blob.path, blob);
+        knownMissing.add(`${a.registry} ${a.repository} ${blob.digest}`);
+      }
     });
     await verifyEntries(opened, [...toSend.keys()], (p) => options.onProgress?.({ stage: 'verify', ...p }));
     const counters = newTransferCounters();
@@ -213,6 +217,7 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
       signal: options.signal ?? new AbortController().signal,
       concurrency: options.jobs,
       log: options.log ?? QUIET_LOG,
+      knownMissing,
       progress: (p) => options.onProgress?.(p),
     };
     for (const [kind, stage] of [['image', 'images'], ['chart', 'charts'], ['pack', 'packs']] as const) {

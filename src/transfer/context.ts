@@ -61,6 +61,8 @@ export interface TransferContext {
   /** Parallel blob uploads. */
   concurrency: number;
   log: TransferLog;
+  /** Blobs already found missing by HEAD (`destination repository digest`): not asked again. */
+  knownMissing?: ReadonlySet<string>;
   progress(update: TransferProgress): void;
 }
 

@@ -91,7 +91,7 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
         done(g, repository, 'journal');
         continue;
       }
-      if (await target.hasBlob(repository, g.blob.digest)) {
+      if (!ctx.knownMissing?.has(`${g.registry} ${repository} ${g.blob.digest}`) && (await target.hasBlob(repository, g.blob.digest))) {
         bytesDone += g.blob.size;
         done(g, repository, 'present');
         continue;
