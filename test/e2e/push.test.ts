@@ -11,11 +11,10 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { stringify } from 'yaml';
 import { buildBundle } from '../../src/build/builder.js';
 import { generateSigningKeys } from '../../src/format/keys.js';
 import { openPayload } from '../../src/format/reader.js';
-import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeSyntheticLayout } from '../helpers/fixtures.js';
+import { makeBusyboxLayout, makeChart, makeFiles, makePack, writeBundle, writeSyntheticLayout } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
 import { startTokenRegistry } from '../helpers/token-registry.js';
 import { AIRGAP } from '../helpers/appliance.js';
@@ -52,23 +51,18 @@ await writeSyntheticLayout(join(work, 'images'), [
 await makeChart(join(work, 'charts'), 'hello', '0.1.0');
 await makePack(join(work, 'packs'), 'cilium', '1.14.2');
 await makeFiles(join(work, 'manifests'));
-await writeFile(
-  join(work, 'bundle.yaml'),
-  stringify({
-    apiVersion: 'airgap/v1',
-    kind: 'Bundle',
-    name: 'demo',
-    version: '1.0.0',
-    images: [
-      { source: 'oci:./images:busybox', target: 'library/busybox:1.36' },
-      { source: 'oci:./images:app', target: 'apps/app:1.0' },
-      { source: 'oci:./images:multiarch', target: 'apps/multiarch:1.0' },
-    ],
-    charts: [{ source: './charts/hello-0.1.0.tgz' }],
-    packs: [{ source: './packs/cilium' }],
-    files: [{ source: './manifests/', target: 'manifests/' }],
-  }),
-);
+await writeBundle(work, {
+  name: 'demo',
+  version: '1.0.0',
+  images: [
+    { source: 'oci:./images:busybox', target: 'library/busybox:1.36' },
+    { source: 'oci:./images:app', target: 'apps/app:1.0' },
+    { source: 'oci:./images:multiarch', target: 'apps/multiarch:1.0' },
+  ],
+  charts: [{ source: './charts/hello-0.1.0.tgz' }],
+  packs: [{ source: './packs/cilium' }],
+  files: [{ source: './manifests/', target: 'manifests/' }],
+});
 const bin = (await buildBundle({ specPath: join(work, 'bundle.yaml'), out: join(work, 'out'), privateKeyPath: keys.privateKeyPath })).path;
 const opened = await openPayload(bin);
 const built = Object.fromEntries([...opened.toc.images, ...opened.toc.charts, ...opened.toc.packs].map((a) => [a.target, a.digest]));

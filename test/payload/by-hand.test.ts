@@ -8,11 +8,10 @@ import t from 'tap';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { stringify } from 'yaml';
 import { buildBundle } from '../../src/build/builder.js';
 import { generateSigningKeys } from '../../src/format/keys.js';
 import { openPayload } from '../../src/format/reader.js';
-import { makeFiles, writeSyntheticLayout } from '../helpers/fixtures.js';
+import { makeFiles, writeBundle, writeSyntheticLayout } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/temp.js';
 
 const work = await tempDir(t, 'airgap-by-hand-');
@@ -25,7 +24,7 @@ const keys = await generateSigningKeys(join(work, 'keys'));
 const other = await generateSigningKeys(join(work, 'other'));
 await writeSyntheticLayout(join(work, 'images'), [{ ref: 'app', layers: [Buffer.alloc(100_000, 1), Buffer.alloc(50_000, 2)] }]);
 await makeFiles(join(work, 'manifests'));
-await writeFile(join(work, 'bundle.yaml'), stringify({ apiVersion: 'airgap/v1', kind: 'Bundle', name: 'demo', version: '1.0.0', images: [{ source: 'oci:./images:app', target: 'apps/app:1.0' }], files: [{ source: './manifests/', target: 'manifests/' }] }));
+await writeBundle(work, { name: 'demo', version: '1.0.0', images: [{ source: 'oci:./images:app', target: 'apps/app:1.0' }], files: [{ source: './manifests/', target: 'manifests/' }] });
 const bin = (await buildBundle({ specPath: join(work, 'bundle.yaml'), out: join(work, 'out'), privateKeyPath: keys.privateKeyPath })).path;
 
 /** Runs the doc's block on `file` with `pub`; its temp folder goes in this test's own. */

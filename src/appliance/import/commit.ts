@@ -10,7 +10,7 @@ import type { OpenedPayload } from '../../format/reader.js';
 import type { Db } from '../store/db.js';
 import { finishImport } from '../store/imports.js';
 import { artifactPage, currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
-import type { TransferPlan as ImportPlan } from '../../transfer/plan.js';
+import type { TransferPlan } from '../../transfer/plan.js';
 
 /** Name of the release list at the top of the repository. */
 export const RELEASES_JSON = 'releases.json';
@@ -19,7 +19,7 @@ export const RELEASES_JSON = 'releases.json';
  * Records the release (unless it is there already) and finishes the import, in one
  * transaction. `makeCurrent`: the release becomes the current one.
  */
-export function commitRelease(db: Db, args: { importId: number; opened: OpenedPayload; plan: ImportPlan; makeCurrent: boolean; alreadyRecorded: boolean; result: unknown }): void {
+export function commitRelease(db: Db, args: { importId: number; opened: OpenedPayload; plan: TransferPlan; makeCurrent: boolean; alreadyRecorded: boolean; result: unknown }): void {
   const { opened, plan } = args;
   db.transaction(() => {
     if (args.alreadyRecorded) {

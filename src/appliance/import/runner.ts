@@ -36,7 +36,7 @@ import { commitRelease, writeReleasesJson } from './commit.js';
 import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport } from './open.js';
-import { planTransfer as planImport, type TransferPlan as ImportPlan } from '../../transfer/plan.js';
+import { planTransfer, type TransferPlan } from '../../transfer/plan.js';
 import { checkFreeSpace, decideVersion } from './preflight.js';
 import { pushBlobs } from '../../transfer/push-blobs.js';
 import { pushManifests, pushTags, tagsInPlace } from '../../transfer/push-manifests.js';
@@ -97,7 +97,7 @@ export interface ImporterOptions {
 const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
 
 /** Bytes of the plan's blobs that no import has put into their registry yet (an upper bound of what is pushed). */
-function unknownBlobBytes(db: Db, plan: ImportPlan): number {
+function unknownBlobBytes(db: Db, plan: TransferPlan): number {
   const counted = new Set<string>();
   let bytes = 0;
   for (const a of plan.artifacts) {
@@ -154,7 +154,7 @@ function watchSource(file: string, before: Stats, everyMs: number, onChange: (pr
  * (and this plan touched) back at the current release's digest. Returns true when all
  * were restored.
  */
-async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, plan: ImportPlan): Promise<boolean> {
+async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, plan: TransferPlan): Promise<boolean> {
   const current = currentRelease(db);
   if (!current) return true;
   const owned = new Map(listArtifacts(db, { version: current.version }).filter((a) => a.kind !== 'file').map((a) => [a.target, a.digest]));
@@ -302,7 +302,7 @@ export class Importer extends EventEmitter {
     let stage: Stage = 'open';
     let tagsTouched = false;
     let committed = false;
-    let plan: ImportPlan | undefined;
+    let plan: TransferPlan | undefined;
     // The stages stop on the daemon's signal or when the source file changes under them.
     const local = new AbortController();
     const onStop = () => local.abort(signal.reason);
@@ -337,7 +337,7 @@ export class Importer extends EventEmitter {
       const { toc, header } = opened;
       setIdentity(db, id, { name: toc.name, version: toc.version, payloadSha256: header.payloadSha256 });
       this.setLive(id, { name: toc.name, version: toc.version });
-      plan = await planImport(opened);
+      plan = await planTransfer(opened);
 
       enter('preflight');
       const decision = decideVersion(db, opened, row.options.allowDowngrade === true);
@@ -503,7 +503,7 @@ export class Importer extends EventEmitter {
   }
 
   /** For a release already recorded: every tag in place and the files folder there. */
-  private async releaseIntact(ctx: ImportContext, plan: ImportPlan, version: string): Promise<boolean> {
+  private async releaseIntact(ctx: ImportContext, plan: TransferPlan, version: string): Promise<boolean> {
     if (!(await tagsInPlace(ctx, plan.artifacts))) return false;
     if (!plan.files.length) return true;
     return stat(releaseDirs(this.options.layout.repoDir, version).final).then((s) => s.isDirectory(), () => false);
