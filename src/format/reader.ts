@@ -14,7 +14,7 @@ import { PayloadError } from '../kit/errors.js';
 import { parseHeader, type HeaderFields } from './header.js';
 import { BLOCK_SIZE, encodeFileHeader, isZeroBlock, paddingFor, parseHeaderBlock, parsePaxRecords, typeName, TYPE_FILE, TYPE_FILE_OLD, TYPE_PAX_HEADER } from './tar.js';
 import { collisionKey, entryPathProblem } from './paths.js';
-import { MAX_TOC_BYTES, parseToc, type Toc, type TocEntry, type TocFile } from './toc.js';
+import { MAX_FREE_FORM_TOC_BYTES, MAX_TOC_BYTES, parseToc, type Toc, type TocEntry, type TocFile } from './toc.js';
 import { verifyBytes, type PublicKeyInfo } from './keys.js';
 import { sha256Hex, sha256Digest } from '../kit/digest.js';
 import { ANNOTATION_KIND, ANNOTATION_REF_NAME, FILES_DIR, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, TOC_PATH, blobPath, digestOfBlobPath, filePath } from './layout.js';
@@ -297,6 +297,33 @@ function checkSignature(header: HeaderFields, tocBytes: Buffer, options: OpenOpt
   return { status: 'verified', keyId: header.keyId, keySource: key.source };
 }
 
+function tocDigestError(changed = false): PayloadError {
+  return new PayloadError(
+    'AG_TOC_DIGEST',
+    changed ? 'the TOC changed while it was read; the file is being written or altered' : 'the TOC does not match TOC_SHA256 in the header; the file is damaged or altered',
+    { hint: 'copy the file again' },
+  );
+}
+
+/** Bytes per read when a large TOC is read again. */
+const REREAD_CHUNK = 1024 * 1024;
+
+/**
+ * `entry`'s bytes again, in chunks of REREAD_CHUNK, checked at the end against `sha256`
+ * (hex): throws AG_TOC_DIGEST when they changed since the first reading, AG_TRUNCATED
+ * when the file became shorter. Exported for tests.
+ */
+export async function* rereadEntry(fh: FileHandle, entry: IndexedEntry, sha256: string): AsyncGenerator<Buffer> {
+  const hash = createHash('sha256');
+  for (let done = 0; done < entry.size; ) {
+    const chunk = await readAt(fh, entry.offset + done, Math.min(REREAD_CHUNK, entry.size - done), `entry '${entry.path}'`);
+    hash.update(chunk);
+    done += chunk.length;
+    yield chunk;
+  }
+  if (hash.digest('hex') !== sha256) throw tocDigestError(true);
+}
+
 /** Reads one small entry whole (TOC, index.json, a manifest). */
 export async function readSmallEntry(fh: FileHandle, entry: IndexedEntry, limit: number): Promise<Buffer> {
   if (entry.size > limit) throw new PayloadError('AG_ENTRY_SIZE', `entry '${entry.path}' is ${entry.size} bytes, more than the ${limit} allowed`);
@@ -322,12 +349,14 @@ async function readSignedToc(fh: FileHandle, reader: HeaderReader, header: Heade
     throw new PayloadError('AG_HEADER', 'the header TOC_OFFSET/TOC_SIZE do not match the payload');
   }
   if (tocEntry.offset + tocEntry.size > end) throw new PayloadError('AG_TRUNCATED', `entry '${TOC_PATH}' runs past the end of the payload`, { hint: 'copy the file again' });
-  const tocBytes = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
-  if (sha256Hex(tocBytes) !== header.tocSha256) {
-    throw new PayloadError('AG_TOC_DIGEST', 'the TOC does not match TOC_SHA256 in the header; the file is damaged or altered', { hint: 'copy the file again' });
-  }
+  let tocBytes: Buffer | undefined = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
+  if (sha256Hex(tocBytes) !== header.tocSha256) throw tocDigestError();
   const signature = checkSignature(header, tocBytes, options);
-  const toc = await parseToc(tocBytes);
+  // A large TOC is let go once checked and parsed from a second reading (digest checked
+  // again at its end): its bytes and its items are never in memory together.
+  const input = tocEntry.size > MAX_FREE_FORM_TOC_BYTES ? { size: tocEntry.size, chunks: rereadEntry(fh, tocEntry, header.tocSha256) } : tocBytes;
+  tocBytes = undefined;
+  const toc = await parseToc(input);
   if (toc.name !== header.name || toc.version !== header.version || toc.created !== header.created) {
     throw new PayloadError('AG_HEADER', `the header says ${header.name} ${header.version}, the signed TOC says ${toc.name} ${toc.version}`);
   }

@@ -124,8 +124,13 @@ const LINES_PER_TURN = 20_000;
  * refuse it). The caller must check that each list taken out comes back as a top-level
  * empty list when `rest` is read: a list header met inside another construct is not a
  * list of the TOC.
+ *
+ * `input` is the TOC whole, or its chunks in order (a large TOC read again after its
+ * digest and signature were checked on the whole: the chunk reader checks the digest
+ * again at its end, so a result is only made from bytes that were all read). A line that
+ * spans chunks is joined once its end is found: the cost stays linear in the bytes.
  */
-export async function splitLongLists(bytes: Buffer): Promise<SplitToc | undefined> {
+export async function splitLongLists(input: Buffer | AsyncIterable<Buffer>): Promise<SplitToc | undefined> {
   const lists: Partial<SplitToc['lists']> = {};
   const placeholders: Partial<SplitToc['placeholders']> = {};
   const rest: string[] = [];
@@ -134,18 +139,38 @@ export async function splitLongLists(bytes: Buffer): Promise<SplitToc | undefine
     rest.push(line);
     restLength += line.length + 1;
   };
+  const chunks = Buffer.isBuffer(input) ? undefined : input[Symbol.asyncIterator]();
+  /** The bytes being read: the whole TOC, or the current chunk with the start of its first line before it. */
+  let bytes = Buffer.isBuffer(input) ? input : Buffer.alloc(0);
   let pos = 0;
-  let end = 0;
+  let end = -1;
   let count = 0;
-  /** Moves to the next line: `pos`..`end` (without the newline); false at the end of the bytes. */
+  /**
+   * Moves to the next line: `pos`..`end` of `bytes` (without the newline); false at the
+   * end of the bytes. A line not ended in `bytes` is completed from the next chunks.
+   */
   const nextLine = async (): Promise<boolean> => {
-    if (end >= bytes.length) return false;
-    if (count++ > 0) pos = end + 1;
-    if (pos >= bytes.length) return false;
-    if (count % LINES_PER_TURN === 0) await setImmediate();
+    pos = end + 1;
+    if (++count % LINES_PER_TURN === 0) await setImmediate();
     end = bytes.indexOf(0x0a, pos);
-    if (end === -1) end = bytes.length;
-    return true;
+    if (end !== -1) return true;
+    const parts = [bytes.subarray(pos)];
+    for (;;) {
+      const next = chunks && (await chunks.next());
+      if (!next || next.done) break;
+      const nl = next.value.indexOf(0x0a);
+      parts.push(next.value);
+      if (nl !== -1) {
+        bytes = parts.length === 2 && parts[0]!.length === 0 ? next.value : Buffer.concat(parts);
+        pos = 0;
+        end = bytes.length - next.value.length + nl;
+        return true;
+      }
+    }
+    bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    pos = 0;
+    end = bytes.length;
+    return bytes.length > 0;
   };
   const lineIs = (text: Buffer) => end - pos === text.length && text.compare(bytes, pos, end) === 0;
   const place = (name: LongListName, items: Array<Record<string, unknown>>): boolean => {

@@ -185,8 +185,11 @@ function tocData(doc: Document.Parsed): unknown {
  * exactly where the list was: a list header met inside another construct (a quoted
  * string, a flow collection) is not a list of the TOC.
  */
-async function readTocData(bytes: Buffer): Promise<{ value: unknown; fromLayout: boolean }> {
-  const split = await splitLongLists(bytes);
+async function readTocData(input: Buffer | TocChunks): Promise<{ value: unknown; fromLayout: boolean }> {
+  let bytes: Buffer | undefined;
+  if (Buffer.isBuffer(input)) bytes = input;
+  else if (input.size <= MAX_FREE_FORM_TOC_BYTES) bytes = await collect(input.chunks, input.size);
+  const split = await splitLongLists(bytes ?? (input as TocChunks).chunks);
   if (split && split.rest.length <= MAX_TOC_REST_BYTES) {
     let doc: Document.Parsed | undefined;
     try {
@@ -203,8 +206,18 @@ async function readTocData(bytes: Buffer): Promise<{ value: unknown; fromLayout:
       );
     if (doc && inPlace) return { value: { ...(tocData(doc) as Record<string, unknown>), ...split.lists }, fromLayout: true };
   }
-  if (bytes.length > MAX_FREE_FORM_TOC_BYTES) throw notLayout(`is ${bytes.length} bytes (over ${MAX_FREE_FORM_TOC_BYTES})`);
+  if (!bytes || bytes.length > MAX_FREE_FORM_TOC_BYTES) {
+    const size = bytes?.length ?? (input as TocChunks).size;
+    throw notLayout(`is ${size} bytes (over ${MAX_FREE_FORM_TOC_BYTES})`);
+  }
   return { value: tocData(parseTocYaml(bytes.toString('utf8'))), fromLayout: false };
+}
+
+/** All of `chunks` in one Buffer (a small TOC: at most MAX_FREE_FORM_TOC_BYTES). */
+async function collect(chunks: AsyncIterable<Buffer>, size: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of chunks) parts.push(chunk);
+  return Buffer.concat(parts, size);
 }
 
 /** Where a field is, for messages: made only when a message needs it (100,000 items make no strings). */
@@ -243,15 +256,28 @@ class Checker {
 }
 
 /**
- * Parses and validates TOC bytes. Throws PayloadError AG_TOC_INVALID with the path of the
+ * A TOC's bytes as chunks in order, `size` bytes in all: a large TOC is read again in
+ * chunks once its digest and signature were checked on the whole, so that the whole and
+ * its parsed items are never in memory together. The iterable must check the digest again
+ * when it ends (and throw if the bytes changed): parseToc reads it to its end before it
+ * returns a TOC.
+ */
+export interface TocChunks {
+  size: number;
+  chunks: AsyncIterable<Buffer>;
+}
+
+/**
+ * Parses and validates TOC bytes (whole, or TocChunks). Throws PayloadError AG_TOC_INVALID with the path of the
  * first field that is wrong (YAML syntax, duplicate keys, missing fields, bad digests,
  * bad paths, duplicate entries), or when a TOC over MAX_FREE_FORM_TOC_BYTES is not in the
  * writer's layout. Time and memory grow linearly with the entries.
  */
-export async function parseToc(bytes: Buffer): Promise<Toc> {
-  if (bytes.length > MAX_TOC_BYTES) throw new PayloadError('AG_TOC_INVALID', `the TOC is larger than ${MAX_TOC_BYTES} bytes`);
+export async function parseToc(input: Buffer | TocChunks): Promise<Toc> {
+  const size = Buffer.isBuffer(input) ? input.length : input.size;
+  if (size > MAX_TOC_BYTES) throw new PayloadError('AG_TOC_INVALID', `the TOC is larger than ${MAX_TOC_BYTES} bytes`);
   const c = new Checker('TOC');
-  const { value, fromLayout } = await readTocData(bytes);
+  const { value, fromLayout } = await readTocData(input);
   const root = c.object(value, 'document');
   if (root.apiVersion !== TOC_API_VERSION) c.fail('apiVersion', `must be ${TOC_API_VERSION}`);
   if (root.kind !== TOC_KIND) c.fail('kind', `must be ${TOC_KIND}`);

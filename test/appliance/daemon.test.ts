@@ -222,6 +222,14 @@ t.test('the backoff starts over after a successful restart: two kills in a row e
   t.equal((await registryStatus(daemon.stateDir, 'images')).restarts - before.restarts, 2);
 });
 
+t.test('the daemon starts with its memory settings (young generation, glibc mapping threshold)', async (t) => {
+  const pid = Number((await readFile(join(daemon.stateDir, 'daemon.pid'), 'utf8')).trim());
+  const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  t.ok(args.includes('--max-semi-space-size=4'), args.join(' '));
+  const env = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+  t.ok(env.includes('MALLOC_MMAP_THRESHOLD_=1048576'));
+});
+
 t.test('secrets and the admin socket are private', async (t) => {
   const mode = async (p: string) => (await stat(join(daemon.stateDir, p))).mode & 0o777;
   t.equal(await mode('.'), 0o700);

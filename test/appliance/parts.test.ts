@@ -16,12 +16,12 @@ import { ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyP
 import { caBase64, ensurePki } from '../../src/appliance/security/pki.js';
 import { renderRegistryConfig } from '../../src/appliance/registries/registry-config.js';
 import { stateLayout } from '../../src/appliance/config/state-layout.js';
-import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../../src/appliance/store/db.js';
+import { DB_CACHE_KIB, openDatabase, SCHEMA_VERSION, schemaVersion } from '../../src/appliance/store/db.js';
 import { listEvents, recordEvent } from '../../src/appliance/store/events.js';
 import { getSetting, setSetting } from '../../src/appliance/store/settings.js';
 import { tempDir } from '../helpers/temp.js';
 import { createImport } from '../../src/appliance/store/imports.js';
-import { insertRelease } from '../../src/appliance/store/releases.js';
+import { insertRelease, listArtifacts } from '../../src/appliance/store/releases.js';
 import { RELEASES_JSON, releasesDocument, writeReleasesJson } from '../../src/appliance/import/commit.js';
 
 const work = await tempDir(t, 'airgap-parts-');
@@ -105,6 +105,13 @@ t.test('releases.json: written a page of files at a time, the same bytes as the 
   const written = await readFile(join(repo, RELEASES_JSON), 'utf8');
   t.equal(written, expected(), 'two releases, one of 12,001 files and one empty');
   t.equal((JSON.parse(written) as { releases: Array<{ files: unknown[] }> }).releases[0]!.files.length, 12_001);
+  t.same(
+    listArtifacts(db, { version: '1.0.0', files: false }).map((a) => a.target),
+    ['charts/hello:0.1.0', 'library/busybox:1'],
+    'the files left out by the query: images, charts and packs only',
+  );
+  t.equal(listArtifacts(db, { version: '1.0.0' }).length, 12_003, 'and all of them without the filter');
+  t.equal(db.pragma('cache_size', { simple: true }), -DB_CACHE_KIB, 'a page cache of 4 MB');
 });
 
 t.test('PKI: the CA is made once; the server certificate follows the names, from the same CA', async (t) => {

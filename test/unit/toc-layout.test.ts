@@ -171,3 +171,41 @@ t.test('hostile TOCs: a list hidden in a string, another YAML version, impossibl
   const big = serializeToc(tocWith(Array.from({ length: 2000 }, (_, i) => `data/file-${i}.txt`))).toString('utf8');
   await t.rejects(parseToc(Buffer.from(big.replace('entries:\n', 'entries: # the list\n'))), { code: 'AG_TOC_INVALID', message: /not in the writer's layout/ }, 'a large TOC with a list header the layout does not write');
 });
+
+/** `bytes` cut into chunks of the given sizes, cycled (a line may span many chunks). */
+async function* chunked(bytes: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
+  for (let at = 0, i = 0; at < bytes.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    yield bytes.subarray(at, at + n);
+    at += n;
+  }
+}
+
+t.test('read in chunks, a TOC gives what it gives whole, wherever the chunks cut its lines', async (t) => {
+  const toc = tocWith(Array.from({ length: 3000 }, (_, i) => `data/d${i % 7}/file-${i}.txt`));
+  const bytes = serializeToc(toc);
+  t.ok(bytes.length > MAX_FREE_FORM_TOC_BYTES, 'over the free-form limit: read line by line only');
+  const whole = await splitLongLists(bytes);
+  t.ok(whole);
+  for (const sizes of [[7, 1, 300], [65536], [bytes.length], [bytes.length - 1, 1]]) {
+    t.same(await splitLongLists(chunked(bytes, sizes)), whole, `chunks of ${sizes.join(', ')} bytes`);
+  }
+  const few = serializeToc(tocWith(['a.txt', 'b c.txt', 'café']));
+  t.ok(await splitLongLists(few), 'in the layout');
+  t.same(await splitLongLists(chunked(few, [1])), await splitLongLists(few), 'chunks of one byte (a character of several bytes cut too)');
+  t.same(await parseToc({ size: bytes.length, chunks: chunked(bytes, [4093]) }), toc);
+  const small = serializeToc(tocWith(['a.txt']));
+  t.same(await parseToc({ size: small.length, chunks: chunked(small, [5]) }), tocWith(['a.txt']), 'a small TOC in chunks is read whole');
+  const noNewline = bytes.subarray(0, bytes.length - 1);
+  t.same(await splitLongLists(chunked(noNewline, [999])), await splitLongLists(noNewline), 'the last line without its newline');
+});
+
+t.test('a TOC read in chunks is returned only once the chunks ended: a digest checked at their end decides', async (t) => {
+  const bytes = serializeToc(tocWith(Array.from({ length: 3000 }, (_, i) => `data/file-${i}.txt`)));
+  async function* changedAtTheEnd(): AsyncGenerator<Buffer> {
+    yield* chunked(bytes, [65536]);
+    throw new Error('the digest differs');
+  }
+  await t.rejects(parseToc({ size: bytes.length, chunks: changedAtTheEnd() }), { message: 'the digest differs' });
+  await t.rejects(parseToc({ size: 1000, chunks: (async function* () { yield Buffer.from('files: []\n'); throw new Error('cut'); })() }), { message: 'cut' }, 'a small TOC too');
+});

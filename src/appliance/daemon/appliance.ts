@@ -27,6 +27,7 @@ import { recordEvent } from '../store/events.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
 import { makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
+import { collectGarbage } from '../../kit/memory.js';
 
 export { StateDirError } from './state-dir.js';
 export { certificateNames, type ConnectionDetails, type SetupResult } from './setup.js';
@@ -79,6 +80,9 @@ export class Appliance {
       reserve: new SpaceReserve(layout.spaceReserve, SPACE_RESERVE_BYTES),
       removeLeftoversSince: (sinceMs) => this.fleet.removeLeftoversSince(sinceMs),
       onEvent: (actor, kind, message, data) => this.event(actor, kind, message, data),
+      // The plan and index of a large release are garbage now: give them back at once
+      // (docs/architecture.md, section 6, point 12).
+      onIdle: collectGarbage,
     });
     // An uploaded .bin is the appliance's copy: removed once its import has ended.
     this.importer.on('finished', (row?: { source: string; file: string }) => {

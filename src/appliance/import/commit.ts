@@ -111,7 +111,7 @@ async function* releasesJsonChunks(db: Db): AsyncGenerator<string> {
       await setImmediate();
     }
     yield any ? '\n      ]' : '[]';
-    const artifacts = listArtifacts(db, { version: r.version }).filter((a) => a.kind !== 'file');
+    const artifacts = listArtifacts(db, { version: r.version, files: false });
     for (const [key, kind] of [['images', 'image'], ['charts', 'chart'], ['packs', 'pack']] as const) {
       yield `,\n      "${key}": ${jsonAt(artifacts.filter((a) => a.kind === kind).map((a) => ({ target: a.target, digest: a.digest })), 3)}`;
     }

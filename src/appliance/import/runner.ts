@@ -92,6 +92,8 @@ export interface ImporterOptions {
   /** Removes what a failed import left in the registries' storage since a time (ms): upload sessions, empty links. */
   removeLeftoversSince?: (sinceMs: number) => Promise<number>;
   onEvent: (actor: string, kind: string, message: string, data?: Record<string, unknown>) => void;
+  /** Called when an import has ended and none is queued (the daemon gives memory back then). */
+  onIdle?: () => void;
 }
 
 const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
@@ -157,7 +159,7 @@ function watchSource(file: string, before: Stats, everyMs: number, onChange: (pr
 async function restoreTags(db: Db, targets: Record<RegistryName, PushTarget>, plan: TransferPlan): Promise<boolean> {
   const current = currentRelease(db);
   if (!current) return true;
-  const owned = new Map(listArtifacts(db, { version: current.version }).filter((a) => a.kind !== 'file').map((a) => [a.target, a.digest]));
+  const owned = new Map(listArtifacts(db, { version: current.version, files: false }).map((a) => [a.target, a.digest]));
   for (const a of plan.artifacts) {
     const digest = owned.get(a.target);
     if (!digest || digest === a.digest) continue;
@@ -284,6 +286,7 @@ export class Importer extends EventEmitter {
       .catch((err: unknown) => this.options.log.error({ err, importId: id }, 'the import runner failed'))
       .finally(() => {
         this.running = undefined;
+        if (!this.queue.length) this.options.onIdle?.();
         void this.pump();
       });
     this.running = { id, abort, done };

@@ -46,13 +46,18 @@ export function listReleases(db: Db): ReleaseRow[] {
   return (db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases ORDER BY imported_at`).all() as Array<Omit<ReleaseRow, 'current'> & { current: number }>).map(toRelease);
 }
 
-export function listArtifacts(db: Db, filter: { kind?: ArtifactKind; version?: string } = {}): ArtifactRow[] {
+/**
+ * Artifacts in (release, kind, target) order, filtered by kind and release. `files: false`
+ * leaves the files out in the query: a release may hold 100,000 of them, and callers that
+ * want images, charts and packs must not load them all to drop them.
+ */
+export function listArtifacts(db: Db, filter: { kind?: ArtifactKind; version?: string; files?: boolean } = {}): ArtifactRow[] {
   const rows = db
     .prepare(
       `SELECT release_version AS releaseVersion, kind, target, digest, size, media_type AS mediaType, platforms FROM artifacts
-       WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR release_version = ?) ORDER BY release_version, kind, target`,
+       WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR release_version = ?) AND (? OR kind != 'file') ORDER BY release_version, kind, target`,
     )
-    .all(filter.kind ?? null, filter.kind ?? null, filter.version ?? null, filter.version ?? null) as Array<Omit<ArtifactRow, 'platforms'> & { platforms: string | null }>;
+    .all(filter.kind ?? null, filter.kind ?? null, filter.version ?? null, filter.version ?? null, filter.files === false ? 0 : 1) as Array<Omit<ArtifactRow, 'platforms'> & { platforms: string | null }>;
   return rows.map((r) => ({ ...r, platforms: r.platforms ? (JSON.parse(r.platforms) as string[]) : null }));
 }
 
