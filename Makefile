@@ -15,6 +15,7 @@ deps: $(NODE_MODULES)
 
 build: deps
 	npx tsc -p tsconfig.json
+	node scripts/bundle-portable.mjs
 	chmod +x scripts/airgap scripts/airgap-setup
 
 typecheck: deps
@@ -35,7 +36,7 @@ demo: build
 package: build
 	rm -rf dist/release && mkdir -p dist/release
 	mkdir -p dist/release/dist dist/release/packer
-	cp -r dist/src dist/release/dist/
+	cp -r dist/src dist/portable dist/release/dist/
 	cp -r web scripts package.json package-lock.json dist/release/
 	cp -r packer/scripts packer/files dist/release/packer/
 	cd dist/release && npm ci --omit=dev --no-audit --no-fund

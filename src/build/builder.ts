@@ -26,6 +26,10 @@ import {
   ANNOTATION_KIND,
   ANNOTATION_REF_NAME,
   FORMAT_VERSION,
+  FORMAT_WITH_RUNTIME,
+  RUNTIME_CLI_PATH,
+  RUNTIME_DIR,
+  RUNTIME_NODE_PATH,
   HEADER_SIZE,
   OCI_INDEX_PATH,
   OCI_LAYOUT_CONTENT,
@@ -42,6 +46,7 @@ import { loadPrivateKey, signBytes } from '../format/keys.js';
 import { sha256Hex, hexOfDigest } from '../kit/digest.js';
 import { collisionKey, entryPathProblem } from '../format/paths.js';
 import { syncDir } from '../kit/fs.js';
+import { defaultRuntimeCache, packRuntimeFile, type RuntimeSources } from './runtime.js';
 
 export interface BuildProgress {
   stage: 'plan' | 'write' | 'done';
@@ -71,10 +76,14 @@ export interface BuildOptions {
   onProgress?: (progress: BuildProgress) => void;
   /** Aborts the build (Ctrl-C); the partial output is removed. */
   signal?: AbortSignal;
+  /** A runtime to carry (format 2: `sh FILE push|verify|inspect` then needs nothing installed); none when absent (format 1). */
+  runtime?: RuntimeSources;
 }
 
 export interface BuildResult {
   path: string;
+  /** The runtime carried (format 2), with the bytes its two entries take; null for format 1. */
+  runtime: { node: string; platform: string; bytes: number } | null;
   name: string;
   version: string;
   created: string;
@@ -301,11 +310,24 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
       progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
     });
 
+    const runtimeEntries: PlannedEntry[] = [];
+    if (options.runtime) {
+      progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item: `runtime: Node.js ${options.runtime.nodeVersion} ${options.runtime.platform}` });
+      const cacheDir = options.runtime.cacheDir ?? defaultRuntimeCache();
+      for (const [path, source] of [
+        [RUNTIME_NODE_PATH, options.runtime.node],
+        [RUNTIME_CLI_PATH, options.runtime.cli],
+      ] as const) {
+        const packed = await packRuntimeFile(source, cacheDir);
+        runtimeEntries.push({ path, size: packed.size, sha256: packed.sha256, mode: 0o644, open: async () => createReadStream(packed.file, { highWaterMark: 1024 * 1024 }) });
+      }
+    }
     const indexBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: plan.indexManifests }), 'utf8');
     const ordered: PlannedEntry[] = [
       bufferEntry(OCI_LAYOUT_PATH, Buffer.from(OCI_LAYOUT_CONTENT)),
       bufferEntry(OCI_INDEX_PATH, indexBytes),
       ...plan.entries.values(),
+      ...runtimeEntries,
     ];
     // blobs before files, in the order they were met: manifests then their blobs
     ordered.sort((a, b) => rank(a.path) - rank(b.path));
@@ -320,13 +342,20 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
       packs,
       files,
       entries: ordered.map((e) => ({ path: e.path, size: e.size, sha256: e.sha256 })),
+      ...(options.runtime ? { runtime: { node: options.runtime.nodeVersion, platform: options.runtime.platform } } : {}),
     };
     const tocBytes = serializeToc(toc);
     const tocEntry = bufferEntry(TOC_PATH, tocBytes);
     const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime });
     const all = [tocEntry, ...ordered];
     let payloadSize = 2 * 512;
-    for (const e of all) payloadSize += encodeFileHeader({ path: e.path, size: e.size, mode: e.mode, mtime }).length + e.size + paddingFor(e.size);
+    /** Where each entry's data will be, from the start of the file (the header's runtime fields need two). */
+    const dataOffsets = new Map<string, number>();
+    for (const e of all) {
+      const headerLength = encodeFileHeader({ path: e.path, size: e.size, mode: e.mode, mtime }).length;
+      dataOffsets.set(e.path, HEADER_SIZE + payloadSize - 2 * 512 + headerLength);
+      payloadSize += headerLength + e.size + paddingFor(e.size);
+    }
 
     await checkFreeSpace(dirname(outPath), HEADER_SIZE + payloadSize);
     progress({ stage: 'write', bytesDone: 0, bytesTotal: payloadSize });
@@ -371,8 +400,10 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     if (writer.written !== payloadSize) throw new Error(`internal: wrote ${writer.written} payload bytes, planned ${payloadSize}`);
 
     const payloadSha256 = writer.hash.digest('hex');
+    const span = (path: string) => ({ offset: dataOffsets.get(path)!, size: runtimeEntries.find((e) => e.path === path)!.size });
     const header = renderHeader({
-      format: FORMAT_VERSION,
+      format: options.runtime ? FORMAT_WITH_RUNTIME : FORMAT_VERSION,
+      ...(options.runtime ? { runtime: { node: span(RUNTIME_NODE_PATH), cli: span(RUNTIME_CLI_PATH) } } : {}),
       name: spec.name,
       version: spec.version,
       created,
@@ -398,6 +429,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     progress({ stage: 'done', bytesDone: payloadSize, bytesTotal: payloadSize });
     return {
       path: outPath,
+      runtime: options.runtime ? { node: options.runtime.nodeVersion, platform: options.runtime.platform, bytes: runtimeEntries.reduce((n, e) => n + e.size, 0) } : null,
       name: spec.name,
       version: spec.version,
       created,
@@ -423,6 +455,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
 function rank(path: string): number {
   if (path === OCI_LAYOUT_PATH) return 0;
   if (path === OCI_INDEX_PATH) return 1;
+  if (path.startsWith(`${RUNTIME_DIR}/`)) return 4;
   return path.startsWith('oci/') ? 2 : 3;
 }
 

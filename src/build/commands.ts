@@ -15,6 +15,7 @@ import { loadRegistryAuth } from '../oci/auth-file.js';
 import { generateSigningKeys, loadPublicKeys } from '../format/keys.js';
 import { openPayload, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
 import { buildBundle, type BuildProgress } from './builder.js';
+import { defaultRuntimeCache, localRuntime } from './runtime.js';
 
 const buildCommand = defineCommand({
   name: 'build',
@@ -29,11 +30,14 @@ const buildCommand = defineCommand({
     'insecure-registry': { type: 'string', multiple: true, value: 'HOST', description: 'reach HOST[:PORT] over plain HTTP, e.g. a lab mirror' },
     'registry-auth': { type: 'string', value: 'FILE', description: 'registry credentials, a docker config.json' },
     'ca-file': { type: 'string', value: 'FILE', description: "PEM of the private CA source registries' certificates chain to" },
+    'no-runtime': { type: 'boolean', description: 'carry no Node.js (format 1, about 30 MB smaller): then sh FILE push, verify and inspect are not there' },
+    'runtime-node': { type: 'string', value: 'FILE', description: 'the Node.js to carry: self-contained, for Linux x64 or arm64 (default: the one running this build)' },
     json: { type: 'boolean', description: 'print the result as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },
   },
   environment: [
     { name: 'SOURCE_DATE_EPOCH', description: 'the creation time written into the .bin, in seconds since 1970, for a reproducible build', default: 'now' },
+    { name: 'XDG_CACHE_HOME', description: 'the gzipped runtime is kept in $XDG_CACHE_HOME/airgap/runtime/ between builds', default: '~/.cache' },
   ],
   async run({ values, positionals }, ctx) {
     const progress = progressReporter(ctx, values.quiet === true);
@@ -43,6 +47,8 @@ const buildCommand = defineCommand({
           throw new UsageError(`cannot read --ca-file ${values['ca-file']}`, { cause });
         })
       : undefined;
+    if (values['no-runtime'] && values['runtime-node']) throw new UsageError('--no-runtime and --runtime-node exclude each other');
+    const runtime = values['no-runtime'] ? undefined : { ...(await localRuntime(values['runtime-node'])), cacheDir: defaultRuntimeCache(ctx.env) };
     const epoch = ctx.env.SOURCE_DATE_EPOCH;
     const started = Date.now();
     const result = await buildBundle({
@@ -54,6 +60,7 @@ const buildCommand = defineCommand({
       ...(caPem ? { caPem } : {}),
       ...(epoch && /^\d+$/.test(epoch) ? { created: new Date(Number(epoch) * 1000) } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(runtime ? { runtime } : {}),
       onProgress: (p: BuildProgress) => {
         if (p.stage === 'plan' && p.item) progress.line(`Reading ${p.item}`);
         if (p.stage === 'write') progress.bytes('Writing', p.bytesDone, p.bytesTotal);
@@ -72,6 +79,9 @@ const buildCommand = defineCommand({
           `  ${result.images.length} images, ${result.charts.length} charts, ${result.packs.length} packs, ${result.files.length} files; ${result.blobs} blobs`,
           `  payload sha256 ${result.payloadSha256}`,
           result.keyId ? `  signed with key ${result.keyId}` : '  UNSIGNED: appliances refuse it unless allowed explicitly; sign with --key',
+          result.runtime
+            ? `  carries Node.js ${result.runtime.node} ${result.runtime.platform} (${formatBytes(result.runtime.bytes)}): sh ${result.path} push|verify|inspect need nothing installed`
+            : '  no runtime (--no-runtime): push, verify and inspect need the airgap CLI',
         ].join('\n'),
       );
     }
@@ -175,6 +185,48 @@ and lists images (with digests), charts, packs and files.`,
   },
 });
 
+const verifyCommand = defineCommand({
+  name: 'verify',
+  summary: 'verify a .bin: signature, TOC and the sha256 of every entry',
+  usage: 'airgap verify FILE.bin --key PUB [--json]',
+  description: `Checks the header, the TOC against its sha256 and the signature with the key you
+trust (--key: the signer's .pub, or a folder of them), every entry rule, then
+reads the payload once to check the sha256 of every entry. Exit 0 only when all
+hold. Off the box, on a machine without the CLI: sh FILE.bin verify --key PUB.`,
+  args: { min: 1, max: 1 },
+  options: {
+    key: { type: 'string', short: 'k', multiple: true, value: 'PUB', description: 'trusted public key file, or a folder of *.pub (required unless --allow-unsigned)' },
+    'allow-unsigned': { type: 'boolean', description: 'without a key: check damage only (sha256 of the TOC, the payload and every entry), not who made the file' },
+    json: { type: 'boolean', description: 'print one JSON document, and no progress' },
+    quiet: { type: 'boolean', short: 'q', description: 'no progress' },
+  },
+  async run({ values, positionals }, ctx) {
+    if (!values.key?.length && !values['allow-unsigned']) {
+      throw new UsageError('verify needs --key PUB: the public key of the signer you trust (or --allow-unsigned to check damage only)');
+    }
+    const trustedKeys = values.key?.length ? await loadPublicKeys(values.key) : [];
+    const opened = await openPayload(positionals[0]!, { trustedKeys, requireSignature: trustedKeys.length > 0 });
+    try {
+      const progress = progressReporter(ctx, values.quiet === true || values.json === true);
+      await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
+      progress.end();
+    } finally {
+      await opened.close();
+    }
+    const { toc, header, signature } = opened;
+    if (values.json) {
+      print(ctx.stdout, JSON.stringify({ file: opened.file, name: toc.name, version: toc.version, status: 'verified', signature, entries: opened.entries.length, payloadSha256: header.payloadSha256 }, null, 2));
+      return EXIT.ok;
+    }
+    const who = signature.status === 'verified' ? `signed by key ${signature.keyId} (${signature.keySource})` : 'signature not checked (--allow-unsigned)';
+    print(ctx.stdout, printable(`${opened.file}: ${toc.name} ${toc.version} verified: ${who}; ${opened.entries.length} entries and the payload match their sha256`));
+    return EXIT.ok;
+  },
+});
+
 /** The connected-side verbs. */
-export const buildCommands: Command[] = [buildCommand, keygenCommand, inspectCommand];
+export const buildCommands: Command[] = [buildCommand, keygenCommand, inspectCommand, verifyCommand];
+
+/** The verbs the portable CLI carries besides push (src/portable.ts): they need no appliance and no native module. */
+export const portableCommands: Command[] = [inspectCommand, verifyCommand];
 

@@ -4,7 +4,7 @@
  * and never runs the file; `sh FILE.bin --check` and friends work with nothing but sh,
  * coreutils and tar.
  */
-import { FORMAT_VERSION, HEADER_BEGIN, HEADER_END, HEADER_SIZE, PAYLOAD_MARKER } from './layout.js';
+import { FORMAT_VERSION, FORMAT_WITH_RUNTIME, HEADER_BEGIN, HEADER_END, HEADER_SIZE, PAYLOAD_MARKER } from './layout.js';
 import { BUNDLE_NAME, SEMVER } from './names.js';
 import { PayloadError } from '../kit/errors.js';
 
@@ -27,6 +27,14 @@ export interface HeaderFields {
   keyId: string;
   /** base64 ed25519 signature of the TOC bytes; empty when unsigned. */
   signature: string;
+  /** Format 2 only: where the data of runtime/node.gz and runtime/airgap.mjs.gz are (RUNTIME_NODE, RUNTIME_CLI). */
+  runtime?: { node: Span; cli: Span };
+}
+
+/** A range of the file: offset from its start and size, bytes. */
+export interface Span {
+  offset: number;
+  size: number;
 }
 
 const CREATED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/;
@@ -51,6 +59,13 @@ const KEYS = [
 
 const NUMERIC = new Set<keyof HeaderFields>(['payloadOffset', 'payloadSize', 'tocOffset', 'tocSize']);
 
+/** Format 2's keys after KEYS: "OFFSET SIZE" of each runtime entry's data. */
+const RUNTIME_KEYS = [
+  ['RUNTIME_NODE', 'node'],
+  ['RUNTIME_CLI', 'cli'],
+] as const;
+const SPAN = /^(0|[1-9]\d{0,14}) (0|[1-9]\d{0,14})$/;
+
 /**
  * Renders the header: exactly HEADER_SIZE bytes, the runtime, the marker line, then
  * newline padding. Throws when a field does not match its pattern (nothing unsafe ever
@@ -63,6 +78,15 @@ export function renderHeader(fields: HeaderFields): Buffer {
     if (!pattern.test(value)) throw new PayloadError('AG_HEADER', `header field ${key} has an invalid value '${value}'`);
     lines.push(`${key}="${value}"`);
   }
+  const withRuntime = fields.format === FORMAT_WITH_RUNTIME;
+  if (withRuntime !== (fields.runtime !== undefined) || (fields.format !== FORMAT_VERSION && !withRuntime)) {
+    throw new PayloadError('AG_HEADER', `format ${fields.format} ${withRuntime ? 'needs' : 'has no'} runtime fields`);
+  }
+  for (const [key, part] of withRuntime ? RUNTIME_KEYS : []) {
+    const value = `${fields.runtime![part].offset} ${fields.runtime![part].size}`;
+    if (!SPAN.test(value)) throw new PayloadError('AG_HEADER', `header field ${key} has an invalid value '${value}'`);
+    lines.push(`${key}="${value}"`);
+  }
   const text = [
     '#!/bin/sh',
     '# shellcheck disable=SC2034,SC2317 # the data block is read by the appliance; the marker follows exit',
@@ -71,7 +95,7 @@ export function renderHeader(fields: HeaderFields): Buffer {
     HEADER_BEGIN,
     ...lines,
     HEADER_END,
-    RUNTIME,
+    withRuntime ? RUNTIME_2 : RUNTIME,
     PAYLOAD_MARKER,
     '',
   ].join('\n');
@@ -106,8 +130,8 @@ export function parseHeader(head: Buffer): HeaderFields {
     values.set(m[1]!, m[2]!);
   }
   const format = values.get('AIRGAP_FORMAT');
-  if (format !== FORMAT_VERSION) {
-    throw new PayloadError('AG_FORMAT', `unsupported .bin format ${JSON.stringify(format ?? '(none)')}; this airgap reads format ${FORMAT_VERSION}`, {
+  if (format !== FORMAT_VERSION && format !== FORMAT_WITH_RUNTIME) {
+    throw new PayloadError('AG_FORMAT', `unsupported .bin format ${JSON.stringify(format ?? '(none)')}; this airgap reads formats ${FORMAT_VERSION} and ${FORMAT_WITH_RUNTIME}`, {
       hint: 'use the airgap release that built the file, or rebuild it with this one',
     });
   }
@@ -119,6 +143,15 @@ export function parseHeader(head: Buffer): HeaderFields {
     fields[field] = NUMERIC.has(field) ? Number(value) : value;
   }
   const parsed = fields as unknown as HeaderFields;
+  if (format === FORMAT_WITH_RUNTIME) {
+    const spans: Partial<Record<'node' | 'cli', Span>> = {};
+    for (const [key, part] of RUNTIME_KEYS) {
+      const m = SPAN.exec(values.get(key) ?? '');
+      if (!m) throw new PayloadError('AG_HEADER', values.has(key) ? `header key ${key} has an invalid value` : `header key ${key} is missing`);
+      spans[part] = { offset: Number(m[1]), size: Number(m[2]) };
+    }
+    parsed.runtime = spans as { node: Span; cli: Span };
+  }
   if ((parsed.keyId === '') !== (parsed.signature === '')) {
     throw new PayloadError('AG_HEADER', 'header has a KEY_ID without a SIGNATURE or the reverse');
   }
@@ -261,3 +294,69 @@ case $action in
   import) if [ "$noexec" -eq 1 ]; then check || exit 1; else import; fi ;;
 esac
 exit 0`;
+
+/** `text` with `from` replaced by `to`, where `from` must occur exactly once (checked when the module loads). */
+function replaceOnce(text: string, from: string, to: string): string {
+  const at = text.indexOf(from);
+  if (at === -1 || text.indexOf(from, at + 1) !== -1) throw new Error(`internal: the sh runtime has no single '${from.trim()}'`);
+  return text.slice(0, at) + to + text.slice(at + from.length);
+}
+
+/**
+ * Format 2's runtime: format 1's, plus the verbs `push`, `verify` and `inspect`, which
+ * check the payload's sha256 (as --check), unpack the runtime entries (gzip) into a
+ * private temporary folder, and run the CLI they hold on this file with the other
+ * arguments; the folder is removed when it ends. Exit codes: the CLI's, or 4 when the
+ * runtime cannot be unpacked or started here.
+ */
+const RUNTIME_2 = [
+  [
+    'Usage: sh $self [OPTION]...\n',
+    'Usage: sh $self [OPTION]...\n       sh $self push --to REGISTRY[/PREFIX] [PUSH OPTION]...\n       sh $self verify|inspect [--key PUB.pem] [--json]\n',
+  ],
+  [
+    '\nExit codes:',
+    `
+push, verify and inspect run the Node.js and airgap CLI this file carries
+(signed entries of the payload, after --check) on x86_64 Linux with glibc 2.28
+or newer and gzip: 'sh $self push --help' lists push's options.
+
+Exit codes:`,
+  ],
+  [
+    '\nwhile [ $# -gt 0 ]; do\n',
+    String.raw`
+# "OFFSET SIZE" of a gzip entry of this file -> its bytes, unpacked, into $2.
+unpack() {
+  off=${'$'}{1% *}; len=${'$'}{1#* }
+  tail -c +"$((off + 1))" -- "$self" | head -c "$len" | gzip -dc > "$2"
+}
+
+cli() {
+  verb=$1; shift
+  printf 'Verifying the sha256 of %s (%s)...\n' "$self" "$(human "$PAYLOAD_SIZE")" >&2
+  quiet=1; check || exit 1
+  command -v gzip >/dev/null 2>&1 || { err "gzip is needed to unpack the runtime; install it"; exit 4; }
+  dir=$(mktemp -d "${'$'}{TMPDIR:-/tmp}/airgap-runtime.XXXXXX") || { err "cannot make a folder in ${'$'}{TMPDIR:-/tmp}; set TMPDIR to a writable one"; exit 4; }
+  trap 'rm -rf -- "$dir"' EXIT
+  trap 'exit 130' INT TERM HUP
+  if ! unpack "$RUNTIME_NODE" "$dir/node" || ! unpack "$RUNTIME_CLI" "$dir/airgap.mjs"; then
+    err "cannot unpack the runtime into $dir (full disk?); set TMPDIR to another folder"; exit 4
+  fi
+  chmod 700 "$dir/node"
+  if ! "$dir/node" -e 0 >/dev/null 2>&1; then
+    err "the runtime this file carries does not start here: it needs x86_64 Linux with glibc 2.28 or newer, and a TMPDIR that allows running programs (not noexec)"
+    exit 4
+  fi
+  "$dir/node" "$dir/airgap.mjs" "$verb" "$self" "$@"
+  exit $?
+}
+
+case ${'$'}{1-} in
+  push|verify|inspect) cli "$@" ;;
+esac
+
+while [ $# -gt 0 ]; do
+`,
+  ],
+].reduce((text, [from, to]) => replaceOnce(text, from!, to!), RUNTIME);

@@ -7,10 +7,22 @@
  *     oci/oci-layout, oci/index.json  OCI image layout (image-spec, "Image Layout")
  *     oci/blobs/sha256/<hex>          images, Helm charts and packs share one blob store
  *     files/<target>                  file repository content
+ *     runtime/node.gz, runtime/airgap.mjs.gz   format 2 only: what `sh FILE push` runs
  */
 
-/** Version of the .bin format written into the header as AIRGAP_FORMAT. */
+/**
+ * Versions of the .bin format, written into the header as AIRGAP_FORMAT. Format 2 is
+ * format 1 with a runtime: a Node.js and the portable airgap CLI as two signed entries
+ * under `runtime/`, their places in the header, and sh actions that run them (push,
+ * verify, inspect). A file built without a runtime is format 1, byte for byte.
+ */
 export const FORMAT_VERSION = '1';
+export const FORMAT_WITH_RUNTIME = '2';
+
+/** The runtime entries of format 2: gzip of a Node.js for `platform`, and of the portable CLI (one ES module). */
+export const RUNTIME_DIR = 'runtime';
+export const RUNTIME_NODE_PATH = `${RUNTIME_DIR}/node.gz`;
+export const RUNTIME_CLI_PATH = `${RUNTIME_DIR}/airgap.mjs.gz`;
 
 /** The sh header is padded to exactly this many bytes; the tar payload starts here. */
 export const HEADER_SIZE = 16384;

@@ -17,7 +17,7 @@ import { collisionKey, entryPathProblem } from './paths.js';
 import { MAX_FREE_FORM_TOC_BYTES, MAX_TOC_BYTES, parseToc, type Toc, type TocEntry, type TocFile } from './toc.js';
 import { verifyBytes, type PublicKeyInfo } from './keys.js';
 import { sha256Hex, sha256Digest } from '../kit/digest.js';
-import { ANNOTATION_KIND, ANNOTATION_REF_NAME, FILES_DIR, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, TOC_PATH, blobPath, digestOfBlobPath, filePath } from './layout.js';
+import { ANNOTATION_KIND, ANNOTATION_REF_NAME, FILES_DIR, FORMAT_WITH_RUNTIME, HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_PATH, RUNTIME_CLI_PATH, RUNTIME_NODE_PATH, TOC_PATH, blobPath, digestOfBlobPath, filePath } from './layout.js';
 import { MAX_MANIFEST_BYTES, isIndexMediaType, parseManifest, type Descriptor } from '../oci/manifest.js';
 
 /** One tar entry as indexed: where its data is in the file. */
@@ -132,6 +132,8 @@ interface Expectations {
   files: Map<string, TocFile>;
   /** Modification time of every entry, seconds (the TOC's `created`). */
   mtime: number;
+  /** The TOC names a runtime (format 2): its two entries are expected. */
+  runtime: boolean;
 }
 
 /**
@@ -162,7 +164,12 @@ async function expectationsOf(toc: Toc): Promise<Expectations> {
     targets.add(key);
     files.set(f.path, f);
   }
-  return { listed, files, mtime: Math.floor(Date.parse(toc.created) / 1000) };
+  if (toc.runtime) {
+    for (const path of [RUNTIME_NODE_PATH, RUNTIME_CLI_PATH]) {
+      if (!listed.has(path)) throw new PayloadError('AG_TOC_MISMATCH', `the TOC names a runtime and does not list ${path}`);
+    }
+  }
+  return { listed, files, mtime: Math.floor(Date.parse(toc.created) / 1000), runtime: toc.runtime !== undefined };
 }
 
 /**
@@ -180,8 +187,10 @@ function checkListed(expect: Expectations, path: string, size: number): TocEntry
   } else if (path.startsWith(`${FILES_DIR}/`)) {
     const f = expect.files.get(path);
     if (!f || f.size !== t.size || f.sha256 !== t.sha256) throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is not in the TOC's file list`);
+  } else if (path === RUNTIME_NODE_PATH || path === RUNTIME_CLI_PATH) {
+    if (!expect.runtime) throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is a runtime, and the TOC names none`);
   } else if (path !== OCI_LAYOUT_PATH && path !== OCI_INDEX_PATH) {
-    throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is neither a blob, a file nor the OCI layout`);
+    throw new PayloadError('AG_TOC_MISMATCH', `entry '${path}' is neither a blob, a file, a runtime nor the OCI layout`);
   }
   return t;
 }
@@ -360,6 +369,9 @@ async function readSignedToc(fh: FileHandle, reader: HeaderReader, header: Heade
   if (toc.name !== header.name || toc.version !== header.version || toc.created !== header.created) {
     throw new PayloadError('AG_HEADER', `the header says ${header.name} ${header.version}, the signed TOC says ${toc.name} ${toc.version}`);
   }
+  if ((header.format === FORMAT_WITH_RUNTIME) !== (toc.runtime !== undefined)) {
+    throw new PayloadError('AG_HEADER', `the header says format ${header.format}, and the signed TOC ${toc.runtime ? 'names' : 'names no'} runtime`);
+  }
   const expected = encodeFileHeader({ path: TOC_PATH, size: tocEntry.size, mode: 0o644, mtime: Math.floor(Date.parse(toc.created) / 1000) });
   if (!(await reader.read(pos, BLOCK_SIZE, 'tar header')).equals(expected)) {
     throw new PayloadError('AG_TAR_HEADER', `the tar header of '${TOC_PATH}' is not the one this format writes (owner, mode, time or extra records differ)`);
@@ -404,12 +416,30 @@ export async function openPayload(file: string, options: OpenOptions = {}): Prom
     const entries: IndexedEntry[] = [tocEntry];
     await indexTar(reader, next, expected, await expectationsOf(toc), entries);
     const byPath = new Map(entries.map((e) => [e.path, e]));
+    checkRuntimeSpans(header, byPath);
     const index = await checkLayout(fh, toc, byPath);
     ok = true;
     const handle = fh;
     return { file, fileSize, header, toc, entries, byPath, signature, index, handle, close: () => handle.close() };
   } finally {
     if (!ok) await fh.close();
+  }
+}
+
+/**
+ * Format 2: the header's RUNTIME_NODE and RUNTIME_CLI are where the runtime entries' data
+ * are (sh unpacks them from there). Throws AG_HEADER.
+ */
+function checkRuntimeSpans(header: HeaderFields, byPath: Map<string, IndexedEntry>): void {
+  if (!header.runtime) return;
+  for (const [key, span, path] of [
+    ['RUNTIME_NODE', header.runtime.node, RUNTIME_NODE_PATH],
+    ['RUNTIME_CLI', header.runtime.cli, RUNTIME_CLI_PATH],
+  ] as const) {
+    const entry = byPath.get(path);
+    if (!entry || entry.offset !== span.offset || entry.size !== span.size) {
+      throw new PayloadError('AG_HEADER', `the header's ${key} is not where ${path} is in the payload`);
+    }
   }
 }
 

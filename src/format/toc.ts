@@ -70,6 +70,14 @@ export interface Toc {
   packs: TocArtifact[];
   files: TocFile[];
   entries: TocEntry[];
+  /** Format 2: the runtime the file carries (its entries are RUNTIME_NODE_PATH and RUNTIME_CLI_PATH). */
+  runtime?: TocRuntime;
+}
+
+/** What runtime/node.gz is: a Node.js release (`v20.20.2`) for a platform (`linux-x64`). */
+export interface TocRuntime {
+  node: string;
+  platform: string;
 }
 
 /**
@@ -87,6 +95,7 @@ export function serializeToc(toc: Toc): Buffer {
     images: toc.images.map((i) => ({ target: i.target, source: i.source, digest: i.digest, mediaType: i.mediaType, size: i.size, platforms: [...i.platforms] })),
     charts: toc.charts.map(artifactOrder),
     packs: toc.packs.map(artifactOrder),
+    ...(toc.runtime ? { runtime: { node: toc.runtime.node, platform: toc.runtime.platform } } : {}),
   };
   // No anchors: two images with the same platforms list must not become an alias, which readers refuse.
   const text = [
@@ -364,5 +373,10 @@ export async function parseToc(input: Buffer | TocChunks): Promise<Toc> {
       if (e.sha256 === f.sha256) f.sha256 = e.sha256;
     }
   }
-  return { apiVersion: TOC_API_VERSION, kind: TOC_KIND, name, version, created, images, charts: artifacts('charts'), packs: artifacts('packs'), files, entries };
+  let runtime: TocRuntime | undefined;
+  if (root.runtime !== undefined) {
+    const o = c.object(root.runtime, 'runtime');
+    runtime = { node: c.string(o, 'node', 'runtime', /^v\d{1,4}\.\d{1,4}\.\d{1,4}$/), platform: c.string(o, 'platform', 'runtime', /^linux-(?:x64|arm64)$/) };
+  }
+  return { apiVersion: TOC_API_VERSION, kind: TOC_KIND, name, version, created, images, charts: artifacts('charts'), packs: artifacts('packs'), files, entries, ...(runtime ? { runtime } : {}) };
 }

@@ -59,6 +59,7 @@ export const ERROR_STATUS = {
   AG_PACK: 400,
   AG_FILES: 400,
   AG_DUPLICATE: 400,
+  AG_RUNTIME: 400,
   AG_DIGEST_MISMATCH: 502,
   AG_KEY_EXISTS: 409,
   // registries

@@ -7,9 +7,9 @@
 import { writeFile } from 'node:fs/promises';
 import { createHash, type KeyObject } from 'node:crypto';
 import { encodeFileHeader, endOfArchive, paddingFor, ustarBlock } from '../../src/format/tar.js';
-import { renderHeader } from '../../src/format/header.js';
+import { renderHeader, type Span } from '../../src/format/header.js';
 import { serializeToc, type Toc } from '../../src/format/toc.js';
-import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, TOC_PATH } from '../../src/format/layout.js';
+import { HEADER_SIZE, OCI_INDEX_PATH, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, RUNTIME_CLI_PATH, RUNTIME_NODE_PATH, TOC_PATH } from '../../src/format/layout.js';
 import { signBytes, keyIdOf } from '../../src/format/keys.js';
 import { createPublicKey } from 'node:crypto';
 
@@ -42,6 +42,11 @@ export interface CraftOptions {
   editHeader?: (header: string) => string;
   name?: string;
   version?: string;
+  /**
+   * Format 2: the header gets RUNTIME_NODE and RUNTIME_CLI, where runtime/node.gz and
+   * runtime/airgap.mjs.gz are (0 0 when absent), passed through the function if one is given.
+   */
+  runtime?: true | ((spans: { node: Span; cli: Span }) => { node: Span; cli: Span });
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -85,18 +90,23 @@ export async function craftBin(file: string, options: CraftOptions = {}): Promis
   const tocHeader = encodeFileHeader({ path: TOC_PATH, size: tocBytes.length, mode: 0o644, mtime });
   const tocParts = [tocHeader, tocBytes, Buffer.alloc(paddingFor(tocBytes.length))];
   if (!options.tocLast) parts.push(...tocParts);
+  const spans = { node: { offset: 0, size: 0 }, cli: { offset: 0, size: 0 } };
   for (const e of entries) {
     const data = e.data ?? Buffer.alloc(0);
     const type = e.type ?? '0';
     const header =
       e.header ?? (type === '0' ? encodeFileHeader({ path: e.path, size: data.length, mode: e.mode ?? 0o644, mtime }) : ustarBlock(e.path, data.length, 0o644, mtime, type, e.linkname ?? ''));
+    const offset = HEADER_SIZE + parts.reduce((n, p) => n + p.length, 0) + header.length;
+    if (e.path === RUNTIME_NODE_PATH) spans.node = { offset, size: data.length };
+    if (e.path === RUNTIME_CLI_PATH) spans.cli = { offset, size: data.length };
     parts.push(header, data, e.padding ?? Buffer.alloc(paddingFor(data.length)));
   }
   if (options.tocLast) parts.push(...tocParts);
   parts.push(endOfArchive());
   const payload = Buffer.concat(parts);
   const header = renderHeader({
-    format: '1',
+    format: options.runtime ? '2' : '1',
+    ...(options.runtime ? { runtime: options.runtime === true ? spans : options.runtime(spans) } : {}),
     name,
     version,
     created,

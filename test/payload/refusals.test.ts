@@ -12,8 +12,8 @@ import { tempDir } from '../helpers/temp.js';
 import { openPayload, verifyPayloadData, openEntryStream } from '../../src/format/reader.js';
 import { keyIdOf, type PublicKeyInfo } from '../../src/format/keys.js';
 import { sealHeaderBlock, ustarBlock } from '../../src/format/tar.js';
-import { HEADER_SIZE } from '../../src/format/layout.js';
-import { serializeToc } from '../../src/format/toc.js';
+import { HEADER_SIZE, RUNTIME_CLI_PATH, RUNTIME_NODE_PATH } from '../../src/format/layout.js';
+import { serializeToc, type Toc } from '../../src/format/toc.js';
 
 const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 const dir = await tempDir(t, 'airgap-refusals-');
@@ -358,4 +358,32 @@ t.test('a failing source: a folder, and a file cut short after it was opened', a
     return n;
   };
   await t.rejects(read(), { code: 'AG_TRUNCATED', message: /cut short at 1000 of 300000 bytes/ }, 'a short read is an error, not a short entry');
+});
+
+t.test('format 2: the runtime entries, the TOC that names them and the header that points at them agree (rules 76 to 79)', async (t) => {
+  const node = { path: RUNTIME_NODE_PATH, data: Buffer.from('not really node') };
+  const cli = { path: RUNTIME_CLI_PATH, data: Buffer.from('not really the cli') };
+  const runtime = { node: 'v20.20.2', platform: 'linux-x64' };
+  const named = (toc: Toc): Toc => ({ ...toc, runtime });
+  const good = file();
+  await craftBin(good, { key: signer.privateKey, entries: [node, cli], toc: named, runtime: true });
+  const opened = await check(good);
+  t.same(opened.toc.runtime, runtime, 'a consistent format 2 file is accepted');
+
+  const cases: Array<[string, Parameters<typeof craftBin>[1], string, RegExp]> = [
+    ['format 2, no runtime in the TOC', { entries: [node, cli], runtime: true }, 'AG_HEADER', /format 2, and the signed TOC names no runtime/],
+    ['format 1, a runtime in the TOC', { entries: [node, cli], toc: named }, 'AG_HEADER', /format 1, and the signed TOC names runtime/],
+    ['a runtime named, its CLI not listed', { entries: [node, { ...cli, unlisted: true }], toc: named, runtime: true }, 'AG_TOC_MISMATCH', /does not list runtime\/airgap\.mjs\.gz/],
+    ['another entry under runtime/', { entries: [node, cli, { path: 'runtime/extra', data }], toc: named, runtime: true }, 'AG_TOC_MISMATCH', /'runtime\/extra' is neither/],
+    ['RUNTIME_NODE elsewhere', { entries: [node, cli], toc: named, runtime: (s) => ({ ...s, node: { offset: s.node.offset + 512, size: s.node.size } }) }, 'AG_HEADER', /RUNTIME_NODE is not where runtime\/node\.gz is/],
+    ['RUNTIME_CLI of another size', { entries: [node, cli], toc: named, runtime: (s) => ({ ...s, cli: { offset: s.cli.offset, size: s.cli.size + 1 } }) }, 'AG_HEADER', /RUNTIME_CLI is not where/],
+  ];
+  for (const [what, options, code, message] of cases) {
+    const path = file();
+    await craftBin(path, { key: signer.privateKey, ...options });
+    await t.rejects(check(path), { code, message }, what);
+  }
+  const format1 = file();
+  await craftBin(format1, { key: signer.privateKey, entries: [{ ...node }] });
+  await t.rejects(check(format1), { code: 'AG_TOC_MISMATCH', message: /is a runtime, and the TOC names none/ }, 'a runtime entry in a TOC without runtime');
 });

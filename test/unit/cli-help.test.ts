@@ -25,6 +25,7 @@ const FIRST_USAGE_LINES: Record<string, string> = {
   build: 'airgap build <bundle.yaml> [--out FILE|DIR] [--key PRIVATE.pem] [options]',
   keygen: 'airgap keygen --out DIR [--json]',
   inspect: 'airgap inspect FILE.bin [--key PUB] [--json]',
+  verify: 'airgap verify FILE.bin --key PUB [--json]',
   push: 'airgap push FILE.bin --to REGISTRY[/PREFIX] [--packs-to REGISTRY[/PREFIX]]',
   serve: 'airgap serve [--state-dir DIR] [--address IP] [--https-port N] [--http-port N]',
   setup: 'airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)',

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -30,6 +31,28 @@ t.test('header renders to exactly HEADER_SIZE bytes and parses back as data', as
   const bytes = renderHeader(fields);
   t.equal(bytes.length, HEADER_SIZE);
   t.same(parseHeader(bytes), fields);
+});
+
+t.test('format 1 headers stay byte for byte what earlier releases wrote, so their files still read', async (t) => {
+  const v1 = { format: '1', name: 'demo', version: '1.2.3', created: '2026-01-01T00:00:00Z', payloadOffset: 16384, payloadSize: 123456, payloadSha256: 'a'.repeat(64), tocOffset: 16896, tocSize: 3796, tocSha256: 'b'.repeat(64), keyId: '0123456789abcdef', signature: `${'A'.repeat(86)}==` };
+  // The sha256 of this header as the code before format 2 rendered it.
+  t.equal(createHash('sha256').update(renderHeader(v1)).digest('hex'), 'dccf9fec199b5ca2da79fb99378e590c42a36fb0c41916bff384a4aed4ecd6b1');
+});
+
+t.test('format 2: two runtime fields after SIGNATURE, the runtime with its verbs; each format with its own fields only', async (t) => {
+  const v2: HeaderFields = { ...fields, format: '2', runtime: { node: { offset: 20480, size: 36_000_000 }, cli: { offset: 36_021_000, size: 124_000 } } };
+  const bytes = renderHeader(v2);
+  t.equal(bytes.length, HEADER_SIZE);
+  t.same(parseHeader(bytes), v2);
+  const text = bytes.toString('latin1');
+  t.match(text, /SIGNATURE="[^"]*"\nRUNTIME_NODE="20480 36000000"\nRUNTIME_CLI="36021000 124000"\n# --- end of airgap header ---/);
+  t.match(text, /\n {2}push\|verify\|inspect\) cli "\$@" ;;\n/);
+  t.notMatch(renderHeader(fields).toString('latin1'), /RUNTIME_NODE|cli "\$@"/, 'format 1 has neither');
+  t.throws(() => renderHeader({ ...fields, format: '2' }), { code: 'AG_HEADER' }, 'format 2 needs the runtime fields');
+  t.throws(() => renderHeader({ ...v2, format: '1' }), { code: 'AG_HEADER' }, 'format 1 has none');
+  t.throws(() => parseHeader(Buffer.from(text.replace(/RUNTIME_CLI="[^"]*"\n/, ''), 'latin1')), { code: 'AG_HEADER', message: /RUNTIME_CLI is missing/ });
+  t.throws(() => parseHeader(Buffer.from(text.replace('RUNTIME_CLI="36021000 124000"', 'RUNTIME_CLI="36021000"'), 'latin1')), { code: 'AG_HEADER', message: /RUNTIME_CLI has an invalid value/ });
+  t.throws(() => parseHeader(Buffer.from(text.replace('AIRGAP_FORMAT="2"', 'AIRGAP_FORMAT="1"'), 'latin1')), { code: 'AG_HEADER' }, 'format 1 with runtime fields is not a header this format writes');
 });
 
 t.test('header refuses values that could inject shell code', async (t) => {

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+/**
+ * The portable airgap CLI that a format 2 .bin carries (runtime/airgap.mjs.gz) and its sh
+ * header runs as `sh FILE.bin push|verify|inspect ...`: the verbs that need neither the
+ * appliance nor any native module, bundled into one ES module by `npm run build`
+ * (scripts/bundle-portable.mjs). It reads process.argv, env and the TTY as cli.ts does.
+ */
+import { EXIT, runCli } from './kit/cli.js';
+import { portableCommands } from './build/commands.js';
+import { pushCommands } from './push/commands.js';
+
+declare const AIRGAP_VERSION: string;
+
+const interrupt = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
+    process.exit(EXIT.interrupted);
+  });
+}
+
+const version = typeof AIRGAP_VERSION === 'string' ? AIRGAP_VERSION : 'unknown';
+process.exitCode = await runCli(process.argv.slice(2), [...pushCommands, ...portableCommands], {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  interactive: process.stderr.isTTY === true,
+  signal: interrupt.signal,
+}, version);
