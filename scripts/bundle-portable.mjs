@@ -1,5 +1,5 @@
 // Bundles src/portable.ts (push, verify, inspect) into one ES module, dist/portable/airgap.mjs,
-// that a format 2 .bin carries as runtime/airgap.mjs.gz (docs/format.md, section 4.9).
+// that a format 2 .bin carries as runtime/airgap.mjs.gz (docs/format.md, section 2.8).
 // esbuild (a devDependency) resolves the TypeScript sources and every npm dependency;
 // a native module among them fails the bundle, which is the point.
 import { build } from 'esbuild';

@@ -6,6 +6,7 @@
  * (scripts/bundle-portable.mjs). It reads process.argv, env and the TTY as cli.ts does.
  */
 import { EXIT, runCli } from './kit/cli.js';
+import { setProductVersion } from './kit/version.js';
 import { portableCommands } from './build/commands.js';
 import { pushCommands } from './push/commands.js';
 
@@ -20,6 +21,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const version = typeof AIRGAP_VERSION === 'string' ? AIRGAP_VERSION : 'unknown';
+// Never a package.json found above the temporary folder this runs from.
+setProductVersion(version);
 process.exitCode = await runCli(process.argv.slice(2), [...pushCommands, ...portableCommands], {
   stdin: process.stdin,
   stdout: process.stdout,

@@ -318,7 +318,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
         [RUNTIME_NODE_PATH, options.runtime.node],
         [RUNTIME_CLI_PATH, options.runtime.cli],
       ] as const) {
-        const packed = await packRuntimeFile(source, cacheDir);
+        const packed = await packRuntimeFile(source, cacheDir, options.signal);
         runtimeEntries.push({ path, size: packed.size, sha256: packed.sha256, mode: 0o644, open: async () => createReadStream(packed.file, { highWaterMark: 1024 * 1024 }) });
       }
     }

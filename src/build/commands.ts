@@ -30,7 +30,7 @@ const buildCommand = defineCommand({
     'insecure-registry': { type: 'string', multiple: true, value: 'HOST', description: 'reach HOST[:PORT] over plain HTTP, e.g. a lab mirror' },
     'registry-auth': { type: 'string', value: 'FILE', description: 'registry credentials, a docker config.json' },
     'ca-file': { type: 'string', value: 'FILE', description: "PEM of the private CA source registries' certificates chain to" },
-    'no-runtime': { type: 'boolean', description: 'carry no Node.js (format 1, about 30 MB smaller): then sh FILE push, verify and inspect are not there' },
+    'no-runtime': { type: 'boolean', description: 'carry no Node.js (format 1, about 37 MB smaller, readable by appliances older than format 2): then sh FILE push, verify and inspect are not there' },
     'runtime-node': { type: 'string', value: 'FILE', description: 'the Node.js to carry: self-contained, for Linux x64 or arm64 (default: the one running this build)' },
     json: { type: 'boolean', description: 'print the result as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },

@@ -1,5 +1,5 @@
 /**
- * The runtime a format 2 .bin carries (docs/format.md, section 4.9): a Node.js and the
+ * The runtime a format 2 .bin carries (docs/format.md, section 2.8): a Node.js and the
  * portable CLI (dist/portable/airgap.mjs), each gzipped into the payload, so that
  * `sh FILE.bin push ...` works on a Linux machine with nothing installed. The gzip of each
  * is made once per distinct source and kept in a cache folder: a build then only copies
@@ -7,10 +7,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createGzip } from 'node:zlib';
+import { once } from 'node:events';
+import { addAbortSignal } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
 import { execa } from 'execa';
 import { BundleError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/fs.js';
@@ -26,6 +28,19 @@ export interface RuntimeSources {
   cli: string;
   /** Where gzipped runtimes are kept between builds (default: $XDG_CACHE_HOME/airgap/runtime). */
   cacheDir?: string;
+}
+
+/** The oldest Node.js the portable CLI runs on (`import.meta.dirname`, the project's engines). */
+export const MIN_NODE = 'v20.11.0';
+
+/** Libraries every glibc Linux has: the only ones a carried Node.js may need (nodejs.org's builds need no others). */
+const BASE_LIBRARIES = /^(?:linux-vdso|linux-gate|ld-linux[-\w.]*|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so[.\d]*$/;
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.slice(1).split('.').map(Number);
+  const pb = b.slice(1).split('.').map(Number);
+  for (let i = 0; i < 3; i++) if (pa[i]! !== pb[i]!) return pa[i]! - pb[i]!;
+  return 0;
 }
 
 /** One runtime entry, gzipped: the cached file, its size and sha256 (hex). */
@@ -54,8 +69,10 @@ export function portableCliPath(): string | undefined {
 /**
  * The runtime of this machine: the Node.js running this build and the portable CLI beside
  * it. `node` overrides the executable (`--runtime-node`; its version is asked of it).
- * Throws BundleError AG_RUNTIME when there is none to carry: not Linux x64/arm64, a
- * Node.js that needs libnode.so (a distribution build), or no dist/portable/airgap.mjs.
+ * Throws BundleError AG_RUNTIME when there is none to carry: not Linux x64/arm64, not an
+ * ELF executable, a Node.js older than MIN_NODE, one that links a library a bare Linux may
+ * lack (a distribution's build: libnode.so, a system OpenSSL, ICU or libuv), or no
+ * dist/portable/airgap.mjs.
  */
 export async function localRuntime(node?: string): Promise<RuntimeSources> {
   const hint = 'pass --runtime-node with a Node.js from nodejs.org for Linux, or --no-runtime for a .bin without one';
@@ -64,14 +81,22 @@ export async function localRuntime(node?: string): Promise<RuntimeSources> {
     throw new BundleError('AG_RUNTIME', `the runtime a .bin carries is a Node.js for Linux; this is ${process.platform}-${process.arch}`, { hint });
   }
   const executable = node ?? process.execPath;
+  const magic = Buffer.alloc(4);
+  const fh = await open(executable, 'r').catch(() => undefined);
+  if (fh) await fh.read(magic, 0, 4, 0).finally(() => fh.close());
+  if (!magic.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) throw new BundleError('AG_RUNTIME', `${executable} is not an executable (ELF) file`, { hint });
   const probe = await execa(executable, ['-p', 'process.version + " " + process.platform + "-" + process.arch'], { reject: false, timeout: 30_000 });
   const [version, platform] = String(probe.stdout).trim().split(' ');
   if (probe.exitCode !== 0 || !version || !/^v\d+\.\d+\.\d+$/.test(version) || (platform !== 'linux-x64' && platform !== 'linux-arm64')) {
     throw new BundleError('AG_RUNTIME', `${executable} is not a Node.js for Linux that runs here`, { hint });
   }
+  if (compareVersions(version, MIN_NODE) < 0) throw new BundleError('AG_RUNTIME', `${executable} is Node.js ${version}; the portable CLI needs ${MIN_NODE} or newer`, { hint });
   const libs = await execa('ldd', [executable], { reject: false, timeout: 30_000 });
-  if (/libnode\.so/.test(String(libs.stdout))) {
-    throw new BundleError('AG_RUNTIME', `${executable} needs libnode.so (a distribution's build); a .bin must carry a self-contained Node.js`, { hint });
+  if (libs.exitCode !== 0) throw new BundleError('AG_RUNTIME', `cannot list the libraries ${executable} needs (ldd: ${String(libs.stderr).trim() || libs.exitCode})`, { hint });
+  const needed = [...String(libs.stdout).matchAll(/^\s*(\S+\.so[.\d]*)\s/gm)].map((m) => m[1]!.replace(/^.*\//, ''));
+  const foreign = needed.filter((lib) => !BASE_LIBRARIES.test(lib));
+  if (foreign.length) {
+    throw new BundleError('AG_RUNTIME', `${executable} needs ${foreign.join(', ')} (a distribution's build); a .bin must carry a self-contained Node.js`, { hint });
   }
   const cli = portableCliPath();
   if (!cli) throw new BundleError('AG_RUNTIME', 'the portable CLI (dist/portable/airgap.mjs) is not built', { hint: 'run `npm run build` (or `make build`), or pass --no-runtime' });
@@ -81,17 +106,54 @@ export async function localRuntime(node?: string): Promise<RuntimeSources> {
 /**
  * Gzips `source` into the cache (once per content: the cache file is named by the
  * source's sha256) and returns the cached file with its size and sha256. gzip level 9,
- * no name or time in its header: the same source gives the same bytes.
+ * no name or time in its header: the same source gives the same bytes. A cached file is
+ * used only when it unpacks to exactly the source (its sha256 goes into the signed TOC:
+ * a file planted in the cache must not be signed); otherwise it is made again.
  */
-export async function packRuntimeFile(source: string, cacheDir: string): Promise<PackedRuntimeFile> {
+export async function packRuntimeFile(source: string, cacheDir: string, signal?: AbortSignal): Promise<PackedRuntimeFile> {
   const { sha256Hex } = await hashStream(createReadStream(source, { highWaterMark: 1024 * 1024 }));
   const file = join(cacheDir, `${sha256Hex}.gz`);
-  if (!(await stat(file).then((s) => s.isFile(), () => false))) {
+  let cached = await readCached(file);
+  if (cached?.unpackedSha256 !== sha256Hex) {
     await mkdir(cacheDir, { recursive: true });
-    await writeFileAtomic(file, createReadStream(source).pipe(createGzip({ level: 9 })), 0o644);
+    const gzip = createGzip({ level: 9 });
+    const read = createReadStream(source, { highWaterMark: 1024 * 1024 }).on('error', (err) => gzip.destroy(err));
+    if (signal) addAbortSignal(signal, gzip);
+    await writeFileAtomic(file, read.pipe(gzip), 0o644);
+    cached = await readCached(file);
+    if (cached?.unpackedSha256 !== sha256Hex) throw new BundleError('AG_RUNTIME', `${file} does not unpack to ${source} (it changed while it was made)`);
   }
-  const packed = await hashStream(createReadStream(file, { highWaterMark: 1024 * 1024 }));
-  return { file, size: packed.size, sha256: packed.sha256Hex };
+  // The builder checks these bytes against this sha256 again as it writes them.
+  return { file, size: cached.size, sha256: cached.sha256 };
+}
+
+/**
+ * One reading of a cached gzip: its size and sha256, and the sha256 of what it unpacks
+ * to, from the same bytes. Undefined when it is missing or not gzip.
+ */
+async function readCached(file: string): Promise<{ size: number; sha256: string; unpackedSha256: string } | undefined> {
+  const packed = createHash('sha256');
+  const unpacked = createHash('sha256');
+  let size = 0;
+  const gunzip = createGunzip();
+  const unpacking = (async () => {
+    for await (const chunk of gunzip) unpacked.update(chunk as Buffer);
+  })();
+  unpacking.catch(() => {}); // awaited below; an early failure must not go unhandled meanwhile
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+      packed.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (!gunzip.write(chunk)) await once(gunzip, 'drain');
+    }
+    gunzip.end();
+    await unpacking;
+  } catch {
+    gunzip.destroy();
+    await unpacking.catch(() => {});
+    return undefined;
+  }
+  return { size, sha256: packed.digest('hex'), unpackedSha256: unpacked.digest('hex') };
 }
 
 async function hashStream(stream: AsyncIterable<Buffer>): Promise<{ sha256Hex: string; size: number }> {

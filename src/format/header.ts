@@ -310,16 +310,18 @@ function replaceOnce(text: string, from: string, to: string): string {
  * runtime cannot be unpacked or started here.
  */
 const RUNTIME_2 = [
+  ['\nself=$0\n', '\nself=$0\ncase $self in -*) self=./$self ;; esac\n'],
   [
     'Usage: sh $self [OPTION]...\n',
-    'Usage: sh $self [OPTION]...\n       sh $self push --to REGISTRY[/PREFIX] [PUSH OPTION]...\n       sh $self verify|inspect [--key PUB.pem] [--json]\n',
+    'Usage: sh $self [OPTION]...\n       sh $self push --to REGISTRY[/PREFIX] [PUSH OPTION]...\n       sh $self verify --key PUB.pem [--json]\n       sh $self inspect [--key PUB.pem] [--json]\n',
   ],
   [
     '\nExit codes:',
     `
 push, verify and inspect run the Node.js and airgap CLI this file carries
-(signed entries of the payload, after --check) on x86_64 Linux with glibc 2.28
-or newer and gzip: 'sh $self push --help' lists push's options.
+(signed entries of the payload, after --check) on Linux with glibc 2.28 or
+newer (x86_64, or arm64 for an arm64 build) and gzip: 'sh $self push --help'
+lists push's options. verify needs --key: YOUR copy of the signer's key.
 
 Exit codes:`,
   ],
@@ -337,15 +339,18 @@ cli() {
   printf 'Verifying the sha256 of %s (%s)...\n' "$self" "$(human "$PAYLOAD_SIZE")" >&2
   quiet=1; check || exit 1
   command -v gzip >/dev/null 2>&1 || { err "gzip is needed to unpack the runtime; install it"; exit 4; }
-  dir=$(mktemp -d "${'$'}{TMPDIR:-/tmp}/airgap-runtime.XXXXXX") || { err "cannot make a folder in ${'$'}{TMPDIR:-/tmp}; set TMPDIR to a writable one"; exit 4; }
+  tmp=${'$'}{TMPDIR:-/tmp}
+  case $tmp in /*) ;; *) tmp=./$tmp ;; esac
+  dir=$(mktemp -d "$tmp/airgap-runtime.XXXXXX") || { err "cannot make a folder in $tmp; set TMPDIR to a writable one"; exit 4; }
   trap 'rm -rf -- "$dir"' EXIT
   trap 'exit 130' INT TERM HUP
   if ! unpack "$RUNTIME_NODE" "$dir/node" || ! unpack "$RUNTIME_CLI" "$dir/airgap.mjs"; then
     err "cannot unpack the runtime into $dir (full disk?); set TMPDIR to another folder"; exit 4
   fi
   chmod 700 "$dir/node"
-  if ! "$dir/node" -e 0 >/dev/null 2>&1; then
-    err "the runtime this file carries does not start here: it needs x86_64 Linux with glibc 2.28 or newer, and a TMPDIR that allows running programs (not noexec)"
+  if ! started=$("$dir/node" -e 0 2>&1); then
+    err "the runtime this file carries does not start here: $started"
+    err "it needs Linux with glibc 2.28 or newer (x86_64, or arm64 for an arm64 build) and a TMPDIR that allows running programs (not noexec)"
     exit 4
   fi
   "$dir/node" "$dir/airgap.mjs" "$verb" "$self" "$@"

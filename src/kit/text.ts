@@ -37,6 +37,21 @@ export function formatBytes(bytes: number): string {
 }
 
 /** Seconds as `1m05s` or `4.2s`. */
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+
+/**
+ * A size as people write it: `8MiB`, `10M`, `512k`, `1048576` (decimal units are powers of
+ * 1000, binary ones of 1024; case does not matter). Returns whole bytes, or undefined for
+ * anything else (a fraction of a byte, a unit it does not know, a negative number).
+ */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Number(m[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds.toFixed(1)}s`;
   const m = Math.floor(seconds / 60);

@@ -26,3 +26,11 @@ export function productVersion(): string {
   }
   return cached;
 }
+
+/**
+ * Sets the product version, instead of the package.json lookup: for a bundle that knows
+ * its version (the portable CLI runs from a temporary folder, whose parents are anybody's).
+ */
+export function setProductVersion(version: string): void {
+  cached = version;
+}

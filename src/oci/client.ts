@@ -20,7 +20,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { rootCertificates } from 'node:tls';
 import { AirgapError, RegistryError, type ErrorCode } from '../kit/errors.js';
@@ -67,7 +67,18 @@ export interface RegistryClientOptions {
   maxRetryAfterMs?: number;
   /** Aborts every request of this client, and its waits between retries (an import stopping). */
   signal?: AbortSignal;
+  /**
+   * Uploads blobs larger than this in chunks of this many bytes (distribution-spec,
+   * "Pushing a blob in chunks"). Without it, uploads are monolithic until the registry or
+   * a proxy answers 413 (body too large); then they are chunked at DEFAULT_CHUNK_BYTES.
+   */
+  chunkSize?: number;
 }
+
+/** Chunk size taken after a 413, in bytes: below the 10 to 100 MiB body limits proxies commonly set. */
+export const DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Smallest chunk a 413 halves down to, bytes. */
+const MIN_CHUNK_BYTES = 256 * 1024;
 
 export interface FetchedManifest {
   bytes: Buffer;
@@ -238,6 +249,8 @@ export class RegistryClient implements PushTarget {
   private readonly userAgent: string;
   private readonly timeoutMs: number;
   private readonly retries: number;
+  /** Chunk size of uploads, bytes; set by the option, or after a 413 to a monolithic upload. */
+  private chunkSize: number | undefined;
   /** The scheme the registry asked for, once known: Basic goes with every request. */
   private scheme: 'basic' | 'bearer' | undefined;
   /** realm and service of the Bearer challenge, for fetching tokens of new scopes up front. */
@@ -267,6 +280,7 @@ export class RegistryClient implements PushTarget {
     this.userAgent = options.userAgent ?? `airgap/${productVersion()}`;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.retries = options.retries ?? 4;
+    this.chunkSize = options.chunkSize;
   }
 
   close(): void {
@@ -374,37 +388,59 @@ export class RegistryClient implements PushTarget {
 
   /**
    * Monolithic upload (distribution-spec, "Pushing a blob monolithically": POST, then PUT
-   * with ?digest=). The pair is retried as a whole on network errors, 429 and 5xx, with
-   * the body opened afresh; an error of the body stream itself (a damaged source) is
-   * thrown as it is, never retried. The registry verifies the digest (DIGEST_INVALID).
+   * with ?digest=), or chunked ("Pushing a blob in chunks": POST, a PATCH per chunk with
+   * its Content-Range, then PUT with ?digest=) when the blob is larger than the chunk
+   * size; a 413 to a monolithic PUT switches this client to chunks. The upload is retried
+   * as a whole on network errors, 429 and 5xx, with the body opened afresh; an error of
+   * the body stream itself (a damaged source) is thrown as it is, never retried. The
+   * registry verifies the digest (DIGEST_INVALID).
    */
   async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, callSignal?: AbortSignal): Promise<void> {
     const scopes = [this.repositoryScope(repository)];
     const signal = this.signalFor(callSignal);
     for (let attempt = 0; ; attempt++) {
+      /** This attempt's chunk size; undefined: monolithic. */
+      let chunkSize: number | undefined;
       try {
         const start = await this.send('POST', `/v2/${repository}/blobs/uploads/`, { headers: { 'content-length': 0 }, scopes, ...(signal ? { signal } : {}) });
         if (start.status !== 202 || !start.headers.location) this.fail(`start of an upload to ${repository}`, start, 'AG_REGISTRY_PUSH', repository);
-        const location = new URL(start.headers.location, start.url);
-        location.searchParams.set('digest', digest);
-        const put = await this.send('PUT', location.href, {
-          headers: { 'content-type': 'application/octet-stream', 'content-length': size },
-          body,
-          scopes,
-          retry: false,
-          ...(signal ? { signal } : {}),
-        }).catch(async (err: unknown) => {
+        let location = new URL(start.headers.location, start.url);
+        chunkSize = this.chunkSize !== undefined && size > this.chunkSize ? this.chunkSize : undefined;
+        let put: RegistryReply;
+        try {
+          if (chunkSize !== undefined) location = await this.sendChunks(location, repository, size, body(), chunkSize, scopes, signal);
+          location.searchParams.set('digest', digest);
+          put = await this.send('PUT', location.href, {
+            headers: chunkSize !== undefined ? { 'content-length': 0 } : { 'content-type': 'application/octet-stream', 'content-length': size },
+            ...(chunkSize !== undefined ? {} : { body }),
+            scopes,
+            retry: false,
+            ...(signal ? { signal } : {}),
+          });
+        } catch (err) {
           await this.cancelUpload(location, scopes);
           throw err;
-        });
+        }
         if (put.status === 201) return;
         await this.cancelUpload(location, scopes);
+        if (put.status === 413 && chunkSize === undefined && size > 1) {
+          // The registry or a proxy in front of it refuses bodies this large: send chunks.
+          this.chunkSize = Math.min(this.chunkSize ?? Infinity, size > DEFAULT_CHUNK_BYTES ? DEFAULT_CHUNK_BYTES : Math.ceil(size / 2));
+          attempt--;
+          continue;
+        }
         if (RETRY_STATUSES.has(put.status) && !saysDiskFull(put) && attempt < this.retries && !signal?.aborted) {
           await this.backoff(attempt, put, signal);
           continue;
         }
         this.fail(`upload of ${digest} (${size} bytes) to ${repository}`, put, 'AG_REGISTRY_PUSH');
       } catch (err) {
+        if (err instanceof RegistryError && err.status === 413 && chunkSize !== undefined && chunkSize > MIN_CHUNK_BYTES) {
+          // A chunk was still too large for the registry or its proxy: halve, start again.
+          this.chunkSize = Math.min(this.chunkSize ?? chunkSize, Math.max(MIN_CHUNK_BYTES, Math.floor(chunkSize / 2)));
+          attempt--;
+          continue;
+        }
         if (err instanceof RegistryError && err.transient && attempt < this.retries && !signal?.aborted) {
           await this.backoff(attempt, undefined, signal);
           continue;
@@ -412,6 +448,36 @@ export class RegistryClient implements PushTarget {
         throw err;
       }
     }
+  }
+
+  /**
+   * The PATCH requests of a chunked upload: `source` cut into chunks of `chunkSize` bytes,
+   * each sent with `Content-Range: <first>-<last>` at the session's latest Location.
+   * Resolves the Location to finish the upload at. Throws RegistryError when a chunk is
+   * refused (416: the registry holds another range), AG_TRUNCATED-like errors of the
+   * source as they are.
+   */
+  private async sendChunks(start: URL, repository: string, size: number, source: Readable, chunkSize: number, scopes: string[], signal: AbortSignal | undefined): Promise<URL> {
+    let location = start;
+    let offset = 0;
+    try {
+      for await (const chunk of chunksOf(source, chunkSize)) {
+        const patch = await this.send('PATCH', location.href, {
+          headers: { 'content-type': 'application/octet-stream', 'content-length': chunk.length, 'content-range': `${offset}-${offset + chunk.length - 1}` },
+          body: () => Readable.from([chunk]),
+          scopes,
+          retry: false,
+          ...(signal ? { signal } : {}),
+        });
+        if (patch.status !== 202 || !patch.headers.location) this.fail(`chunk ${offset}-${offset + chunk.length - 1} of an upload to ${repository}`, patch, 'AG_REGISTRY_PUSH', repository);
+        location = new URL(patch.headers.location, patch.url);
+        offset += chunk.length;
+      }
+    } finally {
+      source.destroy();
+    }
+    if (offset !== size) throw new RegistryError('AG_REGISTRY_PUSH', `the blob for ${repository} gave ${offset} bytes, ${size} expected`);
+    return location;
   }
 
   /**
@@ -796,4 +862,26 @@ function scopeKey(scopes: string[]): string {
 function nextLink(reply: RegistryReply): string | undefined {
   const link = /<([^>]+)>;\s*rel="next"/.exec(String(reply.headers.link ?? ''));
   return link?.[1];
+}
+
+/** The bytes of `source` in Buffers of exactly `size` bytes (the last one shorter). */
+async function* chunksOf(source: Readable, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for await (const data of source) {
+    let chunk = data as Buffer;
+    while (length + chunk.length >= size) {
+      const take = size - length;
+      parts.push(chunk.subarray(0, take));
+      yield Buffer.concat(parts, size);
+      chunk = chunk.subarray(take);
+      parts = [];
+      length = 0;
+    }
+    if (chunk.length) {
+      parts.push(chunk);
+      length += chunk.length;
+    }
+  }
+  if (length) yield Buffer.concat(parts, length);
 }

@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
-import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
+import { formatBytes, formatDuration, parseSize, printable, table } from '../kit/text.js';
 import { loadPublicKeys } from '../format/keys.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import type { Credentials } from '../oci/client.js';
@@ -30,7 +30,7 @@ const pushCommand = defineCommand({
             [--key PUB.pem]... [--allow-unsigned]
             [--username USER --password-stdin | --registry-auth FILE]
             [--ca-file FILE] [--insecure-registry HOST[:PORT]]...
-            [--registry-map OLD=NEW]... [--jobs N] [--dry-run] [--json] [--quiet]`,
+            [--registry-map OLD=NEW]... [--jobs N] [--chunk-size SIZE] [--dry-run] [--json] [--quiet]`,
   description: `Verifies the .bin (signature and TOC, then every blob it sends) before sending, then pushes
 images to REGISTRY/PREFIX/<target>, charts to REGISTRY/PREFIX/charts/<name>:<version> and
 packs to the --packs-to registry (default --to) under PREFIX/packs/<name>:<version>. Blobs
@@ -50,6 +50,7 @@ was when run again. Files are not pushed.`,
     'insecure-registry': { type: 'string', multiple: true, value: 'HOST[:PORT]', description: 'reach this registry over plain HTTP (never a fallback)' },
     'registry-map': { type: 'string', multiple: true, value: 'OLD=NEW', description: 'rewrite repositories equal to OLD or under OLD/ to NEW' },
     jobs: { type: 'string', short: 'j', value: 'N', description: 'parallel blob uploads', default: '4' },
+    'chunk-size': { type: 'string', value: 'SIZE', description: 'upload blobs larger than SIZE (e.g. 16MiB) in chunks of SIZE; without it, chunks of 8 MiB only after the registry or a proxy answers 413' },
     'dry-run': { type: 'boolean', description: 'verify and show where each reference would go; send nothing' },
     json: { type: 'boolean', description: 'print the report as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },
@@ -61,6 +62,9 @@ was when run again. Files are not pushed.`,
     const packsTo = values['packs-to'] ? parseDestination(values['packs-to'], '--packs-to') : undefined;
     const jobs = Number(values.jobs ?? '4');
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 32) throw new UsageError(`--jobs must be a whole number from 1 to 32, not '${values.jobs}'`);
+    const chunkSize = values['chunk-size'] === undefined ? undefined : parseSize(values['chunk-size']);
+    if (chunkSize !== undefined && (chunkSize < 64 * 1024 || chunkSize > 4 * 1024 ** 3)) throw new UsageError(`--chunk-size must be from 64KiB to 4GiB, not '${values['chunk-size']}'`);
+    if (values['chunk-size'] !== undefined && chunkSize === undefined) throw new UsageError(`--chunk-size '${values['chunk-size']}' is not a size (e.g. 16MiB, 10M, 1048576)`);
     const registryMap = (values['registry-map'] ?? []).map((m): [string, string] => {
       const eq = m.indexOf('=');
       if (eq <= 0 || eq === m.length - 1) throw new UsageError(`--registry-map '${m}' is not OLD=NEW`);
@@ -98,6 +102,7 @@ was when run again. Files are not pushed.`,
       insecureRegistries: values['insecure-registry'] ?? [],
       registryMap,
       jobs,
+      ...(chunkSize !== undefined ? { chunkSize } : {}),
       dryRun: values['dry-run'] === true,
       journalDir: defaultJournalDir(ctx.env),
       ...(ctx.signal ? { signal: ctx.signal } : {}),

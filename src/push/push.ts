@@ -99,6 +99,8 @@ export interface PushOptions {
   registryMap: Array<[string, string]>;
   /** Parallel blob uploads (default 4). */
   jobs: number;
+  /** Upload blobs larger than this in chunks of this many bytes (RegistryClientOptions.chunkSize). */
+  chunkSize?: number;
   /** Plan and report, no request. */
   dryRun: boolean;
   journalDir: string;
@@ -187,6 +189,7 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
         access: 'push',
         label,
         maxSockets: Math.max(8, options.jobs * 2),
+        ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
     targets.images = clientFor(options.to, `registry ${options.to.registry}`);

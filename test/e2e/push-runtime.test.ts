@@ -5,7 +5,7 @@
  * the digest it was built with; a damaged runtime runs nothing and pushes nothing.
  */
 import t from 'tap';
-import { copyFile, open, readdir, realpath } from 'node:fs/promises';
+import { copyFile, open, readFile, readdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -46,6 +46,14 @@ t.test('the build says what it carries; the reader accepts format 2', async (t) 
   t.equal(opened.header.format, '2');
   t.same(opened.toc.runtime, { node: process.version, platform: `linux-${process.arch}` });
   t.equal(opened.header.runtime?.node.offset, opened.byPath.get(RUNTIME_NODE_PATH)?.offset);
+});
+
+t.test('the format 2 header passes shellcheck', async (t) => {
+  const header = join(work, 'header.sh');
+  const text = (await readFile(bin)).subarray(0, 16384).toString('latin1');
+  await writeFile(header, text.slice(0, text.indexOf('__AIRGAP_PAYLOAD_BELOW__')));
+  const sc = await execa('shellcheck', ['-s', 'sh', header], { reject: false });
+  t.equal(sc.exitCode, 0, sc.stdout);
 });
 
 t.test('where Node.js cannot run, the .bin verifies and pushes with its own runtime', async (t) => {

@@ -202,7 +202,7 @@ t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.jso
  * upload session): `cut` drops the connection of the next one after 64 KiB; `stall` holds
  * every one after the first `n` completed, never answering.
  */
-async function startProxy(t: TapTest, upstream: string, hook?: (req: IncomingMessage, body: Buffer | undefined) => Promise<{ status: number; body: unknown } | undefined>) {
+async function startProxy(t: TapTest, upstream: string, hook?: (req: IncomingMessage, body: Buffer | undefined) => Promise<{ status: number; body: unknown; headers?: Record<string, string> } | undefined>) {
   const { createServer, request } = await import('node:http');
   const state = { mode: 'pass' as 'pass' | 'cut' | 'stall', stallAfter: 0, putsDone: 0, cuts: 0, stalled: 0 };
   /** With a hook: the whole request is read, shown to the hook, then answered by it or passed on. */
@@ -212,7 +212,7 @@ async function startProxy(t: TapTest, upstream: string, hook?: (req: IncomingMes
     const body = Buffer.concat(chunks);
     const answer = await rules(req, body);
     if (answer) {
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+      res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers }).end(JSON.stringify(answer.body));
       return;
     }
     const [host, port] = upstream.split(':');
@@ -338,4 +338,59 @@ t.test('registry rules users hit: a missing project, no cross-repository mount, 
   t.match(failed[0]!.error!.message, /configured as immutable/);
   t.ok(partial.references.filter((x) => x.outcome !== 'failed').every((x) => x.outcome === 'unchanged'), 'the others are there, unchanged');
   t.equal(await digestAt(`${registry.host}/proj/apps/app:1.0`), built['apps/app:1.0'], 'the immutable tag kept its digest');
+});
+
+t.test('a proxy that refuses large bodies (413): the push goes on in chunks; --chunk-size chunks from the start', async (t) => {
+  const registry = await startRegistry(t);
+  const limit = 256 * 1024;
+  const seen = { patches: 0, refused: 0, largest: 0 };
+  const proxy = await startProxy(t, registry.host, async (req, body) => {
+    const length = body?.length ?? 0;
+    if (length > limit) {
+      seen.refused++;
+      return { status: 413, body: { errors: [{ code: 'SIZE_INVALID', message: 'request entity too large' }] } };
+    }
+    if (req.method === 'PATCH') {
+      seen.patches++;
+      seen.largest = Math.max(seen.largest, length);
+    }
+    return undefined;
+  });
+  const r = await push(['--to', `${proxy.host}/chunked`, '--insecure-registry', proxy.host, '--key', keys.publicKeyPath, '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.ok(seen.refused > 0, `the proxy refused ${seen.refused} large bodies`);
+  t.ok(seen.patches > 0 && seen.largest <= limit, `${seen.patches} chunks of at most ${seen.largest} bytes`);
+  for (const ref of (JSON.parse(r.stdout) as Report).references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
+
+  const plain = await startRegistry(t);
+  const counting = await startProxy(t, plain.host, async (req) => {
+    if (req.method === 'PATCH') seen.patches++;
+    return undefined;
+  });
+  seen.patches = 0;
+  const chunked = await push(['--to', `${counting.host}/chunked`, '--insecure-registry', counting.host, '--key', keys.publicKeyPath, '--chunk-size', '64KiB', '--json']);
+  t.equal(chunked.exitCode, 0, chunked.stderr);
+  t.ok(seen.patches >= 3, `--chunk-size 64KiB: ${seen.patches} chunks`);
+  for (const ref of (JSON.parse(chunked.stdout) as Report).references) t.equal(await digestAt(ref.reference.replace(counting.host, plain.host)), ref.digest, ref.reference);
+  const bad = await push(['--to', `${counting.host}/x`, '--insecure-registry', counting.host, '--key', keys.publicKeyPath, '--chunk-size', 'lots']);
+  t.equal(bad.exitCode, 2);
+  t.match(bad.stderr, /--chunk-size 'lots' is not a size/);
+});
+
+t.test('a registry that answers 429 with Retry-After is waited for, then the push lands', async (t) => {
+  const registry = await startRegistry(t);
+  let throttled = 0;
+  const proxy = await startProxy(t, registry.host, async (req) => {
+    if (req.method === 'POST' && /\/blobs\/uploads\/$/.test(new URL(req.url ?? '/', 'http://x').pathname) && throttled < 2) {
+      throttled++;
+      return { status: 429, body: { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, headers: { 'retry-after': '1' } };
+    }
+    return undefined;
+  });
+  const started = Date.now();
+  const r = await push(['--to', `${proxy.host}/throttled`, '--insecure-registry', proxy.host, '--key', keys.publicKeyPath, '--jobs', '1', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.equal(throttled, 2, 'two uploads were refused with 429');
+  t.ok(Date.now() - started >= 2000, 'each Retry-After of 1 s was waited for');
+  for (const ref of (JSON.parse(r.stdout) as Report).references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
 });
