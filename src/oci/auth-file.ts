@@ -1,7 +1,8 @@
 /**
  * Registry credentials from a docker `config.json` (the file `docker login`, `podman
  * login` and `skopeo login` write), as `--registry-auth FILE` takes it: `auths` entries
- * (`auth` as base64 `user:password`, or `username` and `password`), keyed by host, host:port
+ * (`auth` as base64 `user:password`, `username` and `password`, or an OAuth2 refresh token
+ * `identitytoken`, which goes before the others), keyed by host, host:port
  * or a URL (`https://host/v1/`, `https://host/v2/`, `http://host:port`); and credential
  * helpers (`credHelpers` per registry, `credsStore` for all), run as
  * `docker-credential-<name> get` with the registry on stdin, as docker does.
@@ -35,6 +36,8 @@ export function registryKey(name: string): string {
 }
 
 function fromEntry(entry: AuthEntry): Credentials | undefined {
+  // docker login with an OAuth2 registry (ACR, Harbor with OIDC) keeps a refresh token.
+  if (entry.identitytoken) return { username: entry.username || '<token>', password: '', identityToken: entry.identitytoken };
   if (entry.username && entry.password) return { username: entry.username, password: entry.password };
   if (entry.auth) {
     const text = Buffer.from(entry.auth, 'base64').toString('utf8');
@@ -65,6 +68,8 @@ function fromHelper(helper: string, registry: string): Credentials | undefined {
   } catch (cause) {
     throw new RegistryError('AG_UNAUTHORIZED', `docker-credential-${helper} answered with something that is not JSON`, { cause });
   }
+  // A helper's "<token>" user means the secret is an identity token (docker's convention).
+  if (doc.Username === '<token>' && doc.Secret) return { username: '<token>', password: '', identityToken: doc.Secret };
   return doc.Username && doc.Secret ? { username: doc.Username, password: doc.Secret } : undefined;
 }
 

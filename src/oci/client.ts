@@ -32,6 +32,12 @@ import { DOCKER_HUB } from './reference.js';
 export interface Credentials {
   username: string;
   password: string;
+  /**
+   * An OAuth2 refresh token (a docker config.json's `identitytoken`): with a Bearer
+   * challenge, tokens are asked for with it (POST of a `grant_type=refresh_token` form)
+   * instead of with the username and password.
+   */
+  identityToken?: string;
 }
 
 export interface RegistryClientOptions {
@@ -708,14 +714,25 @@ export class RegistryClient implements PushTarget {
     } catch (cause) {
       throw new RegistryError('AG_UNAUTHORIZED', `${this.label} named a token service that is not a URL: ${bearer.realm}`, { cause });
     }
-    if (bearer.service) tokenUrl.searchParams.set('service', bearer.service);
-    for (const scope of scopes) tokenUrl.searchParams.append('scope', scope);
-    const basic = this.basic();
+    const identityToken = this.options.credentials?.identityToken;
+    // With an identity token: the OAuth2 form (distribution "Token Authentication
+    // Implementation" / "OAuth2 Token": POST, grant_type=refresh_token), no Basic.
+    const form = identityToken
+      ? Buffer.from(new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: 'airgap', ...(bearer.service ? { service: bearer.service } : {}), scope: scopes.join(' ') }).toString())
+      : undefined;
+    if (!form) {
+      if (bearer.service) tokenUrl.searchParams.set('service', bearer.service);
+      for (const scope of scopes) tokenUrl.searchParams.append('scope', scope);
+    }
+    const basic = form ? undefined : this.basic();
     const requested = Date.now();
     let reply: RegistryReply;
     for (let attempt = 0; ; attempt++) {
       try {
-        reply = await this.exchange('GET', tokenUrl, { limit: MAX_TOKEN_BYTES, ...(this.options.signal ? { signal: this.options.signal } : {}) }, basic);
+        const request = { limit: MAX_TOKEN_BYTES, ...(this.options.signal ? { signal: this.options.signal } : {}) };
+        reply = form
+          ? await this.exchange('POST', tokenUrl, { ...request, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length }, body: () => Readable.from([form]) }, undefined)
+          : await this.exchange('GET', tokenUrl, request, basic);
       } catch (err) {
         if (err instanceof RegistryError && err.transient && attempt < this.retries) {
           await this.backoff(attempt, undefined, this.options.signal);
@@ -731,10 +748,10 @@ export class RegistryClient implements PushTarget {
     }
     if (reply.status !== 200) {
       const { text } = registryErrors(reply.body);
-      const who = this.options.credentials ? ` user '${this.options.credentials.username}'` : ' an anonymous request';
+      const who = identityToken ? ' the identity token (identitytoken)' : this.options.credentials ? ` user '${this.options.credentials.username}'` : ' an anonymous request';
       throw new RegistryError('AG_UNAUTHORIZED', `the token service ${tokenUrl.origin} of ${this.label} refused${who} (${reply.status})${text ? `: ${text}` : ''}`, {
         status: reply.status,
-        hint: basic ? 'check the username and password' : 'pass credentials (--registry-auth FILE, a docker config.json)',
+        hint: identityToken ? 'log in again to get a new identity token (docker login), or give a username and password' : basic ? 'check the username and password' : 'pass credentials (--registry-auth FILE, a docker config.json)',
       });
     }
     let doc: { token?: string; access_token?: string; expires_in?: number };

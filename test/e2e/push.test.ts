@@ -174,6 +174,21 @@ t.test('a registry behind a token service: the password from stdin; a wrong one 
   t.match(wrong.stderr, new RegExp(registry.username), 'and the user');
   const argv = await push(['--to', registry.host, '--key', keys.publicKeyPath, '--username', 'robot']);
   t.equal(argv.exitCode, 2, 'a password is never taken from the command line');
+
+  // docker login with an OAuth2 registry leaves an identitytoken: tokens come from the
+  // OAuth2 form (POST, grant_type=refresh_token), not from a password.
+  const tokenFile = join(work, 'identitytoken.json');
+  await writeFile(tokenFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('<token>:').toString('base64'), identitytoken: registry.refreshToken } } }));
+  const before = registry.tokenRequests.length;
+  const viaToken = await push(['--to', `${registry.host}/oauth`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--registry-auth', tokenFile, '--json']);
+  t.equal(viaToken.exitCode, 0, viaToken.stderr);
+  const asked = registry.tokenRequests.slice(before).filter((q) => q.status === 200);
+  t.ok(asked.length > 0 && asked.every((q) => q.method === 'POST'), 'every token of the push was asked for with the refresh token');
+  for (const ref of (JSON.parse(viaToken.stdout) as Report).references) t.equal(await digestAt(ref.reference, `${registry.username}:${registry.password}`), ref.digest, ref.reference);
+  await writeFile(tokenFile, JSON.stringify({ auths: { [registry.host]: { identitytoken: 'expired-or-revoked' } } }));
+  const revoked = await push(['--to', `${registry.host}/oauth`, '--insecure-registry', registry.host, '--key', keys.publicKeyPath, '--registry-auth', tokenFile]);
+  t.equal(revoked.exitCode, 1);
+  t.match(revoked.stderr, /refused the identity token/);
 });
 
 t.test('HTTPS from a private CA with htpasswd: --ca-file and a docker config.json; without the CA, a TLS error', async (t) => {

@@ -26,8 +26,10 @@ export interface TokenRegistry {
   realm: string;
   username: string;
   password: string;
-  /** Every token request the stand-in answered, in order: its scopes and the status sent. */
-  tokenRequests: Array<{ scopes: string[]; status: number }>;
+  /** The refresh token (a docker config.json's `identitytoken`) the OAuth2 form (POST) accepts for `username`. */
+  refreshToken: string;
+  /** Every token request the stand-in answered, in order: its scopes, the status sent, and GET (Basic) or POST (OAuth2 form). */
+  tokenRequests: Array<{ scopes: string[]; status: number; method?: string }>;
   /** When > 0, that many next token requests get a token granting nothing (the registry then answers 401). */
   grantNothing: number;
   stop(): Promise<void>;
@@ -94,13 +96,22 @@ export async function startTokenRegistry(t: Teardown): Promise<TokenRegistry> {
     const key = createPrivateKey(await readFile(join(dir, 'signer.key'), 'utf8'));
     const kid = libtrustKeyId(certificate);
 
-    const state: TokenRegistry = { host: '', realm: '', username: 'robot', password: randomUUID(), tokenRequests: [], grantNothing: 0, stop };
-    const tokenServer: Server = createServer((req, res) => {
+    const state: TokenRegistry = { host: '', realm: '', username: 'robot', password: randomUUID(), refreshToken: randomUUID(), tokenRequests: [], grantNothing: 0, stop };
+    const answer = async (req: IncomingMessage, res: import('node:http').ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
-      const creds = basicOf(req);
-      if (url.pathname !== '/token' || url.searchParams.get('service') !== SERVICE || creds?.username !== state.username || creds.password !== state.password) {
-        state.tokenRequests.push({ scopes, status: 401 });
+      // GET with Basic credentials (distribution's token spec), or POST of an OAuth2 form
+      // with a refresh token (its "OAuth2 Token" spec: what docker's identitytoken is).
+      let form: URLSearchParams | undefined;
+      if (req.method === 'POST') {
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+      }
+      const params = form ?? url.searchParams;
+      const scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      const creds = form ? (form.get('grant_type') === 'refresh_token' && form.get('refresh_token') === state.refreshToken ? { username: state.username, password: state.password } : undefined) : basicOf(req);
+      if (url.pathname !== '/token' || params.get('service') !== SERVICE || creds?.username !== state.username || creds.password !== state.password) {
+        state.tokenRequests.push({ scopes, status: 401, method: req.method ?? '' });
         res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] }));
         return;
       }
@@ -109,9 +120,11 @@ export async function startTokenRegistry(t: Teardown): Promise<TokenRegistry> {
       const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'ES256', kid }));
       const claims = b64url(JSON.stringify({ iss: ISSUER, sub: creds.username, aud: SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access: accessOf(grant) }));
       const signature = sign('sha256', Buffer.from(`${header}.${claims}`), { key, dsaEncoding: 'ieee-p1363' });
-      state.tokenRequests.push({ scopes, status: 200 });
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${header}.${claims}.${b64url(signature)}`, expires_in: 300, issued_at: new Date().toISOString() }));
-    });
+      state.tokenRequests.push({ scopes, status: 200, method: req.method ?? '' });
+      const token = `${header}.${claims}.${b64url(signature)}`;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(form ? { access_token: token, expires_in: 300, scope: scopes.join(' ') } : { token, expires_in: 300, issued_at: new Date().toISOString() }));
+    };
+    const tokenServer: Server = createServer((req, res) => void answer(req, res).catch(() => res.destroy()));
     await new Promise<void>((resolve) => tokenServer.listen(0, '127.0.0.1', resolve));
     cleanup.push(() => new Promise((resolve) => tokenServer.close(resolve)));
     state.realm = `http://127.0.0.1:${(tokenServer.address() as { port: number }).port}/token`;

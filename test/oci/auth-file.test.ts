@@ -13,7 +13,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 // A credential helper as docker runs it: the registry on stdin, JSON on stdout.
 const helper = join(dir, 'docker-credential-test');
-await writeFile(helper, `#!/bin/sh\nread host\ncase "$host" in\n  vault.example.com) echo '{"ServerURL":"vault.example.com","Username":"vault-user","Secret":"s3cret"}' ;;\n  store.example.com) echo '{"ServerURL":"store.example.com","Username":"store-user","Secret":"st0re"}' ;;\n  *) echo "credentials not found in native keychain"; exit 1 ;;\nesac\n`);
+await writeFile(helper, `#!/bin/sh\nread host\ncase "$host" in\n  vault.example.com) echo '{"ServerURL":"vault.example.com","Username":"vault-user","Secret":"s3cret"}' ;;\n  store.example.com) echo '{"ServerURL":"store.example.com","Username":"store-user","Secret":"st0re"}' ;;\n  oauth.example.com) echo '{"ServerURL":"oauth.example.com","Username":"<token>","Secret":"refresh-me"}' ;;\n  *) echo "credentials not found in native keychain"; exit 1 ;;\nesac\n`);
 await chmod(helper, 0o755);
 const path = process.env.PATH;
 process.env.PATH = `${dir}:${path}`;
@@ -34,8 +34,9 @@ t.test('auths by host or URL, helpers per registry, the store for the rest', asy
       'http://10.0.0.5:5000': { username: 'lab', password: 'pw2' },
       'https://index.docker.io/v1/': { auth: b64('hub:pw3') },
       'vault.example.com': { auth: b64('ignored:because-the-helper-wins') },
+      'acr.example.com': { auth: b64('<token>:'), identitytoken: 'eyJ-refresh' },
     },
-    credHelpers: { 'vault.example.com': 'test' },
+    credHelpers: { 'vault.example.com': 'test', 'oauth.example.com': 'test' },
     credsStore: 'test',
   }));
   const lookup = await loadRegistryAuth(file);
@@ -45,6 +46,8 @@ t.test('auths by host or URL, helpers per registry, the store for the rest', asy
   t.same(lookup('vault.example.com'), { username: 'vault-user', password: 's3cret' }, 'credHelpers wins over auths');
   t.same(lookup('store.example.com'), { username: 'store-user', password: 'st0re' }, 'credsStore for a registry auths does not name');
   t.equal(lookup('nowhere.example.com'), undefined, '"credentials not found" is no credentials, not an error');
+  t.same(lookup('acr.example.com'), { username: '<token>', password: '', identityToken: 'eyJ-refresh' }, 'an identitytoken goes before auth');
+  t.same(lookup('oauth.example.com'), { username: '<token>', password: '', identityToken: 'refresh-me' }, "a helper's <token> user gives an identity token");
 });
 
 t.test('a helper that is not installed is a clear error; a file that is not JSON a usage error', async (t) => {

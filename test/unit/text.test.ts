@@ -1,6 +1,6 @@
 /** Text for terminals (src/kit/text.ts): what a terminal would act on is shown, not done. */
 import t from 'tap';
-import { printable, table } from '../../src/kit/text.js';
+import { parseSize, printable, table } from '../../src/kit/text.js';
 
 t.test('printable shows controls, escape sequences and bidi overrides as visible escapes', async (t) => {
   t.equal(printable('\x1b[2J\x1b[HSetup Completed'), '\\x1b[2J\\x1b[HSetup Completed');
@@ -13,4 +13,11 @@ t.test('printable shows controls, escape sequences and bidi overrides as visible
 
 t.test('table cells are printable, so a name cannot break the columns', async (t) => {
   t.equal(table([['a\x1b[2J', 'x'], ['bb', 'y\nz']], ''), 'a\\x1b[2J  x\nbb        y\\x0az');
+});
+
+t.test('parseSize reads sizes as people write them, and nothing else', async (t) => {
+  for (const [text, bytes] of [['1048576', 1048576], ['8MiB', 8 * 1024 * 1024], ['10M', 10_000_000], ['512k', 512_000], ['64KiB', 65536], ['1.5GiB', 1.5 * 1024 ** 3], [' 2 mb ', 2_000_000], ['3b', 3]] as const) {
+    t.equal(parseSize(text), bytes, text);
+  }
+  for (const text of ['', 'lots', '-1', '1.5', '0.1b', '8 MiBs', '1e6', '99999999999999999999']) t.equal(parseSize(text), undefined, JSON.stringify(text));
 });
