@@ -23,7 +23,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 const version = typeof AIRGAP_VERSION === 'string' ? AIRGAP_VERSION : 'unknown';
 // Never a package.json found above the temporary folder this runs from.
 setProductVersion(version);
-process.exitCode = await runCli(process.argv.slice(2), [...pushCommands, ...portableCommands], {
+process.exitCode = await runCli(process.argv.slice(2), [...pushCommands(), ...portableCommands], {
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,

@@ -7,13 +7,13 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../kit/errors.js';
-import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
+import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, parseSize, printable, table } from '../kit/text.js';
 import { loadPublicKeys } from '../format/keys.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import type { Credentials } from '../oci/client.js';
 import { defaultJournalDir } from './journal.js';
-import { parseDestination, pushBin, type PushReport } from './push.js';
+import { parseDestination, pushBin, pushRelease, type PushOptions, type PushReport, type ReleaseSourceSpec } from './push.js';
 
 /** Reads the whole of stdin (a password piped in), without its last line break. */
 async function readStdin(stdin: NodeJS.ReadableStream | undefined): Promise<string> {
@@ -23,21 +23,29 @@ async function readStdin(stdin: NodeJS.ReadableStream | undefined): Promise<stri
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-const pushCommand = defineCommand({
+/**
+ * Reads a release the appliance holds, for `--release VERSION`: given by the full CLI
+ * (appliance/cli), absent from the portable one. `stateDir` is the --state-dir flag.
+ */
+export type ReleaseResolver = (version: string, stateDir: string | undefined, ctx: CliContext) => Promise<ReleaseSourceSpec>;
+
+const pushCommand = (releases?: ReleaseResolver) => defineCommand({
   name: 'push',
   summary: "push a .bin's images, charts and packs to a registry the site runs (Harbor, Quay, Zot, ...)",
   usage: `airgap push FILE.bin --to REGISTRY[/PREFIX] [--packs-to REGISTRY[/PREFIX]]
             [--key PUB.pem]... [--allow-unsigned]
             [--username USER --password-stdin | --registry-auth FILE]
             [--ca-file FILE] [--insecure-registry HOST[:PORT]]...
-            [--registry-map OLD=NEW]... [--jobs N] [--chunk-size SIZE] [--dry-run] [--json] [--quiet]`,
+            [--registry-map OLD=NEW]... [--jobs N] [--chunk-size SIZE] [--dry-run] [--json] [--quiet]
+       airgap push --release VERSION --to REGISTRY[/PREFIX] [same options] [--state-dir DIR]   # on the appliance`,
   description: `Verifies the .bin (signature and TOC, then every blob it sends) before sending, then pushes
 images to REGISTRY/PREFIX/<target>, charts to REGISTRY/PREFIX/charts/<name>:<version> and
 packs to the --packs-to registry (default --to) under PREFIX/packs/<name>:<version>. Blobs
 the registry has are skipped, blobs of another repository mounted, the rest streamed from
 the .bin. A push that stops (Ctrl-C, kill -9, a dropped SSH session) continues where it
-was when run again. Files are not pushed.`,
-  args: { min: 1, max: 1 },
+was when run again. Files are not pushed. On the appliance, --release VERSION pushes an
+installed release from the appliance's own registries instead of a .bin.`,
+  args: { min: 0, max: 1 },
   options: {
     to: { type: 'string', value: 'REGISTRY[/PREFIX]', description: 'where images and charts go, e.g. harbor.example.com/platform' },
     'packs-to': { type: 'string', value: 'REGISTRY[/PREFIX]', description: 'where packs go (default: --to)' },
@@ -52,11 +60,16 @@ was when run again. Files are not pushed.`,
     jobs: { type: 'string', short: 'j', value: 'N', description: 'parallel blob uploads', default: '4' },
     'chunk-size': { type: 'string', value: 'SIZE', description: 'upload blobs larger than SIZE (e.g. 16MiB) in chunks of SIZE; without it, chunks of 8 MiB only after the registry or a proxy answers 413' },
     'dry-run': { type: 'boolean', description: 'verify and show where each reference would go; send nothing' },
+    release: { type: 'string', value: 'VERSION', description: 'on the appliance: push this installed release, read from its registries (no FILE.bin)' },
+    'state-dir': { type: 'string', value: 'DIR', env: 'AIRGAP_STATE_DIR', description: 'where the database, PKI, registries and repository live (with --release)' },
     json: { type: 'boolean', description: 'print the report as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },
   },
   environment: [{ name: 'XDG_STATE_HOME', description: 'the push journal lives in $XDG_STATE_HOME/airgap/push/', default: '~/.local/state' }],
   async run({ values, positionals }, ctx) {
+    if (values.release !== undefined && positionals.length) throw new UsageError('give FILE.bin or --release VERSION, not both');
+    if (values.release === undefined && !positionals.length) throw new UsageError('missing argument: FILE.bin (or, on the appliance, --release VERSION)');
+    if (values.release !== undefined && !releases) throw new UsageError('--release works on the appliance, where the release is; here, push the .bin');
     if (!values.to) throw new UsageError('say where to push with --to REGISTRY[/PREFIX]', { hint: 'for example --to harbor.example.com/platform' });
     const to = parseDestination(values.to, '--to');
     const packsTo = values['packs-to'] ? parseDestination(values['packs-to'], '--packs-to') : undefined;
@@ -91,12 +104,9 @@ was when run again. Files are not pushed.`,
 
     const progress = progressReporter(ctx, values.quiet === true || values.json === true);
     let stage = '';
-    const report = await pushBin({
-      file: positionals[0]!,
+    const common = {
       to,
       ...(packsTo ? { packsTo } : {}),
-      trustedKeys,
-      allowUnsigned: values['allow-unsigned'] === true,
       credentialsFor,
       ...(caPem ? { caPem } : {}),
       insecureRegistries: values['insecure-registry'] ?? [],
@@ -113,7 +123,19 @@ was when run again. Files are not pushed.`,
         }
         if (p.bytesTotal) progress.bytes(p.stage === 'verify' ? '  Reading' : `  ${p.stage}`, p.bytesDone, p.bytesTotal);
       },
-    });
+    } satisfies Omit<PushOptions, 'file' | 'trustedKeys' | 'allowUnsigned'>;
+    let report: PushReport;
+    if (values.release !== undefined) {
+      const release = await releases!(values.release, values['state-dir'], ctx);
+      try {
+        report = await pushRelease(common, release);
+      } finally {
+        release.sources.images.close();
+        release.sources.packs.close();
+      }
+    } else {
+      report = await pushBin({ ...common, file: positionals[0]!, trustedKeys, allowUnsigned: values['allow-unsigned'] === true });
+    }
     progress.end();
     if (values.json) print(ctx.stdout, JSON.stringify(report, null, 2));
     else print(ctx.stdout, summary(report));
@@ -131,4 +153,7 @@ function summary(r: PushReport): string {
   return [head, ...counts, table(rows), `  ${r.files.count} files: ${r.files.note}`, r.signedBy ? `  signed by key ${r.signedBy}` : '  NOT VERIFIED: pushed with --allow-unsigned'].join('\n');
 }
 
-export const pushCommands: Command[] = [pushCommand];
+/** The push verb; `releases` enables --release (the appliance's full CLI). */
+export function pushCommands(releases?: ReleaseResolver): Command[] {
+  return [pushCommand(releases)];
+}

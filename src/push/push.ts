@@ -8,13 +8,15 @@
  * Trust comes first: the TOC's digest and signature before the first request, and the
  * sha256 of every blob that may be sent before the first write request.
  */
+import { createHash } from 'node:crypto';
 import { PayloadError, RegistryError, UsageError } from '../kit/errors.js';
-import { openPayload, verifyEntries, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
+import { openEntryStream, openPayload, verifyEntries, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
 import type { PublicKeyInfo } from '../format/keys.js';
 import { RegistryClient, type Credentials, type PushTarget } from '../oci/client.js';
 import { targetProblem } from '../oci/reference.js';
 import { newTransferCounters, type Destination, type TransferContext, type TransferLog, type TransferProgress } from '../transfer/context.js';
-import { planTransfer, type PlannedArtifact } from '../transfer/plan.js';
+import { planTransfer, type PlannedArtifact, type PlannedBlob, type TransferPlan } from '../transfer/plan.js';
+import { planFromRegistries, registryBlobOpener, type ReleaseArtifact } from '../transfer/plan-registry.js';
 import { pushBlobs } from '../transfer/push-blobs.js';
 import { pushManifests } from '../transfer/push-manifests.js';
 import { runPool } from '../kit/pool.js';
@@ -134,6 +136,25 @@ async function openTrusted(options: PushOptions): Promise<OpenedPayload> {
   return openPayload(options.file, { trustedKeys: options.trustedKeys, requireSignature: !options.allowUnsigned, allowUnverified: options.allowUnsigned });
 }
 
+/** Where a push reads from: a verified .bin, or a release in the appliance's registries. */
+interface PushSource {
+  /** For the report: the .bin's path, or `release VERSION`. */
+  file: string;
+  name: string;
+  version: string;
+  signedBy: string | null;
+  counts: { images: number; charts: number; packs: number; files: number };
+  filesNote: string;
+  plan: TransferPlan;
+  /** Names the resume journal with the destination: the payload's sha256, or the release's. */
+  journalKey: string;
+  openBlob: TransferContext['openBlob'];
+  /** Checks the blobs about to be sent before the first write request (a .bin: against the signed TOC). */
+  checkBeforeSend(blobs: PlannedBlob[]): Promise<void>;
+  /** What a dry run checks instead of sending (a .bin: every entry). */
+  checkDryRun(): Promise<void>;
+}
+
 /**
  * Pushes the .bin's artifacts to the destination registries. Returns the report; a
  * reference whose tag cannot be set (tag immutability, a missing project) is `failed`
@@ -144,9 +165,69 @@ async function openTrusted(options: PushOptions): Promise<OpenedPayload> {
 export async function pushBin(options: PushOptions): Promise<PushReport> {
   const started = Date.now();
   const opened = await openTrusted(options);
-  const targets: Partial<Record<Destination, RegistryClient>> = {};
   try {
     const plan = await planTransfer(opened);
+    const { toc } = opened;
+    return await pushPlanned(options, started, {
+      file: options.file,
+      name: toc.name,
+      version: toc.version,
+      signedBy: opened.signature.status === 'verified' ? opened.signature.keyId : null,
+      counts: { images: toc.images.length, charts: toc.charts.length, packs: toc.packs.length, files: toc.files.length },
+      filesNote: 'files are not pushed to a registry; copy them from the .bin (sh FILE --target DIR)',
+      plan,
+      journalKey: opened.header.payloadSha256,
+      openBlob: (blob) => openEntryStream(opened, blob.path),
+      // Blobs the registry has (HEAD) are neither sent nor read: an upgrade reads only what changed.
+      checkBeforeSend: (blobs) => verifyEntries(opened, blobs.map((b) => b.path), (p) => options.onProgress?.({ stage: 'verify', ...p })),
+      checkDryRun: () => verifyPayloadData(opened, (p) => options.onProgress?.({ stage: 'verify', ...p })),
+    });
+  } finally {
+    await opened.close();
+  }
+}
+
+/** A release in the appliance's registries, as `airgap push --release` reads it (appliance/cli). */
+export interface ReleaseSourceSpec {
+  name: string;
+  version: string;
+  artifacts: ReleaseArtifact[];
+  fileCount: number;
+  /** The registries it is in: images and charts, packs. */
+  sources: Record<Destination, RegistryClient>;
+}
+
+/**
+ * Pushes a release the appliance holds (in its own registries) to the destination, as
+ * pushBin does with a .bin: the same plan shape, transfer and report. Manifests are
+ * checked against their digests as they are read, and the destination checks each blob's
+ * digest on upload. Throws as pushBin, and RegistryError when the appliance's registries
+ * lack part of the release.
+ */
+export async function pushRelease(options: Omit<PushOptions, 'file' | 'trustedKeys' | 'allowUnsigned'>, release: ReleaseSourceSpec): Promise<PushReport> {
+  const started = Date.now();
+  const plan = await planFromRegistries(release.sources, release.artifacts);
+  const count = (kind: string) => release.artifacts.filter((a) => a.kind === kind).length;
+  const digests = release.artifacts.map((a) => `${a.target}@${a.digest}`).sort().join(' ');
+  return pushPlanned({ ...options, file: `release ${release.version}`, trustedKeys: [], allowUnsigned: false }, started, {
+    file: `release ${release.version}`,
+    name: release.name,
+    version: release.version,
+    signedBy: null,
+    counts: { images: count('image'), charts: count('chart'), packs: count('pack'), files: release.fileCount },
+    filesNote: 'files are not pushed to a registry; they are in the repository (https://<repo-ip>/<version>/)',
+    plan,
+    journalKey: createHash('sha256').update(`release ${release.name} ${release.version} ${digests}`).digest('hex'),
+    openBlob: registryBlobOpener(release.sources, options.signal),
+    checkBeforeSend: async () => {},
+    checkDryRun: async () => {},
+  });
+}
+
+async function pushPlanned(options: PushOptions, started: number, source: PushSource): Promise<PushReport> {
+  const targets: Partial<Record<Destination, RegistryClient>> = {};
+  try {
+    const plan = source.plan;
     const packsTo = options.packsTo ?? options.to;
     const destinationOf = (a: PlannedArtifact) => (a.registry === 'packs' ? packsTo : options.to);
     const artifacts = plan.artifacts.map((a) => {
@@ -158,25 +239,25 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
     });
     const referenceOf = (a: (typeof artifacts)[number]) => `${destinationOf(a).registry}/${a.target}`;
     const report: PushReport = {
-      file: options.file,
-      name: opened.toc.name,
-      version: opened.toc.version,
+      file: source.file,
+      name: source.name,
+      version: source.version,
       target: `${options.to.registry}${options.to.prefix ? `/${options.to.prefix}` : ''}`,
       packsTarget: `${packsTo.registry}${packsTo.prefix ? `/${packsTo.prefix}` : ''}`,
       status: 'planned',
-      signedBy: opened.signature.status === 'verified' ? opened.signature.keyId : null,
-      images: opened.toc.images.length,
-      charts: opened.toc.charts.length,
-      packs: opened.toc.packs.length,
-      files: { count: opened.toc.files.length, pushed: false, note: opened.toc.files.length ? 'files are not pushed to a registry; copy them from the .bin (sh FILE --target DIR)' : 'no files' },
+      signedBy: source.signedBy,
+      images: source.counts.images,
+      charts: source.counts.charts,
+      packs: source.counts.packs,
+      files: { count: source.counts.files, pushed: false, note: source.counts.files ? source.filesNote : 'no files' },
       ...newTransferCounters(),
       resumedBlobs: 0,
       seconds: 0,
       references: artifacts.map((a) => ({ kind: a.kind, source: a.source, reference: referenceOf(a), digest: a.digest, outcome: 'planned' as const })),
     };
     if (options.dryRun) {
-      // No request: every entry is checked against the signed TOC instead.
-      await verifyPayloadData(opened, (p) => options.onProgress?.({ stage: 'verify', ...p }));
+      // No request: the source is checked instead.
+      await source.checkDryRun();
       return { ...report, seconds: (Date.now() - started) / 1000 };
     }
 
@@ -194,26 +275,25 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
       });
     targets.images = clientFor(options.to, `registry ${options.to.registry}`);
     targets.packs = packsTo.registry === options.to.registry ? targets.images : clientFor(packsTo, `pack registry ${packsTo.registry}`);
-    const journal = openFileJournal(options.journalDir, opened.header.payloadSha256, `${report.target} ${report.packsTarget} ${JSON.stringify(options.registryMap)}`);
-    // Before the first write request, the bytes of every blob that may be sent are checked
-    // against the signed TOC: a damaged or altered file pushes nothing, not even a blob.
-    // Blobs the registry has (HEAD, recorded in the journal as present) are neither sent
-    // nor read, so an upgrade reads only what changed.
-    const toSend = new Map<string, { path: string; size: number }>();
+    const journal = openFileJournal(options.journalDir, source.journalKey, `${report.target} ${report.packsTarget} ${JSON.stringify(options.registryMap)}`);
+    // Before the first write request, every blob that may be sent is checked (a .bin:
+    // against the signed TOC; a damaged or altered file pushes nothing, not even a blob).
+    // Blobs the registry has (HEAD, recorded in the journal as present) are not sent.
+    const toSend = new Map<string, PlannedBlob>();
     const knownMissing = new Set<string>();
     const checks = artifacts.flatMap((a) => a.blobs.map((blob) => ({ a, blob })));
     await runPool(checks, Math.max(4, options.jobs), options.signal, async ({ a, blob }) => {
       if (journal.has(a.registry, a.repository, blob.digest)) return;
       if (await targets[a.registry]!.hasBlob(a.repository, blob.digest)) journal.record(a.registry, a.repository, blob, 'present');
       else {
-        toSend.set(blob.path, blob);
+        toSend.set(blob.digest, blob);
         knownMissing.add(`${a.registry} ${a.repository} ${blob.digest}`);
       }
     });
-    await verifyEntries(opened, [...toSend.keys()], (p) => options.onProgress?.({ stage: 'verify', ...p }));
+    await source.checkBeforeSend([...toSend.values()]);
     const counters = newTransferCounters();
     const ctx: TransferContext = {
-      opened,
+      openBlob: source.openBlob,
       targets: targets as Record<Destination, PushTarget>,
       journal,
       counters,
@@ -264,6 +344,5 @@ export async function pushBin(options: PushOptions): Promise<PushReport> {
   } finally {
     targets.images?.close();
     if (targets.packs !== targets.images) targets.packs?.close();
-    await opened.close();
   }
 }

@@ -3,8 +3,9 @@
  * appliance's import (its own two registries, an SQLite journal) or `airgap push` (a
  * site's registry, a journal file). One code path, two kinds of target.
  */
-import type { OpenedPayload } from '../format/reader.js';
+import type { Readable } from 'node:stream';
 import type { PushTarget } from '../oci/client.js';
+import type { PlannedBlob } from './plan.js';
 
 /** Where an artifact goes: images and charts to one registry, packs to another (or the same). */
 export type Destination = 'images' | 'packs';
@@ -53,7 +54,12 @@ export interface TransferLog {
 }
 
 export interface TransferContext {
-  opened: OpenedPayload;
+  /**
+   * A blob's bytes, from the start (called again for each attempt of its upload): from a
+   * .bin by byte offset, or from the registry a release is in. A read error must reach
+   * the stream as an error event.
+   */
+  openBlob(blob: PlannedBlob): Readable;
   targets: Record<Destination, PushTarget>;
   journal: TransferJournal;
   counters: TransferCounters;

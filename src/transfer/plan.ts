@@ -20,8 +20,10 @@ export interface PlannedBlob {
   digest: string;
   /** Bytes. */
   size: number;
-  /** Tar entry path: `oci/blobs/sha256/<hex>`. */
+  /** Tar entry path: `oci/blobs/sha256/<hex>` ('' in a plan read from registries). */
   path: string;
+  /** In a plan read from registries (plan-registry.ts): where the blob is read from. */
+  from?: { registry: Destination; repository: string };
 }
 
 export interface PlannedManifest {

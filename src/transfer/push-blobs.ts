@@ -9,7 +9,6 @@
 import { Transform, type Readable } from 'node:stream';
 import { PayloadError, RegistryError } from '../kit/errors.js';
 import type { PushTarget } from '../oci/client.js';
-import { openEntryStream } from '../format/reader.js';
 import { runPool } from '../kit/pool.js';
 import type { BlobAction, TransferContext, TransferStage } from './context.js';
 import type { PlannedArtifact, PlannedBlob } from './plan.js';
@@ -126,7 +125,7 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
           });
           // pipe() does not pass errors on: a read error of the .bin (truncated, gone)
           // must fail the upload at once, not leave the request waiting for bytes.
-          const source = openEntryStream(ctx.opened, g.blob.path).on('error', (err) => counter.destroy(err));
+          const source = ctx.openBlob(g.blob).on('error', (err) => counter.destroy(err));
           counter.on('close', () => source.destroy()); // an attempt that failed leaves no read behind
           return source.pipe(counter);
         },

@@ -152,8 +152,15 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     followImport: () => () => {},
     releases: () => ({ current: null, releases: [] }),
     artifacts: () => [],
+    connectionDetails: () => {
+      const c = (u: string) => ({ url: 'https://10.0.0.5:5000', username: u, password: 'pw', extra: 'dropped' });
+      return { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), caCertificateBase64: 'QQ==' };
+    },
   };
   const admin = await buildAdminApp({ log, operations });
+  const connection = await admin.inject({ url: '/v1/connection' });
+  t.equal(connection.statusCode, 200);
+  t.same(connection.json<SetupReply['details']>().imageRegistry, { url: 'https://10.0.0.5:5000', username: 'i', password: 'pw' }, 'GET /v1/connection: the contract fields only');
   t.teardown(() => admin.close());
   const ok = await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: '10.0.0.5' } });
   t.equal(ok.statusCode, 200);

@@ -97,7 +97,7 @@ t.test('airgap --help lists the commands, the environment and the exit codes', a
     t.ok(expected.has(name), `${name} is declared by a verb`);
   }
   for (const name of expected) t.match(env, new RegExp(`^  ${escape(name)} `, 'm'), `${name} is listed`);
-  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[serve, setup, status, import, releases, images, packs\]/, 'with the verbs that read it');
+  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[push, serve, setup, status, import, releases, images, packs\]/, 'with the verbs that read it');
   const exits = r.stdout.slice(r.stdout.indexOf('\nExit codes:\n'));
   t.same(Object.values(EXIT), [0, 1, 2, 130]);
   for (const code of Object.values(EXIT)) t.match(exits, new RegExp(`^  ${code} +\\S`, 'm'), `exit code ${code}`);

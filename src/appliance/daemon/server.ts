@@ -229,6 +229,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),
         releases: () => releasesDocument(appliance.db),
         artifacts: (kind) => listArtifacts(appliance.db, kind ? { kind: kind as ArtifactKind } : {}),
+        connectionDetails: () => appliance.connectionDetails(),
       },
     });
     apps.push(adminApp);

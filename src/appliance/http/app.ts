@@ -374,6 +374,9 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
 
   app.get('/v1/releases', { schema: { response: { 200: open } } }, async () => operations.releases());
 
+  // The socket is root's (0600): the same secrets `airgap setup` prints, for `airgap push --release`.
+  app.get('/v1/connection', { schema: { response: { 200: connectionDetailsSchema } } }, async () => operations.connectionDetails());
+
   app.get('/v1/artifacts', {
     schema: {
       querystring: { type: 'object', properties: { kind: { type: 'string', enum: ['image', 'chart', 'pack', 'file'] } }, additionalProperties: false },

@@ -57,4 +57,6 @@ export interface AdminOperations {
   followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
   releases(): unknown;
   artifacts(kind: string | undefined): unknown[];
+  /** URLs, usernames and passwords of the repository and registries, and the CA (what `airgap setup` prints). */
+  connectionDetails(): ConnectionDetails;
 }

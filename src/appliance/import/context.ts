@@ -4,6 +4,7 @@ import type { Db } from '../store/db.js';
 import { journalBlob, journalOf, repositoriesWithBlob } from '../store/imports.js';
 import { newTransferCounters, type TransferContext, type TransferCounters, type TransferJournal } from '../../transfer/context.js';
 import type { TransferPlan } from '../../transfer/plan.js';
+import type { OpenedPayload } from '../../format/reader.js';
 
 /** Stages in the order they run; the CLI prints one line per stage. */
 export const STAGES = ['open', 'preflight', 'images', 'charts', 'packs', 'files', 'tags', 'commit'] as const;
@@ -23,6 +24,8 @@ export interface StageProgress {
 }
 
 export interface ImportContext extends TransferContext {
+  /** The .bin being imported: blobs and files are read from it by byte offset. */
+  opened: OpenedPayload;
   db: Db;
   log: Logger;
   importId: number;

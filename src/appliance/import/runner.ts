@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { AirgapError, PayloadError, RegistryError } from '../../kit/errors.js';
 import { isDiskFull, type SpaceReserve } from '../../kit/space-reserve.js';
 import { formatBytes } from '../../kit/text.js';
-import type { OpenedPayload } from '../../format/reader.js';
+import { openEntryStream, type OpenedPayload } from '../../format/reader.js';
 import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
@@ -354,6 +354,7 @@ export class Importer extends EventEmitter {
         log,
         importId: id,
         opened,
+        openBlob: (blob) => openEntryStream(opened!, blob.path),
         plan,
         targets,
         journal: sqliteJournal(db, id),
