@@ -8,7 +8,7 @@
  * Each verb's flags are one table that the parser and `--help` both read.
  */
 import { readFile } from 'node:fs/promises';
-import { UsageError } from '../kit/errors.js';
+import { PayloadError, UsageError } from '../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
@@ -205,7 +205,10 @@ hold. Off the box, on a machine without the CLI: sh FILE.bin verify --key PUB.`,
       throw new UsageError('verify needs --key PUB: the public key of the signer you trust (or --allow-unsigned to check damage only)');
     }
     const trustedKeys = values.key?.length ? await loadPublicKeys(values.key) : [];
-    const opened = await openPayload(positionals[0]!, { trustedKeys, requireSignature: trustedKeys.length > 0 });
+    if (values.key?.length && !trustedKeys.length) {
+      throw new PayloadError('AG_NO_TRUSTED_KEYS', `no public key in ${values.key.join(', ')}`, { hint: "give the signer's .pub file, or a folder that holds it" });
+    }
+    const opened = await openPayload(positionals[0]!, { trustedKeys, requireSignature: values['allow-unsigned'] !== true });
     try {
       const progress = progressReporter(ctx, values.quiet === true || values.json === true);
       await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));

@@ -135,15 +135,21 @@ async function readCached(file: string): Promise<{ size: number; sha256: string;
   const packed = createHash('sha256');
   const unpacked = createHash('sha256');
   let size = 0;
+  let unpackedSize = 0;
+  let last = Buffer.alloc(0);
   const gunzip = createGunzip();
   const unpacking = (async () => {
-    for await (const chunk of gunzip) unpacked.update(chunk as Buffer);
+    for await (const chunk of gunzip) {
+      unpacked.update(chunk as Buffer);
+      unpackedSize += (chunk as Buffer).length;
+    }
   })();
   unpacking.catch(() => {}); // awaited below; an early failure must not go unhandled meanwhile
   try {
     for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
       packed.update(chunk as Buffer);
       size += (chunk as Buffer).length;
+      last = Buffer.concat([last, chunk as Buffer]).subarray(-4);
       if (!gunzip.write(chunk)) await once(gunzip, 'drain');
     }
     gunzip.end();
@@ -153,6 +159,9 @@ async function readCached(file: string): Promise<{ size: number; sha256: string;
     await unpacking.catch(() => {});
     return undefined;
   }
+  // zlib ignores bytes after the gzip member, gzip -dc on the target does not: the file
+  // must end with the member's ISIZE (RFC 1952: the unpacked size, mod 2^32).
+  if (last.length !== 4 || last.readUInt32LE(0) !== unpackedSize % 2 ** 32) return undefined;
   return { size, sha256: packed.digest('hex'), unpackedSha256: unpacked.digest('hex') };
 }
 

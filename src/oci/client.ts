@@ -404,6 +404,8 @@ export class RegistryClient implements PushTarget {
   async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, callSignal?: AbortSignal): Promise<void> {
     const scopes = [this.repositoryScope(repository)];
     const signal = this.signalFor(callSignal);
+    /** This upload's chunk size after a 413 (set once, then only halved: the retries are bounded). */
+    let forced: number | undefined;
     for (let attempt = 0; ; attempt++) {
       /** This attempt's chunk size; undefined: monolithic. */
       let chunkSize: number | undefined;
@@ -411,10 +413,17 @@ export class RegistryClient implements PushTarget {
         const start = await this.send('POST', `/v2/${repository}/blobs/uploads/`, { headers: { 'content-length': 0 }, scopes, ...(signal ? { signal } : {}) });
         if (start.status !== 202 || !start.headers.location) this.fail(`start of an upload to ${repository}`, start, 'AG_REGISTRY_PUSH', repository);
         let location = new URL(start.headers.location, start.url);
-        chunkSize = this.chunkSize !== undefined && size > this.chunkSize ? this.chunkSize : undefined;
+        chunkSize = forced ?? (this.chunkSize !== undefined && size > this.chunkSize ? this.chunkSize : undefined);
         let put: RegistryReply;
         try {
-          if (chunkSize !== undefined) location = await this.sendChunks(location, repository, size, body(), chunkSize, scopes, signal);
+          if (chunkSize !== undefined) {
+            const session = { location };
+            try {
+              await this.sendChunks(session, repository, size, body(), chunkSize, scopes, signal);
+            } finally {
+              location = session.location; // a failed chunk cancels the session where it is now
+            }
+          }
           location.searchParams.set('digest', digest);
           put = await this.send('PUT', location.href, {
             headers: chunkSize !== undefined ? { 'content-length': 0 } : { 'content-type': 'application/octet-stream', 'content-length': size },
@@ -431,7 +440,10 @@ export class RegistryClient implements PushTarget {
         await this.cancelUpload(location, scopes);
         if (put.status === 413 && chunkSize === undefined && size > 1) {
           // The registry or a proxy in front of it refuses bodies this large: send chunks.
-          this.chunkSize = Math.min(this.chunkSize ?? Infinity, size > DEFAULT_CHUNK_BYTES ? DEFAULT_CHUNK_BYTES : Math.ceil(size / 2));
+          // Later uploads: chunks of 8 MiB (or half this blob), never below 256 KiB because
+          // one small blob was over the limit. This one: chunks smaller than itself.
+          this.chunkSize = Math.min(this.chunkSize ?? Infinity, Math.max(MIN_CHUNK_BYTES, size > DEFAULT_CHUNK_BYTES ? DEFAULT_CHUNK_BYTES : Math.ceil(size / 2)));
+          forced = size > this.chunkSize ? this.chunkSize : Math.ceil(size / 2);
           attempt--;
           continue;
         }
@@ -444,6 +456,7 @@ export class RegistryClient implements PushTarget {
         if (err instanceof RegistryError && err.status === 413 && chunkSize !== undefined && chunkSize > MIN_CHUNK_BYTES) {
           // A chunk was still too large for the registry or its proxy: halve, start again.
           this.chunkSize = Math.min(this.chunkSize ?? chunkSize, Math.max(MIN_CHUNK_BYTES, Math.floor(chunkSize / 2)));
+          forced = Math.max(MIN_CHUNK_BYTES, Math.floor(chunkSize / 2));
           attempt--;
           continue;
         }
@@ -459,16 +472,15 @@ export class RegistryClient implements PushTarget {
   /**
    * The PATCH requests of a chunked upload: `source` cut into chunks of `chunkSize` bytes,
    * each sent with `Content-Range: <first>-<last>` at the session's latest Location.
-   * Resolves the Location to finish the upload at. Throws RegistryError when a chunk is
+   * Leaves `session.location` at the Location to finish (or cancel) the upload at. Throws RegistryError when a chunk is
    * refused (416: the registry holds another range), AG_TRUNCATED-like errors of the
    * source as they are.
    */
-  private async sendChunks(start: URL, repository: string, size: number, source: Readable, chunkSize: number, scopes: string[], signal: AbortSignal | undefined): Promise<URL> {
-    let location = start;
+  private async sendChunks(session: { location: URL }, repository: string, size: number, source: Readable, chunkSize: number, scopes: string[], signal: AbortSignal | undefined): Promise<void> {
     let offset = 0;
     try {
       for await (const chunk of chunksOf(source, chunkSize)) {
-        const patch = await this.send('PATCH', location.href, {
+        const patch = await this.send('PATCH', session.location.href, {
           headers: { 'content-type': 'application/octet-stream', 'content-length': chunk.length, 'content-range': `${offset}-${offset + chunk.length - 1}` },
           body: () => Readable.from([chunk]),
           scopes,
@@ -476,14 +488,13 @@ export class RegistryClient implements PushTarget {
           ...(signal ? { signal } : {}),
         });
         if (patch.status !== 202 || !patch.headers.location) this.fail(`chunk ${offset}-${offset + chunk.length - 1} of an upload to ${repository}`, patch, 'AG_REGISTRY_PUSH', repository);
-        location = new URL(patch.headers.location, patch.url);
+        session.location = new URL(patch.headers.location, patch.url);
         offset += chunk.length;
       }
     } finally {
       source.destroy();
     }
     if (offset !== size) throw new RegistryError('AG_REGISTRY_PUSH', `the blob for ${repository} gave ${offset} bytes, ${size} expected`);
-    return location;
   }
 
   /**

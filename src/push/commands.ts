@@ -150,7 +150,7 @@ function summary(r: PushReport): string {
       : `${r.status === 'partial' ? 'Partly pushed' : r.status === 'unchanged' ? 'Already there' : 'Pushed'}: ${printable(r.name)} ${printable(r.version)} to ${r.target}${r.packsTarget !== r.target ? ` (packs: ${r.packsTarget})` : ''} in ${formatDuration(r.seconds)}`;
   const counts = r.status === 'planned' ? [] : [`  ${r.blobsPushed} blobs pushed (${formatBytes(r.bytesPushed)}), ${r.blobsMounted} mounted, ${r.blobsSkipped} already there${r.resumedBlobs ? `; resumed a run that had ${r.resumedBlobs} done` : ''}`];
   const rows = r.references.map((ref) => [ref.outcome, ref.kind, printable(ref.reference), ref.error ? printable(`${ref.error.message} [${ref.error.code}]`) : ref.digest]);
-  return [head, ...counts, table(rows), `  ${r.files.count} files: ${r.files.note}`, r.signedBy ? `  signed by key ${r.signedBy}` : '  NOT VERIFIED: pushed with --allow-unsigned'].join('\n');
+  return [head, ...counts, table(rows), `  ${r.files.count} files: ${r.files.note}`, r.file.startsWith('release ') ? '  from the appliance\'s registries (the .bin was verified when it was imported)' : r.signedBy ? `  signed by key ${r.signedBy}` : '  NOT VERIFIED: pushed with --allow-unsigned'].join('\n');
 }
 
 /** The push verb; `releases` enables --release (the appliance's full CLI). */

@@ -93,6 +93,8 @@ export function registryBlobOpener(sources: Record<Destination, RegistrySource>,
     if (!blob.from) throw new Error(`internal: blob ${blob.digest} was not planned from a registry`);
     sources[blob.from.registry].getBlob(blob.from.repository, blob.digest, signal).then(
       (stream) => {
+        // The attempt may have ended before the request answered: nothing will read this.
+        if (out.destroyed) return void stream.destroy();
         stream.on('error', (err) => out.destroy(err));
         out.on('close', () => stream.destroy());
         stream.pipe(out);

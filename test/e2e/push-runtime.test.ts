@@ -17,6 +17,7 @@ import { RUNTIME_NODE_PATH } from '../../src/format/layout.js';
 import { writeBundle, writeSyntheticLayout } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/temp.js';
+import { runAirgap } from '../helpers/cli.js';
 
 const work = await tempDir(t, 'airgap-push-runtime-test-');
 /** TMPDIR of the .bin's sh: where it unpacks its runtime, checked empty after each run. */
@@ -74,6 +75,16 @@ t.test('where Node.js cannot run, the .bin verifies and pushes with its own runt
   const inspected = await execa('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/site/apps/app:1.0`]);
   t.equal(`sha256:${createHash('sha256').update(inspected.stdout).digest('hex')}`, built.app!.digest, 'skopeo reads the image at the digest it was built with');
   t.same(await readdir(tmp), [], 'the unpacked runtime is removed');
+});
+
+t.test('airgap verify: a --key that names no key is refused, never "verified" without a signature check', async (t) => {
+  const empty = await tempDir(t, 'airgap-no-keys-');
+  const r = await runAirgap(['verify', bin, '--key', empty]);
+  t.equal(r.exitCode, 1);
+  t.match(r.stderr, /AG_NO_TRUSTED_KEYS/);
+  const damageOnly = await runAirgap(['verify', bin, '--allow-unsigned', '--json']);
+  t.equal(damageOnly.exitCode, 0, damageOnly.stderr);
+  t.match(JSON.parse(damageOnly.stdout), { status: 'verified', signature: { status: 'unchecked' } });
 });
 
 t.test('a damaged runtime entry runs nothing and pushes nothing', async (t) => {

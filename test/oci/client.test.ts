@@ -101,13 +101,13 @@ t.test('Bearer tokens from a token service in front of a real registry: one toke
 
   const image = sampleImage();
   t.equal(await pushImage(client, 'team/app', '1.0', image), image.digest);
-  t.same(registry.tokenRequests, [{ scopes: ['repository:team/app:pull,push'], status: 200 }], 'one token for the whole push to one repository');
+  t.same(registry.tokenRequests, [{ scopes: ['repository:team/app:pull,push'], status: 200, method: 'GET' }], 'one token for the whole push to one repository');
   const parallelBefore = registry.tokenRequests.length;
   t.same(await Promise.all(['a', 'b', 'c', 'd'].map(() => client.hasBlob('team/parallel', sha256Digest(image.layer)))), [false, false, false, false]);
   t.equal(registry.tokenRequests.length - parallelBefore, 1, 'parallel requests for a new scope share one token request');
   t.equal((await client.getManifest('team/app', '1.0')).digest, image.digest);
   t.same(await client.catalog(), ['team/app']);
-  t.same(registry.tokenRequests.at(-1), { scopes: ['registry:catalog:*'], status: 200 }, 'the catalog asks for its own scope');
+  t.same(registry.tokenRequests.at(-1), { scopes: ['registry:catalog:*'], status: 200, method: 'GET' }, 'the catalog asks for its own scope');
 
   // The next token granted for a new scope set is refused by the registry: the client fetches another, once.
   const before = registry.tokenRequests.length;
