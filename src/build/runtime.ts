@@ -16,6 +16,8 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { execa } from 'execa';
 import { BundleError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/fs.js';
+import { hexOfDigest } from '../kit/digest.js';
+import { hashFile } from './artifacts.js';
 
 /** Where the runtime comes from. */
 export interface RuntimeSources {
@@ -111,7 +113,7 @@ export async function localRuntime(node?: string): Promise<RuntimeSources> {
  * a file planted in the cache must not be signed); otherwise it is made again.
  */
 export async function packRuntimeFile(source: string, cacheDir: string, signal?: AbortSignal): Promise<PackedRuntimeFile> {
-  const { sha256Hex } = await hashStream(createReadStream(source, { highWaterMark: 1024 * 1024 }));
+  const sha256Hex = hexOfDigest((await hashFile(source)).digest);
   const file = join(cacheDir, `${sha256Hex}.gz`);
   let cached = await readCached(file);
   if (cached?.unpackedSha256 !== sha256Hex) {
@@ -149,7 +151,7 @@ async function readCached(file: string): Promise<{ size: number; sha256: string;
     for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
       packed.update(chunk as Buffer);
       size += (chunk as Buffer).length;
-      last = Buffer.concat([last, chunk as Buffer]).subarray(-4);
+      last = Buffer.concat([last, (chunk as Buffer).subarray(-4)]).subarray(-4);
       if (!gunzip.write(chunk)) await once(gunzip, 'drain');
     }
     gunzip.end();
@@ -163,14 +165,4 @@ async function readCached(file: string): Promise<{ size: number; sha256: string;
   // must end with the member's ISIZE (RFC 1952: the unpacked size, mod 2^32).
   if (last.length !== 4 || last.readUInt32LE(0) !== unpackedSize % 2 ** 32) return undefined;
   return { size, sha256: packed.digest('hex'), unpackedSha256: unpacked.digest('hex') };
-}
-
-async function hashStream(stream: AsyncIterable<Buffer>): Promise<{ sha256Hex: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of stream) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { sha256Hex: hash.digest('hex'), size };
 }

@@ -204,12 +204,12 @@ export interface ReleaseSourceSpec {
  * digest on upload. Throws as pushBin, and RegistryError when the appliance's registries
  * lack part of the release.
  */
-export async function pushRelease(options: Omit<PushOptions, 'file' | 'trustedKeys' | 'allowUnsigned'>, release: ReleaseSourceSpec): Promise<PushReport> {
+export async function pushRelease(options: TransferOptions, release: ReleaseSourceSpec): Promise<PushReport> {
   const started = Date.now();
   const plan = await planFromRegistries(release.sources, release.artifacts);
   const count = (kind: string) => release.artifacts.filter((a) => a.kind === kind).length;
   const digests = release.artifacts.map((a) => `${a.target}@${a.digest}`).sort().join(' ');
-  return pushPlanned({ ...options, file: `release ${release.version}`, trustedKeys: [], allowUnsigned: false }, started, {
+  return pushPlanned(options, started, {
     file: `release ${release.version}`,
     name: release.name,
     version: release.version,
@@ -224,7 +224,11 @@ export async function pushRelease(options: Omit<PushOptions, 'file' | 'trustedKe
   });
 }
 
-async function pushPlanned(options: PushOptions, started: number, source: PushSource): Promise<PushReport> {
+/** What pushBin and pushRelease share: the options that are not about the source. */
+type TransferOptions = Omit<PushOptions, 'file' | 'trustedKeys' | 'allowUnsigned'>;
+
+/** Maps the plan to the destination, then HEAD checks, the source's check, transfer, tags and the report. */
+async function pushPlanned(options: TransferOptions, started: number, source: PushSource): Promise<PushReport> {
   const targets: Partial<Record<Destination, RegistryClient>> = {};
   try {
     const plan = source.plan;

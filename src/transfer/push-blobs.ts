@@ -44,6 +44,10 @@ async function uploadChecked(target: PushTarget, repository: string, blob: Plann
     await target.uploadBlob(repository, blob.digest, blob.size, body, signal);
   } catch (err) {
     if (err instanceof RegistryError && (err.registryCode === 'DIGEST_INVALID' || /DIGEST_INVALID|digest did not match/i.test(err.message))) {
+      if (blob.from) {
+        // Read from a registry (push --release): the source registry gave other bytes.
+        throw new RegistryError('AG_DIGEST_MISMATCH', `blob ${blob.digest} of ${blob.from.repository} in the ${blob.from.registry} registry does not match its digest (the destination refused it)`, { cause: err, hint: 'import the release again to repair it (airgap import FILE.bin)' });
+      }
       throw new PayloadError('AG_ENTRY_DIGEST', `entry ${blob.path} does not match its digest (the registry refused it); the file is damaged`, { cause: err, hint: 'copy the file again' });
     }
     throw err;
