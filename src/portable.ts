@@ -5,12 +5,22 @@
  * appliance nor any native module, bundled into one ES module by `npm run build`
  * (scripts/bundle-portable.mjs). It reads process.argv, env and the TTY as cli.ts does.
  */
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { EXIT, runCli } from './kit/cli.js';
 import { setProductVersion } from './kit/version.js';
 import { portableCommands } from './build/commands.js';
 import { pushCommands } from './push/commands.js';
 
 declare const AIRGAP_VERSION: string;
+
+// The sh header unpacked this runtime into a private folder and exec'd it: the folder
+// goes now (node and this module are loaded), whatever way this process ends.
+const runtimeDir = process.env.AIRGAP_RUNTIME_DIR;
+if (runtimeDir && /\/airgap-runtime\.[A-Za-z0-9]{6,}$/.test(runtimeDir) && resolve(process.argv[1] ?? '') === join(resolve(runtimeDir), 'airgap.mjs')) {
+  rmSync(runtimeDir, { recursive: true, force: true });
+}
+delete process.env.AIRGAP_RUNTIME_DIR;
 
 const interrupt = new AbortController();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

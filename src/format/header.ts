@@ -305,8 +305,9 @@ function replaceOnce(text: string, from: string, to: string): string {
 /**
  * Format 2's runtime: format 1's, plus the verbs `push`, `verify` and `inspect`, which
  * check the payload's sha256 (as --check), unpack the runtime entries (gzip) into a
- * private temporary folder, and run the CLI they hold on this file with the other
- * arguments; the folder is removed when it ends. Exit codes: the CLI's, or 4 when the
+ * private temporary folder, and replace the shell with the CLI they hold, run on this file
+ * with the other arguments (AIRGAP_RUNTIME_DIR names the folder; the CLI removes it as it
+ * starts, src/portable.ts). Exit codes: the CLI's, or 4 when the
  * runtime cannot be unpacked or started here.
  */
 const RUNTIME_2 = [
@@ -353,8 +354,8 @@ cli() {
     err "it needs Linux with glibc 2.28 or newer (x86_64, or arm64 for an arm64 build) and a TMPDIR that allows running programs (not noexec)"
     exit 4
   fi
-  "$dir/node" "$dir/airgap.mjs" "$verb" "$self" "$@"
-  exit $?
+  # exec: signals sent to this shell reach the CLI, which removes the folder as it starts.
+  AIRGAP_RUNTIME_DIR=$dir exec "$dir/node" "$dir/airgap.mjs" "$verb" "$self" "$@"
 }
 
 case ${'$'}{1-} in

@@ -5,7 +5,7 @@
  * the digest it was built with; a damaged runtime runs nothing and pushes nothing.
  */
 import t from 'tap';
-import { copyFile, open, readFile, readdir, realpath, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, readdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -75,6 +75,20 @@ t.test('where Node.js cannot run, the .bin verifies and pushes with its own runt
   const inspected = await execa('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/site/apps/app:1.0`]);
   t.equal(`sha256:${createHash('sha256').update(inspected.stdout).digest('hex')}`, built.app!.digest, 'skopeo reads the image at the digest it was built with');
   t.same(await readdir(tmp), [], 'the unpacked runtime is removed');
+});
+
+t.test('the portable CLI removes only the runtime folder it runs from', async (t) => {
+  const cli = join(import.meta.dirname, '..', '..', 'dist', 'portable', 'airgap.mjs');
+  const other = await tempDir(t, 'airgap-runtime.keepme');
+  const kept = await execa('node', [cli, '--version'], { env: { AIRGAP_RUNTIME_DIR: other }, reject: false });
+  t.equal(kept.exitCode, 0);
+  t.ok(await stat(other).then(() => true, () => false), 'a folder the module is not in is left alone');
+  const own = join(tmp, 'airgap-runtime.abc123');
+  await mkdir(own);
+  await copyFile(cli, join(own, 'airgap.mjs'));
+  const removed = await execa('node', [join(own, 'airgap.mjs'), '--version'], { env: { AIRGAP_RUNTIME_DIR: own }, reject: false });
+  t.equal(removed.exitCode, 0);
+  t.notOk(await stat(own).then(() => true, () => false), 'its own folder is removed as it starts');
 });
 
 t.test('airgap verify: a --key that names no key is refused, never "verified" without a signature check', async (t) => {
