@@ -3,11 +3,11 @@
  * The portable airgap CLI that a format 2 .bin carries (runtime/airgap.mjs.gz) and its sh
  * header runs as `sh FILE.bin push|verify|inspect ...`: the verbs that need neither the
  * appliance nor any native module, bundled into one ES module by `npm run build`
- * (scripts/bundle-portable.mjs). It reads process.argv, env and the TTY as cli.ts does.
+ * (scripts/bundle-portable.mjs). It runs them as cli.ts does (kit/cli.ts runProcess).
  */
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { EXIT, runCli } from './kit/cli.js';
+import { runProcess } from './kit/cli.js';
 import { setProductVersion } from './kit/version.js';
 import { portableCommands } from './build/commands.js';
 import { pushCommands } from './push/commands.js';
@@ -22,22 +22,7 @@ if (runtimeDir && /\/airgap-runtime\.[A-Za-z0-9]{6,}$/.test(runtimeDir) && resol
 }
 delete process.env.AIRGAP_RUNTIME_DIR;
 
-const interrupt = new AbortController();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
-    process.exit(EXIT.interrupted);
-  });
-}
-
 const version = typeof AIRGAP_VERSION === 'string' ? AIRGAP_VERSION : 'unknown';
 // Never a package.json found above the temporary folder this runs from.
 setProductVersion(version);
-process.exitCode = await runCli(process.argv.slice(2), [...pushCommands(), ...portableCommands], {
-  stdin: process.stdin,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  interactive: process.stderr.isTTY === true,
-  signal: interrupt.signal,
-}, version);
+await runProcess([...pushCommands(), ...portableCommands], version);

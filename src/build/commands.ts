@@ -9,11 +9,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { PayloadError, UsageError } from '../kit/errors.js';
-import { defineCommand, EXIT, print, progressReporter, type Command } from '../kit/cli.js';
+import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import { generateSigningKeys, loadPublicKeys } from '../format/keys.js';
-import { openPayload, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
+import { openPayload, verifyPayloadData, type OpenedPayload, type OpenOptions } from '../format/reader.js';
 import { buildBundle, type BuildProgress } from './builder.js';
 import { defaultRuntimeCache, localRuntime } from './runtime.js';
 
@@ -130,6 +130,24 @@ function inspectJson(opened: OpenedPayload, dataVerified: boolean) {
   };
 }
 
+/**
+ * Opens `file` (openPayload) and reads it once to check every entry's sha256
+ * (verifyPayloadData), with progress unless `quiet`; closes it. Resolves the opened
+ * payload (its handle closed: header, TOC, index and signature stay readable). Throws
+ * PayloadError as those two do.
+ */
+async function openAndVerify(file: string, options: OpenOptions, ctx: CliContext, quiet: boolean): Promise<OpenedPayload> {
+  const opened = await openPayload(file, options);
+  try {
+    const progress = progressReporter(ctx, quiet);
+    await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
+    progress.end();
+  } finally {
+    await opened.close();
+  }
+  return opened;
+}
+
 const inspectCommand = defineCommand({
   name: 'inspect',
   summary: 'verify a .bin and list what it holds',
@@ -145,14 +163,7 @@ and lists images (with digests), charts, packs and files.`,
   },
   async run({ values, positionals }, ctx) {
     const trustedKeys = values.key ? await loadPublicKeys(values.key) : [];
-    const opened = await openPayload(positionals[0]!, { trustedKeys });
-    try {
-      const progress = progressReporter(ctx, values.quiet === true || values.json === true);
-      await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
-      progress.end();
-    } finally {
-      await opened.close();
-    }
+    const opened = await openAndVerify(positionals[0]!, { trustedKeys }, ctx, values.quiet === true || values.json === true);
     if (values.json) {
       print(ctx.stdout, JSON.stringify(inspectJson(opened, true), null, 2));
       return EXIT.ok;
@@ -208,14 +219,7 @@ hold. Off the box, on a machine without the CLI: sh FILE.bin verify --key PUB.`,
     if (values.key?.length && !trustedKeys.length) {
       throw new PayloadError('AG_NO_TRUSTED_KEYS', `no public key in ${values.key.join(', ')}`, { hint: "give the signer's .pub file, or a folder that holds it" });
     }
-    const opened = await openPayload(positionals[0]!, { trustedKeys, requireSignature: values['allow-unsigned'] !== true });
-    try {
-      const progress = progressReporter(ctx, values.quiet === true || values.json === true);
-      await verifyPayloadData(opened, (p) => progress.bytes('Verifying', p.bytesDone, p.bytesTotal));
-      progress.end();
-    } finally {
-      await opened.close();
-    }
+    const opened = await openAndVerify(positionals[0]!, { trustedKeys, requireSignature: values['allow-unsigned'] !== true }, ctx, values.quiet === true || values.json === true);
     const { toc, header, signature } = opened;
     if (values.json) {
       print(ctx.stdout, JSON.stringify({ file: opened.file, name: toc.name, version: toc.version, status: 'verified', signature, entries: opened.entries.length, payloadSha256: header.payloadSha256 }, null, 2));

@@ -289,3 +289,29 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
     return EXIT.failed;
   }
 }
+
+/**
+ * Runs `commands` as this process's command line: its argv, environment, stdio and TTY
+ * state (the one place that reads them), setting process.exitCode. The first SIGINT or
+ * SIGTERM aborts the verb's signal; a second one exits 130 at once, or, with
+ * `stillStopping`, prints `<name>: <SIGNAL> again: <stillStopping>` and lets the verb
+ * finish stopping (a daemon stopping its children).
+ */
+export async function runProcess(commands: Command[], version: string, options: { stillStopping?: string } = {}): Promise<void> {
+  const interrupt = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
+      if (options.stillStopping) process.stderr.write(`airgap: ${signal} again: ${options.stillStopping}\n`);
+      else process.exit(EXIT.interrupted);
+    });
+  }
+  process.exitCode = await runCli(process.argv.slice(2), commands, {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    interactive: process.stderr.isTTY === true,
+    signal: interrupt.signal,
+  }, version);
+}
