@@ -11,6 +11,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import { PayloadError } from '../kit/errors.js';
+import { runPool } from '../kit/pool.js';
 import { parseHeader, type HeaderFields } from './header.js';
 import { BLOCK_SIZE, encodeFileHeader, isZeroBlock, paddingFor, parseHeaderBlock, parsePaxRecords, typeName, TYPE_FILE, TYPE_FILE_OLD, TYPE_PAX_HEADER } from './tar.js';
 import { collisionKey, entryPathProblem } from './paths.js';
@@ -534,15 +535,15 @@ export interface VerifyProgress {
 
 /**
  * Checks the sha256 of the entries at `paths` against the TOC, reading only those (a
- * transfer that sends some blobs checks just those before its first write). Progress is
- * in bytes of those entries. Throws PayloadError AG_ENTRY_DIGEST, AG_NOT_FOUND,
- * AG_TRUNCATED, AG_READ_FAILED.
+ * transfer that sends some blobs checks just those before its first write), two at a time
+ * so that one entry's reads overlap the other's hashing. Progress is in bytes of those
+ * entries. Throws PayloadError AG_ENTRY_DIGEST, AG_NOT_FOUND, AG_TRUNCATED, AG_READ_FAILED.
  */
 export async function verifyEntries(opened: OpenedPayload, paths: readonly string[], onProgress?: (p: VerifyProgress) => void): Promise<void> {
   const expected = new Map(opened.toc.entries.map((e) => [e.path, e.sha256]));
   const bytesTotal = paths.reduce((n, p) => n + (opened.byPath.get(p)?.size ?? 0), 0);
   let bytesDone = 0;
-  for (const path of paths) {
+  await runPool(paths, 2, undefined, async (path) => {
     const hash = createHash('sha256');
     for await (const chunk of openEntryStream(opened, path)) {
       hash.update(chunk as Buffer);
@@ -552,7 +553,7 @@ export async function verifyEntries(opened: OpenedPayload, paths: readonly strin
     if (hash.digest('hex') !== expected.get(path)) {
       throw new PayloadError('AG_ENTRY_DIGEST', `entry '${path}' does not match its sha256 in the TOC; the file is damaged or altered`, { hint: 'copy the file again' });
     }
-  }
+  });
 }
 
 /**

@@ -18,7 +18,7 @@ import { newTransferCounters, type Destination, type TransferContext, type Trans
 import { planTransfer, type PlannedArtifact, type PlannedBlob, type TransferPlan } from '../transfer/plan.js';
 import { planFromRegistries, registryBlobOpener, type ReleaseArtifact } from '../transfer/plan-registry.js';
 import { pushBlobs } from '../transfer/push-blobs.js';
-import { pushManifests } from '../transfer/push-manifests.js';
+import { pushManifests, setTag } from '../transfer/push-manifests.js';
 import { runPool } from '../kit/pool.js';
 import { openFileJournal } from './journal.js';
 
@@ -315,26 +315,19 @@ async function pushPlanned(options: TransferOptions, started: number, source: Pu
     }
     // Tags last, each on its own: one refused (an immutable tag, a missing project) does
     // not keep the others from landing.
-    for (const [i, a] of artifacts.entries()) {
-      ctx.signal.throwIfAborted();
+    let tagsDone = 0;
+    await runPool([...artifacts.entries()], options.jobs, ctx.signal, async ([i, a]) => {
       const ref = report.references[i]!;
-      const target = ctx.targets[a.registry];
       try {
-        if ((await target.tagDigest(a.repository, a.tag)) === a.digest) {
-          ref.outcome = 'unchanged';
-        } else {
-          const top = a.manifests[a.manifests.length - 1]!;
-          await target.putManifest(a.repository, a.tag, top.mediaType, top.bytes);
-          counters.tagsPushed++;
-          ref.outcome = 'pushed';
-        }
+        ref.outcome = await setTag(ctx, a);
+        if (ref.outcome === 'pushed') counters.tagsPushed++;
       } catch (err) {
         if (!(err instanceof RegistryError)) throw err;
         ref.outcome = 'failed';
         ref.error = { code: err.code, message: err.message };
       }
-      ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone: i + 1, itemsTotal: artifacts.length });
-    }
+      ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone: ++tagsDone, itemsTotal: artifacts.length });
+    });
     const failed = report.references.some((r) => r.outcome === 'failed');
     const moved = counters.blobsPushed + counters.blobsMounted + counters.manifestsPushed + counters.tagsPushed > 0;
     if (!failed) await journal.remove();

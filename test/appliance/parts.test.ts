@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import Database from 'better-sqlite3';
 import { httpsUrl, parseListenAddress, parseRepoAddress } from '../../src/appliance/config/address.js';
 import { resolveServeConfig, resolveStateDir } from '../../src/appliance/config/config.js';
-import { ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyPasswordAsync } from '../../src/appliance/security/credentials.js';
+import { HTPASSWD_BCRYPT_COST, ensureCredentials, generatePassword, hashPassword, htpasswdFor, verifyPasswordAsync } from '../../src/appliance/security/credentials.js';
 import { caBase64, ensurePki } from '../../src/appliance/security/pki.js';
 import { renderRegistryConfig } from '../../src/appliance/registries/registry-config.js';
 import { stateLayout } from '../../src/appliance/config/state-layout.js';
@@ -167,10 +167,14 @@ t.test('credentials: strong, made once, kept; scrypt and bcrypt checks', async (
   t.notOk(await verifyPasswordAsync('s3creT', hash));
   t.notOk(await verifyPasswordAsync('s3cret', 'plain$x$y'));
   const line = htpasswdFor(a.imageRegistry);
-  t.match(line, new RegExp(`^${a.imageRegistry.username}:\\$2b\\$06\\$`));
+  t.match(line, new RegExp(`^${a.imageRegistry.username}:\\$2b\\$04\\$`));
   t.ok(bcrypt.compareSync(a.imageRegistry.password, line.trim().split(':')[1]!));
   t.equal(htpasswdFor(a.imageRegistry, line), line, 'an up-to-date file is kept as it is');
   t.not(htpasswdFor({ ...a.imageRegistry, password: 'other' }, line), line, 'a different password is re-hashed');
+  const older = `${a.imageRegistry.username}:${bcrypt.hashSync(a.imageRegistry.password, 6)}\n`;
+  const renewed = htpasswdFor(a.imageRegistry, older);
+  t.not(renewed, older, 'a hash of another cost (an older box) is made again');
+  t.equal(bcrypt.getRounds(renewed.trim().slice(a.imageRegistry.username.length + 1)), HTPASSWD_BCRYPT_COST, 'at the current cost');
 });
 
 t.test('registry config: deterministic, TLS, htpasswd, delete and upload purging', async (t) => {
