@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
@@ -110,7 +110,8 @@ export async function localRuntime(node?: string): Promise<RuntimeSources> {
  * source's sha256) and returns the cached file with its size and sha256. gzip level 9,
  * no name or time in its header: the same source gives the same bytes. A cached file is
  * used only when it unpacks to exactly the source (its sha256 goes into the signed TOC:
- * a file planted in the cache must not be signed); otherwise it is made again.
+ * a file planted in the cache must not be signed); otherwise it is made again. The cache
+ * keeps the RUNTIME_CACHE_KEEP files used last (a use touches the file); older ones go.
  */
 export async function packRuntimeFile(source: string, cacheDir: string, signal?: AbortSignal): Promise<PackedRuntimeFile> {
   const sha256Hex = hexOfDigest((await hashFile(source)).digest);
@@ -125,8 +126,25 @@ export async function packRuntimeFile(source: string, cacheDir: string, signal?:
     cached = await readCached(file);
     if (cached?.unpackedSha256 !== sha256Hex) throw new BundleError('AG_RUNTIME', `${file} does not unpack to ${source} (it changed while it was made)`);
   }
+  await utimes(file, new Date(), new Date()).catch(() => {});
+  await pruneCache(cacheDir, file);
   // The builder checks these bytes against this sha256 again as it writes them.
   return { file, size: cached.size, sha256: cached.sha256 };
+}
+
+/** How many gzips the runtime cache keeps: a Node.js and a CLI, each of this and one earlier build. */
+export const RUNTIME_CACHE_KEEP = 4;
+
+/**
+ * Removes the cache's gzips (`<sha256>.gz`) beyond the RUNTIME_CACHE_KEEP used last,
+ * never `using`. Best effort: a file that cannot be read or removed stays.
+ */
+async function pruneCache(cacheDir: string, using: string): Promise<void> {
+  const names = (await readdir(cacheDir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}\.gz$/.test(n));
+  if (names.length <= RUNTIME_CACHE_KEEP) return;
+  const files = await Promise.all(names.map(async (n) => ({ path: join(cacheDir, n), used: (await stat(join(cacheDir, n)).catch(() => undefined))?.mtimeMs ?? Infinity })));
+  files.sort((a, b) => b.used - a.used);
+  for (const f of files.slice(RUNTIME_CACHE_KEEP)) if (f.path !== using) await rm(f.path, { force: true }).catch(() => {});
 }
 
 /**

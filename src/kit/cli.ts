@@ -250,6 +250,14 @@ ${helpTable(Object.entries(EXIT).map(([key, code]) => [String(code), EXIT_MEANIN
 }
 
 /**
+ * The two lines an error gets on stderr: `airgap: error: <message> [AG_CODE]`, then the
+ * hint. Messages name files, entries and targets from a .bin or a registry: shown printable.
+ */
+export function errorText(err: { code: string; message: string; hint?: string | undefined }): string {
+  return `airgap: error: ${printable(err.message)} [${err.code}]${err.hint ? `\n  hint: ${printable(err.hint)}` : ''}`;
+}
+
+/**
  * Runs one CLI invocation: parses the verb's arguments against its table, prints its help
  * for `-h`/`--help`, else runs it. Returns an {@link EXIT} code: 0 ok, 1 failure (typed
  * errors print `airgap: error: <message>` with their code and a hint), 2 usage error,
@@ -279,7 +287,7 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
     // Messages name files, entries and targets from a .bin or the daemon: shown printable,
     // a crafted name cannot act on the terminal or print a line of its own.
     if (err instanceof AirgapError) {
-      print(ctx.stderr, `airgap: error: ${printable(err.message)} [${err.code}]${err.hint ? `\n  hint: ${printable(err.hint)}` : ''}`);
+      print(ctx.stderr, errorText(err));
       return err instanceof UsageError ? EXIT.usage : EXIT.failed;
     }
     const e = err as NodeJS.ErrnoException;

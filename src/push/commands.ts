@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../kit/errors.js';
-import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../kit/cli.js';
+import { defineCommand, errorText, EXIT, print, progressReporter, type CliContext, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, parseSize, printable, table } from '../kit/text.js';
 import { loadPublicKeys } from '../format/keys.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
@@ -139,6 +139,8 @@ installed release from the appliance's own registries instead of a .bin.`,
     progress.end();
     if (values.json) print(ctx.stdout, JSON.stringify(report, null, 2));
     else print(ctx.stdout, summary(report));
+    // A push that stopped part-way: the report above says what landed; this says why.
+    if (report.error) print(ctx.stderr, errorText({ ...report.error, hint: report.error.hint ?? 'run the same command again: what landed is not sent twice' }));
     return report.status === 'partial' ? EXIT.failed : EXIT.ok;
   },
 });
@@ -149,7 +151,8 @@ function summary(r: PushReport): string {
       ? `Dry run: ${printable(r.name)} ${printable(r.version)} would go to ${r.target}${r.packsTarget !== r.target ? ` (packs: ${r.packsTarget})` : ''}`
       : `${r.status === 'partial' ? 'Partly pushed' : r.status === 'unchanged' ? 'Already there' : 'Pushed'}: ${printable(r.name)} ${printable(r.version)} to ${r.target}${r.packsTarget !== r.target ? ` (packs: ${r.packsTarget})` : ''} in ${formatDuration(r.seconds)}`;
   const counts = r.status === 'planned' ? [] : [`  ${r.blobsPushed} blobs pushed (${formatBytes(r.bytesPushed)}), ${r.blobsMounted} mounted, ${r.blobsSkipped} already there${r.resumedBlobs ? `; resumed a run that had ${r.resumedBlobs} done` : ''}`];
-  const rows = r.references.map((ref) => [ref.outcome, ref.kind, printable(ref.reference), ref.error ? printable(`${ref.error.message} [${ref.error.code}]`) : ref.digest]);
+  // A push that stopped part-way names its error once (on stderr), not on every reference.
+  const rows = r.references.map((ref) => [ref.outcome, ref.kind, printable(ref.reference), ref.error && !r.error ? printable(`${ref.error.message} [${ref.error.code}]`) : ref.digest]);
   return [head, ...counts, table(rows), `  ${r.files.count} files: ${r.files.note}`, r.file.startsWith('release ') ? '  from the appliance\'s registries (the .bin was verified when it was imported)' : r.signedBy ? `  signed by key ${r.signedBy}` : '  NOT VERIFIED: pushed with --allow-unsigned'].join('\n');
 }
 

@@ -9,7 +9,7 @@
  * sha256 of every blob that may be sent before the first write request.
  */
 import { createHash } from 'node:crypto';
-import { PayloadError, RegistryError, UsageError } from '../kit/errors.js';
+import { AirgapError, PayloadError, RegistryError, UsageError } from '../kit/errors.js';
 import { openEntryStream, openPayload, verifyEntries, verifyPayloadData, type OpenedPayload } from '../format/reader.js';
 import type { PublicKeyInfo } from '../format/keys.js';
 import { RegistryClient, type Credentials, type PushTarget } from '../oci/client.js';
@@ -81,6 +81,12 @@ export interface PushReport {
   resumedBlobs: number;
   seconds: number;
   references: PushedReference[];
+  /**
+   * Why the push stopped after its first write request (a registry down beyond its
+   * retries, a damaged blob, a full disk); status is then `partial` and every reference
+   * that did not land is `failed` with this error. Absent when it ran to the end.
+   */
+  error?: { code: string; message: string; hint?: string };
 }
 
 export interface PushOptions {
@@ -227,6 +233,34 @@ export async function pushRelease(options: TransferOptions, release: ReleaseSour
 /** What pushBin and pushRelease share: the options that are not about the source. */
 type TransferOptions = Omit<PushOptions, 'file' | 'trustedKeys' | 'allowUnsigned'>;
 
+/**
+ * The writing part of a push: blobs and manifests stage by stage, then tags last, each on
+ * its own (one refused, as an immutable tag or a missing project, does not keep the
+ * others from landing; it is `failed` in `report`). Throws RegistryError or PayloadError
+ * when the transfer cannot go on.
+ */
+async function transfer(ctx: TransferContext, artifacts: PlannedArtifact[], report: PushReport): Promise<void> {
+  for (const [kind, stage] of [['image', 'images'], ['chart', 'charts'], ['pack', 'packs']] as const) {
+    const ofKind = artifacts.filter((a) => a.kind === kind);
+    if (!ofKind.length) continue;
+    await pushBlobs(ctx, stage, ofKind);
+    await pushManifests(ctx, stage, ofKind);
+  }
+  let tagsDone = 0;
+  await runPool([...artifacts.entries()], ctx.concurrency, ctx.signal, async ([i, a]) => {
+    const ref = report.references[i]!;
+    try {
+      ref.outcome = await setTag(ctx, a);
+      if (ref.outcome === 'pushed') ctx.counters.tagsPushed++;
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      ref.outcome = 'failed';
+      ref.error = { code: err.code, message: err.message };
+    }
+    ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone: ++tagsDone, itemsTotal: artifacts.length });
+  });
+}
+
 /** Maps the plan to the destination, then HEAD checks, the source's check, transfer, tags and the report. */
 async function pushPlanned(options: TransferOptions, started: number, source: PushSource): Promise<PushReport> {
   const targets: Partial<Record<Destination, RegistryClient>> = {};
@@ -307,27 +341,20 @@ async function pushPlanned(options: TransferOptions, started: number, source: Pu
       knownMissing,
       progress: (p) => options.onProgress?.(p),
     };
-    for (const [kind, stage] of [['image', 'images'], ['chart', 'charts'], ['pack', 'packs']] as const) {
-      const ofKind = artifacts.filter((a) => a.kind === kind);
-      if (!ofKind.length) continue;
-      await pushBlobs(ctx, stage, ofKind);
-      await pushManifests(ctx, stage, ofKind);
-    }
-    // Tags last, each on its own: one refused (an immutable tag, a missing project) does
-    // not keep the others from landing.
-    let tagsDone = 0;
-    await runPool([...artifacts.entries()], options.jobs, ctx.signal, async ([i, a]) => {
-      const ref = report.references[i]!;
-      try {
-        ref.outcome = await setTag(ctx, a);
-        if (ref.outcome === 'pushed') counters.tagsPushed++;
-      } catch (err) {
-        if (!(err instanceof RegistryError)) throw err;
-        ref.outcome = 'failed';
-        ref.error = { code: err.code, message: err.message };
+    // From here requests write: a failure is reported with what landed, not only thrown.
+    let stopped: AirgapError | undefined;
+    try {
+      await transfer(ctx, artifacts, report);
+    } catch (err) {
+      if (!(err instanceof AirgapError) || ctx.signal.aborted) throw err;
+      stopped = err;
+      for (const ref of report.references) {
+        if (ref.outcome === 'planned') {
+          ref.outcome = 'failed';
+          ref.error = { code: err.code, message: err.message };
+        }
       }
-      ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone: ++tagsDone, itemsTotal: artifacts.length });
-    });
+    }
     const failed = report.references.some((r) => r.outcome === 'failed');
     const moved = counters.blobsPushed + counters.blobsMounted + counters.manifestsPushed + counters.tagsPushed > 0;
     if (!failed) await journal.remove();
@@ -337,6 +364,7 @@ async function pushPlanned(options: TransferOptions, started: number, source: Pu
       resumedBlobs: journal.resumed,
       status: failed ? 'partial' : moved ? 'pushed' : 'unchanged',
       seconds: Math.round((Date.now() - started) / 10) / 100,
+      ...(stopped ? { error: { code: stopped.code, message: stopped.message, ...(stopped.hint ? { hint: stopped.hint } : {}) } } : {}),
     };
   } finally {
     targets.images?.close();

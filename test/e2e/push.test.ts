@@ -34,6 +34,7 @@ interface Report {
   resumedBlobs: number;
   files: { count: number; pushed: boolean };
   references: Array<{ kind: string; source: string; reference: string; digest: string; outcome: string; error?: { code: string; message: string } }>;
+  error?: { code: string; message: string; hint?: string };
 }
 
 const work = await tempDir(t, 'airgap-push-test-');
@@ -353,6 +354,38 @@ t.test('registry rules users hit: a missing project, no cross-repository mount, 
   t.match(failed[0]!.error!.message, /configured as immutable/);
   t.ok(partial.references.filter((x) => x.outcome !== 'failed').every((x) => x.outcome === 'unchanged'), 'the others are there, unchanged');
   t.equal(await digestAt(`${registry.host}/proj/apps/app:1.0`), built['apps/app:1.0'], 'the immutable tag kept its digest');
+});
+
+t.test('a registry that fails part-way: --json still prints the report (what landed, why it stopped), exit 1; the same command finishes', async (t) => {
+  const registry = await startRegistry(t);
+  let refuse = true;
+  const proxy = await startProxy(t, registry.host, async (req) => {
+    // The charts stage comes after the images: refuse the chart's upload for good.
+    if (refuse && req.method === 'POST' && /\/charts\/hello\/blobs\/uploads\/$/.test(new URL(req.url ?? '/', 'http://x').pathname)) {
+      return { status: 400, body: { errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'quota exceeded for charts' }] } };
+    }
+    return undefined;
+  });
+  const args = ['--to', `${proxy.host}/parted`, '--insecure-registry', proxy.host, '--key', keys.publicKeyPath, '--json'];
+  const stopped = await push(args);
+  t.equal(stopped.exitCode, 1, 'not every reference landed');
+  const report = JSON.parse(stopped.stdout) as Report;
+  t.equal(report.status, 'partial');
+  t.ok(report.blobsPushed > 0, `the images' ${report.blobsPushed} blobs landed before the charts stage stopped`);
+  t.match(report.error, { message: /quota exceeded for charts/ }, 'the report says why it stopped');
+  t.ok(report.references.every((r) => r.outcome === 'failed' && r.error?.code === report.error!.code), 'no tag moved: every reference failed, with the error');
+  t.match(stopped.stderr, /airgap: error: .*quota exceeded for charts/, 'stderr says it too');
+  t.match(stopped.stderr, /hint: run the same command again/);
+  t.equal(await fetch(`http://${registry.host}/v2/parted/apps/app/manifests/1.0`, { method: 'HEAD' }).then((r) => r.status), 404, 'no tag was set');
+
+  refuse = false;
+  const again = await push(args);
+  t.equal(again.exitCode, 0, again.stderr);
+  const finished = JSON.parse(again.stdout) as Report;
+  t.equal(finished.status, 'pushed');
+  t.notOk(finished.error);
+  t.equal(finished.resumedBlobs, report.blobsPushed + report.blobsMounted + report.blobsSkipped, 'the blobs that landed were not sent again');
+  for (const ref of finished.references) t.equal(await digestAt(ref.reference.replace(proxy.host, registry.host)), ref.digest, ref.reference);
 });
 
 t.test('a proxy that refuses large bodies (413): the push goes on in chunks; --chunk-size chunks from the start', async (t) => {

@@ -3,8 +3,8 @@
  * the builder bytes other than the source's (they are signed).
  */
 import t from 'tap';
-import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, readFile, readdir, utimes, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { localRuntime, packRuntimeFile } from '../../src/build/runtime.js';
@@ -30,6 +30,16 @@ t.test('the cache gzips a source once; a cached file that does not unpack to the
   await writeFile(first.file, 'not gzip at all');
   t.same(await packRuntimeFile(source, cache), first, 'nor is a file that is not gzip');
   t.same((await readdir(cache)).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+
+  // Earlier builds' gzips: only the RUNTIME_CACHE_KEEP used last stay.
+  const old = Array.from({ length: 6 }, (_, i) => join(cache, `${String(i).repeat(64)}.gz`));
+  for (const [i, file] of old.entries()) {
+    await writeFile(file, gzipSync(Buffer.from(`old ${i}`)));
+    await utimes(file, new Date(Date.UTC(2026, 0, 1 + i)), new Date(Date.UTC(2026, 0, 1 + i)));
+  }
+  await writeFile(join(cache, 'notes.txt'), 'not a cache file');
+  t.same(await packRuntimeFile(source, cache), first, 'a use of the cache');
+  t.same((await readdir(cache)).sort(), [...[5, 4, 3].map((i) => `${String(i).repeat(64)}.gz`), basename(first.file), 'notes.txt'].sort(), 'the file used and the newest others, up to RUNTIME_CACHE_KEEP; other files untouched');
 });
 
 t.test('only a self-contained Node.js for Linux is carried', async (t) => {
