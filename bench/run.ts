@@ -13,8 +13,13 @@
  * Then the many-files suite (bench/many-files.ts): a signed bundle of 100,000 small files,
  * and a hostile unsigned one of 1,000,000 empty entries.
  *
- * Options: --suite all|images|files (all) --images N (4) --layers L (5) --layer-mb M (24)
- * --files N (100000) --hostile-entries N (1000000) --keep (leave bench/work).
+ * The many-images suite runs the same comparison on many small images (N images of 3 layers
+ * of 1 MB), where the cost per image and per request, not the bytes, sets the pace; it has
+ * no raw-ingest row (a curl process per 1 MB blob measures process starts, not ingest).
+ *
+ * Options: --suite all|images|many-images|files (all) --images N (4) --layers L (5)
+ * --layer-mb M (24) --many-images N (60) --files N (100000) --hostile-entries N (1000000)
+ * --keep (leave bench/work).
  */
 import { parseArgs } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
@@ -25,7 +30,7 @@ import { stringify } from 'yaml';
 import { buildBundle } from '../src/build/builder.js';
 import { generateSigningKeys } from '../src/format/keys.js';
 import { encodeFileHeader, endOfArchive, paddingFor } from '../src/format/tar.js';
-import { AIRGAP, MB, root, startAppliance, daemonPeakRss, timed, importBin, work } from './common.js';
+import { AIRGAP, MB, root, startAppliance, daemonPeakRss, timed, importBin, work as benchWork } from './common.js';
 import { manyFilesBench } from './many-files.js';
 
 const { values } = parseArgs({
@@ -33,15 +38,21 @@ const { values } = parseArgs({
     images: { type: 'string', default: '4' },
     layers: { type: 'string', default: '5' },
     'layer-mb': { type: 'string', default: '24' },
+    'many-images': { type: 'string', default: '60' },
     files: { type: 'string', default: '100000' },
     'hostile-entries': { type: 'string', default: '1000000' },
     suite: { type: 'string', default: 'all' },
     keep: { type: 'boolean', default: false },
   },
 });
-const IMAGES = Number(values.images);
-const LAYERS = Number(values.layers);
-const LAYER_BYTES = Number(values['layer-mb']) * 1024 * 1024;
+/** What a suite of images makes: `images` images of `layers` random layers of `layerBytes`. */
+interface ImagesShape {
+  images: number;
+  layers: number;
+  layerBytes: number;
+  /** Measure the raw-ingest limit (4 parallel curl -T) too. */
+  limit: boolean;
+}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -58,7 +69,7 @@ async function putBlob(layout: string, mediaType: string, data: Buffer) {
 }
 
 /** Writes the OCI layout: `images` of each release, the second changing the last layer. */
-async function makeContent(layout: string): Promise<{ v1: string[]; v2: string[] }> {
+async function makeContent(layout: string, { images: IMAGES, layers: LAYERS, layerBytes: LAYER_BYTES }: ImagesShape): Promise<{ v1: string[]; v2: string[] }> {
   await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
   await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   const index: { schemaVersion: 2; manifests: unknown[] } = { schemaVersion: 2, manifests: [] };
@@ -79,11 +90,13 @@ async function makeContent(layout: string): Promise<{ v1: string[]; v2: string[]
   return refs;
 }
 
-/** The images suite: first release, upgrade, re-import against skopeo and raw ingest. */
-async function imagesBench() {
-  console.error(`bench: ${IMAGES} images x ${LAYERS} layers x ${LAYER_BYTES / MB} MB; the upgrade changes one layer per image`);
+/** An images suite: first release, upgrade, re-import and push against skopeo (and raw ingest). */
+async function imagesBench(suite: string, shape: ImagesShape) {
+  const { images: IMAGES, layers: LAYERS, layerBytes: LAYER_BYTES } = shape;
+  console.error(`bench ${suite}: ${IMAGES} images x ${LAYERS} layers x ${LAYER_BYTES / MB} MB; the upgrade changes one layer per image`);
+  const work = join(benchWork, suite);
   const layout = join(work, 'images');
-  const refs = await makeContent(layout);
+  const refs = await makeContent(layout, shape);
   const keys = await generateSigningKeys(join(work, 'keys'));
   const bins: Record<'v1' | 'v2', string> = { v1: '', v2: '' };
   for (const [release, version] of [['v1', '1.0.0'], ['v2', '1.1.0']] as const) {
@@ -96,14 +109,14 @@ async function imagesBench() {
   const firstBytes = IMAGES * LAYERS * LAYER_BYTES;
   const upgradeBytes = IMAGES * LAYER_BYTES;
 
-  const box = await startAppliance('airgap', keys.publicKeyPath);
+  const box = await startAppliance(`${suite}-airgap`, keys.publicKeyPath);
   const first = await timed(() => importBin(box.stateDir, bins.v1));
   const upgrade = await timed(() => importBin(box.stateDir, bins.v2));
   const again = await timed(() => importBin(box.stateDir, bins.v2));
   const peakRss = await daemonPeakRss(box.stateDir);
   await box.stop();
 
-  const plain = await startAppliance('skopeo', keys.publicKeyPath);
+  const plain = await startAppliance(`${suite}-skopeo`, keys.publicKeyPath);
   const skopeo = async (release: 'v1' | 'v2') => {
     for (const [i, ref] of refs[release].entries()) {
       await execa('skopeo', ['copy', '--quiet', '--dest-cert-dir', plain.certDir, '--dest-creds', plain.creds, `oci:${layout}:${ref}`, `docker://${plain.registry}/bench/img${i}:${release}`]);
@@ -115,7 +128,7 @@ async function imagesBench() {
 
   // airgap push of the same .bin files into the same kind of registry (TLS, htpasswd), as
   // an admin pushes into a site's registry: verify every entry, then push.
-  const target = await startAppliance('push', keys.publicKeyPath);
+  const target = await startAppliance(`${suite}-push`, keys.publicKeyPath);
   const [pushUser, pushPassword] = [target.creds.slice(0, target.creds.indexOf(':')), target.creds.slice(target.creds.indexOf(':') + 1)];
   const pushBin = async (release: 'v1' | 'v2') => {
     const r = await execa(AIRGAP, ['push', bins[release], '--to', target.registry, '--ca-file', join(target.certDir, 'ca.crt'), '--username', pushUser, '--password-stdin', '--key', keys.publicKeyPath, '--json'], {
@@ -128,35 +141,39 @@ async function imagesBench() {
   const pushUpgrade = await timed(() => pushBin('v2'));
   await target.stop();
 
-  const raw = await startAppliance('raw', keys.publicKeyPath);
-  const blobFiles: string[] = [];
-  for (const ref of refs.v1) {
-    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
-    const m = index.manifests.find((x) => x.annotations['org.opencontainers.image.ref.name'] === ref)!;
-    const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
-    for (const l of manifest.layers) blobFiles.push(l.digest.slice(7));
+  const limit = shape.limit ? await rawIngest() : undefined;
+  async function rawIngest() {
+    const raw = await startAppliance(`${suite}-raw`, keys.publicKeyPath);
+    const blobFiles: string[] = [];
+    for (const ref of refs.v1) {
+      const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+      const m = index.manifests.find((x) => x.annotations['org.opencontainers.image.ref.name'] === ref)!;
+      const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+      for (const l of manifest.layers) blobFiles.push(l.digest.slice(7));
+    }
+    const upload = async (hex: string) => {
+      const start = await execa('curl', ['-sf', '-D', '-', '-o', '/dev/null', '-X', 'POST', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, `https://${raw.registry}/v2/raw/blobs/uploads/`]);
+      const location = /^location: (.+)$/im.exec(start.stdout)![1]!.trim();
+      const url = new URL(location, `https://${raw.registry}`);
+      url.searchParams.set('digest', `sha256:${hex}`);
+      await execa('curl', ['-sf', '-o', '/dev/null', '-T', join(layout, 'blobs', 'sha256', hex), '-H', 'content-type: application/octet-stream', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, url.toString()]);
+    };
+    const limit = await timed(async () => {
+      let next = 0;
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (next < blobFiles.length) await upload(blobFiles[next++]!);
+      }));
+    });
+    await raw.stop();
+    return limit;
   }
-  const upload = async (hex: string) => {
-    const start = await execa('curl', ['-sf', '-D', '-', '-o', '/dev/null', '-X', 'POST', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, `https://${raw.registry}/v2/raw/blobs/uploads/`]);
-    const location = /^location: (.+)$/im.exec(start.stdout)![1]!.trim();
-    const url = new URL(location, `https://${raw.registry}`);
-    url.searchParams.set('digest', `sha256:${hex}`);
-    await execa('curl', ['-sf', '-o', '/dev/null', '-T', join(layout, 'blobs', 'sha256', hex), '-H', 'content-type: application/octet-stream', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, url.toString()]);
-  };
-  const limit = await timed(async () => {
-    let next = 0;
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      while (next < blobFiles.length) await upload(blobFiles[next++]!);
-    }));
-  });
-  await raw.stop();
 
   const row = (what: string, seconds: number, bytes: number, skopeoSeconds?: number) => ({
     what,
     seconds: Math.round(seconds * 100) / 100,
     mbPerSecond: bytes ? Math.round((bytes / MB / seconds) * 10) / 10 : null,
     ratioToSkopeo: skopeoSeconds ? Math.round((seconds / skopeoSeconds) * 100) / 100 : null,
-    ratioToLimit: bytes ? Math.round((seconds / (limit.seconds * (bytes / firstBytes))) * 100) / 100 : null,
+    ratioToLimit: bytes && limit ? Math.round((seconds / (limit.seconds * (bytes / firstBytes))) * 100) / 100 : null,
   });
   const results = {
     parameters: { images: IMAGES, layersPerImage: LAYERS, layerMB: LAYER_BYTES / MB, firstReleaseMB: firstBytes / MB, upgradeMB: upgradeBytes / MB },
@@ -168,7 +185,7 @@ async function imagesBench() {
       row('airgap push to a registry, upgrade', pushUpgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('skopeo copy, first release', skopeoFirst.seconds, firstBytes),
       row('skopeo copy, upgrade', skopeoUpgrade.seconds, upgradeBytes),
-      row('limit: 4 parallel curl -T', limit.seconds, firstBytes),
+      ...(limit ? [row('limit: 4 parallel curl -T', limit.seconds, firstBytes)] : []),
     ],
     imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
     pushes: { first: pushFirst.value, upgrade: pushUpgrade.value },
@@ -188,14 +205,17 @@ async function imagesBench() {
 }
 
 async function main(): Promise<void> {
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  await rm(benchWork, { recursive: true, force: true });
+  await mkdir(benchWork, { recursive: true });
   const suite = values.suite;
-  if (!['all', 'images', 'files'].includes(suite)) throw new Error(`--suite must be all, images or files, not ${suite}`);
+  if (!['all', 'images', 'many-images', 'files'].includes(suite)) throw new Error(`--suite must be all, images, many-images or files, not ${suite}`);
+  const runs = (name: string) => suite === 'all' || suite === name;
   const results = {
     date: new Date().toISOString(),
-    ...(suite !== 'files' ? await imagesBench() : {}),
-    ...(suite !== 'images' ? { manyFiles: await manyFilesBench({ files: Number(values.files), hostileEntries: Number(values['hostile-entries']) }) } : {}),
+    // The images suite's figures stay at the top level, as in earlier results.
+    ...(runs('images') ? await imagesBench('images', { images: Number(values.images), layers: Number(values.layers), layerBytes: Number(values['layer-mb']) * MB, limit: true }) : {}),
+    ...(runs('many-images') ? { manyImages: await imagesBench('many-images', { images: Number(values['many-images']), layers: 3, layerBytes: MB, limit: false }) } : {}),
+    ...(runs('files') ? { manyFiles: await manyFilesBench({ files: Number(values.files), hostileEntries: Number(values['hostile-entries']) }) } : {}),
     node: process.version,
   };
   const dir = join(root, 'bench', 'results');
@@ -204,7 +224,7 @@ async function main(): Promise<void> {
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`written to ${file}`);
-  if (!values.keep) await rm(work, { recursive: true, force: true });
+  if (!values.keep) await rm(benchWork, { recursive: true, force: true });
 }
 
 await main();
