@@ -1,10 +1,10 @@
 /**
  * Helm charts and packs as OCI artifacts: a small JSON config blob, one tar+gzip layer,
  * and an image manifest tying them together (OCI image-spec, "Guidelines for artifact
- * usage", and Helm's registry format: helm.sh/docs/topics/registries).
+ * usage"); charts exactly as `helm push` writes them (helm-chart.ts).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { createGunzip, createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
@@ -16,13 +16,14 @@ import { BundleError } from '../kit/errors.js';
 import { sha256Digest } from '../kit/digest.js';
 import {
   MEDIA_TYPE_HELM_CHART,
-  MEDIA_TYPE_HELM_CONFIG,
   MEDIA_TYPE_OCI_MANIFEST,
   MEDIA_TYPE_PACK_CONFIG,
   MEDIA_TYPE_PACK_CONTENT,
   type Descriptor,
 } from '../oci/manifest.js';
 import { chartTarget, packTarget } from '../format/layout.js';
+import { targetProblem } from '../oci/reference.js';
+import { helmAnnotations, helmConfigDescriptor, helmConfigJson, helmManifest, loadChartMetadata, rfc3339Seconds } from './helm-chart.js';
 import { BUNDLE_NAME, SEMVER } from '../format/names.js';
 
 /** A blob of an artifact that lives in a file (the chart .tgz, a pack's tarball). */
@@ -40,8 +41,6 @@ export interface Artifact {
   config: { descriptor: Descriptor; bytes: Buffer };
   layer: FileBlob;
 }
-
-const CHART_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
 /** Files up to this size are read in one piece (hashing, and the builder's copy); larger ones stream. */
 export const WHOLE_FILE_BYTES = 1024 * 1024;
@@ -75,17 +74,22 @@ function artifactManifest(configMediaType: string, configBytes: Buffer, layer: D
   };
 }
 
-/** Reads `<chart>/Chart.yaml` from a chart archive without extracting anything. */
-async function readChartYaml(tgz: string): Promise<Record<string, unknown>> {
+/**
+ * Reads `<chart>/Chart.yaml` and, when there, `<chart>/requirements.yaml` from a chart
+ * archive without extracting anything (Helm's loader drops the first path part: any
+ * folder name). A UTF-8 BOM goes, as Helm's loader strips it.
+ */
+async function readChartFiles(tgz: string): Promise<{ chartYaml: string; requirementsYaml?: string }> {
   const extract = tarStream.extract();
-  let found: Buffer | undefined;
+  const found = new Map<string, Buffer>();
   extract.on('entry', (header, stream, next) => {
     const parts = header.name.split('/').filter(Boolean);
-    if (!found && parts.length === 2 && parts[1] === 'Chart.yaml' && header.type === 'file' && (header.size ?? 0) < 1024 * 1024) {
+    const name = parts.length === 2 ? parts[1]! : '';
+    if ((name === 'Chart.yaml' || name === 'requirements.yaml') && !found.has(name) && header.type === 'file' && (header.size ?? 0) < 1024 * 1024) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: unknown) => chunks.push(c as Buffer));
       stream.on('end', () => {
-        found = Buffer.concat(chunks);
+        found.set(name, Buffer.concat(chunks));
         next();
       });
     } else {
@@ -94,35 +98,49 @@ async function readChartYaml(tgz: string): Promise<Record<string, unknown>> {
     }
   });
   await pipeline(createReadStream(tgz), createGunzip(), extract);
-  if (!found) throw new BundleError('AG_CHART', `${tgz} has no <name>/Chart.yaml; is it a Helm chart packaged with 'helm package'?`);
-  const meta = parseYaml(found.toString('utf8')) as unknown;
-  if (typeof meta !== 'object' || meta === null) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml is not a mapping`);
-  return meta as Record<string, unknown>;
+  const chartYaml = found.get('Chart.yaml');
+  if (!chartYaml) throw new BundleError('AG_CHART', `${tgz} has no <name>/Chart.yaml; is it a Helm chart packaged with 'helm package'?`);
+  const text = (b: Buffer) => b.toString('utf8').replace(/^\uFEFF/, '');
+  const requirements = found.get('requirements.yaml');
+  return { chartYaml: text(chartYaml), ...(requirements ? { requirementsYaml: text(requirements) } : {}) };
 }
 
 /**
- * Makes the OCI artifact of a Helm chart archive: config = Chart.yaml as JSON
+ * Makes the OCI artifact of a Helm chart archive exactly as `helm push` does
+ * (build/helm-chart.ts): config = Helm's chart.Metadata as Go's json.Marshal writes it
  * (application/vnd.cncf.helm.config.v1+json), layer = the .tgz as it is
- * (application/vnd.cncf.helm.chart.content.v1.tar+gzip). Throws BundleError AG_CHART.
+ * (application/vnd.cncf.helm.chart.content.v1.tar+gzip), manifest with Helm's
+ * annotations, `created` from the archive's mtime. Returns warnings about values Helm
+ * reads otherwise than written. Throws BundleError AG_CHART.
  */
-export async function chartArtifact(tgz: string): Promise<Artifact> {
-  let meta: Record<string, unknown>;
+export async function chartArtifact(tgz: string): Promise<Artifact & { warnings: string[] }> {
+  let files: Awaited<ReturnType<typeof readChartFiles>>;
   try {
-    meta = await readChartYaml(tgz);
+    files = await readChartFiles(tgz);
   } catch (cause) {
     if (cause instanceof BundleError) throw cause;
     throw new BundleError('AG_CHART', `${tgz} is not a readable chart archive (.tgz)`, { cause });
   }
-  const name = meta.name;
-  const version = typeof meta.version === 'number' ? String(meta.version) : meta.version;
-  if (typeof name !== 'string' || !CHART_NAME.test(name)) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml has no valid name`);
-  if (typeof version !== 'string' || !SEMVER.test(version)) throw new BundleError('AG_CHART', `${tgz}: Chart.yaml version '${String(version)}' is not semver`);
+  const { metadata, warnings } = loadChartMetadata(files.chartYaml, files.requirementsYaml, tgz);
+  const { name, version } = metadata;
+  const target = chartTarget(name, version);
+  const problem = targetProblem(target);
+  if (problem) throw new BundleError('AG_CHART', `${tgz}: chart ${name} ${version} would be ${target}, which ${problem}`, { hint: 'OCI repository names are lower-case letters, digits and separators' });
   const layerHash = await hashFile(tgz);
   const layer: Descriptor = { mediaType: MEDIA_TYPE_HELM_CHART, ...layerHash };
-  const annotations: Record<string, string> = { 'org.opencontainers.image.title': name, 'org.opencontainers.image.version': version };
-  if (typeof meta.description === 'string') annotations['org.opencontainers.image.description'] = meta.description;
-  const parts = artifactManifest(MEDIA_TYPE_HELM_CONFIG, Buffer.from(JSON.stringify({ ...meta, version }), 'utf8'), layer, annotations);
-  return { name, version, target: chartTarget(name, version), ...parts, layer: { descriptor: layer, file: tgz } };
+  const configBytes = helmConfigJson(metadata);
+  const config = helmConfigDescriptor(configBytes);
+  const created = rfc3339Seconds((await stat(tgz)).mtimeMs);
+  const manifestBytes = helmManifest(config, [layer], helmAnnotations(metadata, created));
+  return {
+    name,
+    version,
+    target,
+    config: { descriptor: config, bytes: configBytes },
+    manifest: { descriptor: { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: sha256Digest(manifestBytes), size: manifestBytes.length }, bytes: manifestBytes },
+    layer: { descriptor: layer, file: tgz },
+    warnings,
+  };
 }
 
 /** Every regular file and directory under `dir`, sorted, as '/'-separated relative paths. */

@@ -97,6 +97,8 @@ export interface BuildResult {
   charts: TocArtifact[];
   packs: TocArtifact[];
   files: TocFile[];
+  /** What the admin should know about the inputs (a chart value Helm reads otherwise than written). */
+  warnings: string[];
 }
 
 /** One tar entry to write: its size and sha256 are known before writing. */
@@ -153,6 +155,7 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
   const charts: TocArtifact[] = [];
   const packs: TocArtifact[] = [];
   const files: TocFile[] = [];
+  const warnings: string[] = [];
 
   for (const [i, item] of spec.images.entries()) {
     report(item.source);
@@ -182,7 +185,9 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
   };
   for (const [i, item] of spec.charts.entries()) {
     report(item.source);
-    addArtifact(await chartArtifact(resolve(spec.baseDir, item.source)), 'chart', charts, `charts[${i}]`);
+    const chart = await chartArtifact(resolve(spec.baseDir, item.source));
+    warnings.push(...chart.warnings);
+    addArtifact(chart, 'chart', charts, `charts[${i}]`);
   }
   for (const [i, item] of spec.packs.entries()) {
     report(item.source);
@@ -219,7 +224,7 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
       files.push({ target, path, size, sha256: hexOfDigest(digest), mode: f.mode });
     }
   }
-  return { plan, images, charts, packs, files };
+  return { plan, images, charts, packs, files, warnings };
 }
 
 /** Copies entries into the output stream, hashing the payload and checking each entry. */
@@ -305,7 +310,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
   const partial = `${outPath}.${randomBytes(4).toString('hex')}.partial`;
   try {
     progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
-    const { plan, images, charts, packs, files } = await planBundle(spec, options, workDir, (item) => {
+    const { plan, images, charts, packs, files, warnings } = await planBundle(spec, options, workDir, (item) => {
       options.signal?.throwIfAborted();
       progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
     });
@@ -443,6 +448,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
       charts,
       packs,
       files,
+      warnings,
     };
   } catch (err) {
     await rm(partial, { force: true });

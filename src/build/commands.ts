@@ -68,6 +68,7 @@ const buildCommand = defineCommand({
     });
     progress.end();
     const seconds = (Date.now() - started) / 1000;
+    for (const warning of result.warnings) print(ctx.stderr, `airgap: warning: ${printable(warning)}`);
     if (values.json) {
       print(ctx.stdout, JSON.stringify({ ...result, seconds }, null, 2));
     } else {
