@@ -47,6 +47,7 @@ import { sha256Hex, hexOfDigest } from '../kit/digest.js';
 import { collisionKey, entryPathProblem } from '../format/paths.js';
 import { syncDir } from '../kit/fs.js';
 import { defaultRuntimeCache, packRuntimeFile, type RuntimeSources } from './runtime.js';
+import { fetchOciChart, fetchRepoChart } from './chart-source.js';
 
 export interface BuildProgress {
   stage: 'plan' | 'write' | 'done';
@@ -174,20 +175,42 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
     images.push({ target, source: item.source, digest: image.descriptor.digest, mediaType: image.descriptor.mediaType, size: image.size, platforms: image.platforms });
   }
 
-  const addArtifact = (artifact: Artifact, kind: 'chart' | 'pack', list: TocArtifact[], what: string) => {
+  const addArtifact = (artifact: Artifact, kind: 'chart' | 'pack', list: TocArtifact[], what: string, source?: string) => {
     plan.claimTarget(artifact.target, what);
     plan.addBlob(artifact.manifest.descriptor, async () => artifact.manifest.bytes);
     plan.addBlob(artifact.config.descriptor, async () => artifact.config.bytes);
     plan.addBlob(artifact.layer.descriptor, async () => createReadStream(artifact.layer.file, { highWaterMark: 1024 * 1024 }));
     plan.indexManifests.push({ ...artifact.manifest.descriptor, annotations: { [ANNOTATION_REF_NAME]: artifact.target, [ANNOTATION_KIND]: kind } });
     const size = artifact.manifest.descriptor.size + artifact.config.descriptor.size + artifact.layer.descriptor.size;
-    list.push({ name: artifact.name, version: artifact.version, target: artifact.target, digest: artifact.manifest.descriptor.digest, size });
+    list.push({ name: artifact.name, version: artifact.version, target: artifact.target, digest: artifact.manifest.descriptor.digest, size, ...(source !== undefined ? { source } : {}) });
+  };
+  const fetchOptions = {
+    workDir,
+    insecureRegistries: options.insecureRegistries ?? [],
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.caPem ? { caPem: options.caPem } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   };
   for (const [i, item] of spec.charts.entries()) {
-    report(item.source);
-    const chart = await chartArtifact(resolve(spec.baseDir, item.source));
+    let file: string;
+    let source: string;
+    if ('repo' in item) {
+      report(`${item.repo} ${item.name} ${item.version}`);
+      const fetched = await fetchRepoChart(item.repo, item.name, item.version, fetchOptions);
+      ({ file, source } = fetched);
+    } else if (item.source.startsWith('oci://')) {
+      report(item.source);
+      ({ file, source } = await fetchOciChart(item.source, fetchOptions));
+    } else {
+      report(item.source);
+      [file, source] = [resolve(spec.baseDir, item.source), item.source];
+    }
+    const chart = await chartArtifact(file);
+    if ('repo' in item && chart.name !== item.name) {
+      throw new BundleError('AG_CHART', `${source} holds chart '${chart.name}', not '${item.name}' as the repository's index says`);
+    }
     warnings.push(...chart.warnings);
-    addArtifact(chart, 'chart', charts, `charts[${i}]`);
+    addArtifact(chart, 'chart', charts, `charts[${i}]`, source);
   }
   for (const [i, item] of spec.packs.entries()) {
     report(item.source);

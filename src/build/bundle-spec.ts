@@ -6,7 +6,8 @@
  *   name: demo
  *   version: 1.0.0
  *   images: [{ source: oci:./images:busybox, target: library/busybox:1.35 }]
- *   charts: [{ source: ./charts/hello-0.1.0.tgz }]
+ *   charts: [{ source: ./charts/hello-0.1.0.tgz }, { source: oci://HOST/REPO:TAG },
+ *            { repo: https://charts.example.com, name: clearml, version: 7.14.x }]
  *   packs:  [{ source: ./packs/cilium }]
  *   files:  [{ source: ./manifests/, target: manifests/ }]
  */
@@ -22,12 +23,16 @@ export interface BundleSpec {
   name: string;
   version: string;
   images: Array<{ source: string; target?: string }>;
-  charts: Array<{ source: string }>;
+  /** A local .tgz or `oci://` reference (`source`), or a chart of a Helm repository (`repo`, `name`, `version`). */
+  charts: ChartItem[];
   packs: Array<{ source: string }>;
   files: Array<{ source: string; target: string }>;
   /** Directory of bundle.yaml: relative sources resolve against it. */
   baseDir: string;
 }
+
+/** One `charts:` item. */
+export type ChartItem = { source: string } | { repo: string; name: string; version: string };
 
 const SECTIONS = new Set(['apiVersion', 'kind', 'name', 'version', 'images', 'charts', 'packs', 'files']);
 
@@ -86,7 +91,11 @@ export async function loadBundleSpec(path: string): Promise<BundleSpec> {
     name: r.name,
     version,
     images: images.map((i) => (i.target ? { source: i.source!, target: i.target } : { source: i.source! })),
-    charts: list('charts', ['source'], ['source']).map((c) => ({ source: c.source! })),
+    charts: list('charts', ['source', 'repo', 'name', 'version'], []).map((c, i): ChartItem => {
+      if (c.source !== undefined && c.repo === undefined && c.name === undefined && c.version === undefined) return { source: c.source };
+      if (c.repo !== undefined && c.source === undefined && c.name !== undefined && c.version !== undefined) return { repo: c.repo, name: c.name, version: c.version };
+      return fail(path, `charts[${i}] needs either source (a .tgz or oci://HOST/REPO:TAG) or repo, name and version`, 'for example {repo: https://charts.example.com, name: clearml, version: 7.14.7}');
+    }),
     packs: list('packs', ['source'], ['source']).map((p) => ({ source: p.source! })),
     files: files.map((f) => ({ source: f.source!, target: f.target! })),
     baseDir: dirname(resolve(path)),

@@ -45,6 +45,11 @@ export interface TocArtifact {
   target: string;
   digest: string;
   size: number;
+  /**
+   * Where a chart came from, as the writer resolved it: the path in bundle.yaml, the
+   * archive's URL in a Helm repository, or `oci://…@sha256:…`. Informative; optional.
+   */
+  source?: string;
 }
 
 export interface TocFile {
@@ -107,7 +112,7 @@ export function serializeToc(toc: Toc): Buffer {
 }
 
 function artifactOrder(a: TocArtifact) {
-  return { name: a.name, version: a.version, target: a.target, digest: a.digest, size: a.size };
+  return { name: a.name, version: a.version, target: a.target, digest: a.digest, size: a.size, ...(a.source !== undefined ? { source: a.source } : {}) };
 }
 
 /** Largest TOC accepted, in bytes: 64 MiB is room for about 400,000 entries. */
@@ -348,6 +353,7 @@ export async function parseToc(input: Buffer | TocChunks): Promise<Toc> {
         target,
         digest: c.string(o, 'digest', at, SHA256_DIGEST),
         size: c.size(o, 'size', at),
+        ...(o.source !== undefined ? { source: c.string(o, 'source', at) } : {}),
       };
     });
   const files = await mapInTurns(c.array(root.files ?? [], 'files'), (raw, i): TocFile => {

@@ -97,10 +97,10 @@ export async function makeBusyboxLayout(layout: string, work: string, ref = 'bus
 }
 
 /** A Helm chart archive `<dir>/<name>-<version>.tgz` as `helm package` lays it out. */
-export async function makeChart(dir: string, name: string, version: string): Promise<string> {
+export async function makeChart(dir: string, name: string, version: string, chartYaml = `apiVersion: v2\nname: ${name}\nversion: ${version}\ndescription: test chart\n`): Promise<string> {
   const src = join(dir, 'chart-src');
   await mkdir(join(src, name, 'templates'), { recursive: true });
-  await writeFile(join(src, name, 'Chart.yaml'), `apiVersion: v2\nname: ${name}\nversion: ${version}\ndescription: test chart\n`);
+  await writeFile(join(src, name, 'Chart.yaml'), chartYaml);
   await writeFile(join(src, name, 'values.yaml'), 'replicas: 1\n');
   await writeFile(join(src, name, 'templates', 'cm.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n');
   const tgz = join(dir, `${name}-${version}.tgz`);
