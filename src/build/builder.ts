@@ -48,6 +48,7 @@ import { collisionKey, entryPathProblem } from '../format/paths.js';
 import { syncDir } from '../kit/fs.js';
 import { defaultRuntimeCache, packRuntimeFile, type RuntimeSources } from './runtime.js';
 import { fetchOciChart, fetchRepoChart } from './chart-source.js';
+import { discoverChartImages, imageItemFor, imagesInList, imagesInManifests, type FoundImage } from './discover.js';
 
 export interface BuildProgress {
   stage: 'plan' | 'write' | 'done';
@@ -100,6 +101,30 @@ export interface BuildResult {
   files: TocFile[];
   /** What the admin should know about the inputs (a chart value Helm reads otherwise than written). */
   warnings: string[];
+  /** Images found by `images: auto`, `fromManifests` and `fromList`, with where each was found. */
+  discovered: Array<{ reference: string; target: string; from: string[] }>;
+}
+
+/** What a build would write (`airgap build --dry-run`): BuildResult's lists, nothing written. */
+export type BuildPlan = Pick<BuildResult, 'name' | 'version' | 'images' | 'charts' | 'packs' | 'files' | 'warnings' | 'discovered'>;
+
+/**
+ * Resolves every source of `options.specPath` as buildBundle does (registries asked for
+ * manifests, chart archives fetched, images discovered) and returns the plan without
+ * writing a .bin; no blob is read. Throws as buildBundle.
+ */
+export async function planBuild(options: Omit<BuildOptions, 'out' | 'privateKeyPath' | 'runtime'>): Promise<BuildPlan> {
+  const spec = await loadBundleSpec(options.specPath);
+  const workDir = await mkdtemp(join(tmpdir(), 'airgap-build-'));
+  try {
+    const { images, charts, packs, files, warnings, discovered } = await planBundle(spec, options, workDir, (item) => {
+      options.signal?.throwIfAborted();
+      options.onProgress?.({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
+    });
+    return { name: spec.name, version: spec.version, images, charts, packs, files, warnings, discovered };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
 }
 
 /** One tar entry to write: its size and sha256 are known before writing. */
@@ -158,7 +183,64 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
   const files: TocFile[] = [];
   const warnings: string[] = [];
 
+  const fetchOptions = {
+    workDir,
+    insecureRegistries: options.insecureRegistries ?? [],
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.caPem ? { caPem: options.caPem } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  // Charts first: `images: auto` adds the images they refer to.
+  const fetchedCharts: Array<{ file: string; source: string; what: string; name?: string }> = [];
+  const imageItems: Array<{ source: string; target?: string; what: string; from?: string[] }> = [];
   for (const [i, item] of spec.images.entries()) {
+    if ('source' in item) imageItems.push({ ...item, what: `images[${i}]` });
+  }
+  const discovered: Array<{ reference: string; target: string; from: string[] }> = [];
+  const addFound = (found: FoundImage[], what: string) => {
+    for (const f of found) {
+      const item = imageItemFor(f);
+      const same = imageItems.find((x) => (x.target ?? '') === item.target);
+      if (same && same.source !== item.source && same.from === undefined) continue; // listed by hand: that one wins
+      if (same && same.source === item.source) {
+        if (same.from) same.from.push(...f.from);
+        continue;
+      }
+      imageItems.push({ ...item, what, from: [...f.from] });
+      discovered.push({ reference: f.reference, target: item.target, from: imageItems[imageItems.length - 1]!.from! });
+    }
+  };
+  for (const [i, item] of spec.charts.entries()) {
+    let file: string;
+    let source: string;
+    if ('repo' in item) {
+      report(`${item.repo} ${item.name} ${item.version}`);
+      ({ file, source } = await fetchRepoChart(item.repo, item.name, item.version, fetchOptions));
+    } else if (item.source.startsWith('oci://')) {
+      report(item.source);
+      ({ file, source } = await fetchOciChart(item.source, fetchOptions));
+    } else {
+      report(item.source);
+      [file, source] = [resolve(spec.baseDir, item.source), item.source];
+    }
+    fetchedCharts.push({ file, source, what: `charts[${i}]`, ...('repo' in item ? { name: item.name } : {}) });
+    if (item.images === 'auto') {
+      const { images: found, method } = await discoverChartImages(file, item.values ? resolve(spec.baseDir, item.values) : undefined);
+      if (method !== 'helm template') warnings.push(`${source}: images found without Helm (values and templates); install helm to render the chart, and check the list with airgap images discover`);
+      addFound(found, `charts[${i}] images: auto`);
+    }
+  }
+  for (const [i, item] of spec.images.entries()) {
+    if ('fromManifests' in item) {
+      report(item.fromManifests);
+      addFound(await imagesInManifests(item.fromManifests, spec.baseDir), `images[${i}] fromManifests`);
+    } else if ('fromList' in item) {
+      report(item.fromList);
+      addFound(await imagesInList(resolve(spec.baseDir, item.fromList)), `images[${i}] fromList`);
+    }
+  }
+
+  for (const item of imageItems) {
     report(item.source);
     const source = imageSourceFor(item.source, spec.baseDir, {
       insecureRegistries: options.insecureRegistries ?? [],
@@ -166,8 +248,8 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
       ...(options.caPem ? { caPem: options.caPem } : {}),
     });
     const target = item.target ?? source.defaultTarget;
-    if (!target) throw new BundleError('AG_SPEC', `images[${i}] (${item.source}) needs a target: repository:tag`);
-    plan.claimTarget(target, `images[${i}]`);
+    if (!target) throw new BundleError('AG_SPEC', `${item.what} (${item.source}) needs a target: repository:tag`);
+    plan.claimTarget(target, item.what);
     const image = await collectImage(source);
     for (const [digest, m] of image.manifests) plan.addBlob({ mediaType: m.mediaType, digest, size: m.bytes.length }, async () => m.bytes);
     for (const blob of image.blobs.values()) plan.addBlob(blob, () => source.openBlob(blob));
@@ -184,33 +266,13 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
     const size = artifact.manifest.descriptor.size + artifact.config.descriptor.size + artifact.layer.descriptor.size;
     list.push({ name: artifact.name, version: artifact.version, target: artifact.target, digest: artifact.manifest.descriptor.digest, size, ...(source !== undefined ? { source } : {}) });
   };
-  const fetchOptions = {
-    workDir,
-    insecureRegistries: options.insecureRegistries ?? [],
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.caPem ? { caPem: options.caPem } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  };
-  for (const [i, item] of spec.charts.entries()) {
-    let file: string;
-    let source: string;
-    if ('repo' in item) {
-      report(`${item.repo} ${item.name} ${item.version}`);
-      const fetched = await fetchRepoChart(item.repo, item.name, item.version, fetchOptions);
-      ({ file, source } = fetched);
-    } else if (item.source.startsWith('oci://')) {
-      report(item.source);
-      ({ file, source } = await fetchOciChart(item.source, fetchOptions));
-    } else {
-      report(item.source);
-      [file, source] = [resolve(spec.baseDir, item.source), item.source];
-    }
-    const chart = await chartArtifact(file);
-    if ('repo' in item && chart.name !== item.name) {
-      throw new BundleError('AG_CHART', `${source} holds chart '${chart.name}', not '${item.name}' as the repository's index says`);
+  for (const fetched of fetchedCharts) {
+    const chart = await chartArtifact(fetched.file);
+    if (fetched.name !== undefined && chart.name !== fetched.name) {
+      throw new BundleError('AG_CHART', `${fetched.source} holds chart '${chart.name}', not '${fetched.name}' as the repository's index says`);
     }
     warnings.push(...chart.warnings);
-    addArtifact(chart, 'chart', charts, `charts[${i}]`, source);
+    addArtifact(chart, 'chart', charts, fetched.what, fetched.source);
   }
   for (const [i, item] of spec.packs.entries()) {
     report(item.source);
@@ -247,7 +309,7 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
       files.push({ target, path, size, sha256: hexOfDigest(digest), mode: f.mode });
     }
   }
-  return { plan, images, charts, packs, files, warnings };
+  return { plan, images, charts, packs, files, warnings, discovered };
 }
 
 /** Copies entries into the output stream, hashing the payload and checking each entry. */
@@ -333,7 +395,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
   const partial = `${outPath}.${randomBytes(4).toString('hex')}.partial`;
   try {
     progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
-    const { plan, images, charts, packs, files, warnings } = await planBundle(spec, options, workDir, (item) => {
+    const { plan, images, charts, packs, files, warnings, discovered } = await planBundle(spec, options, workDir, (item) => {
       options.signal?.throwIfAborted();
       progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0, item });
     });
@@ -472,6 +534,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
       packs,
       files,
       warnings,
+      discovered,
     };
   } catch (err) {
     await rm(partial, { force: true });

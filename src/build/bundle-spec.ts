@@ -22,7 +22,8 @@ import { entryPathProblem } from '../format/paths.js';
 export interface BundleSpec {
   name: string;
   version: string;
-  images: Array<{ source: string; target?: string }>;
+  /** An image (`source`, optional `target`), or every image of the pod templates in files (`fromManifests`), or of a list (`fromList`). */
+  images: ImageItem[];
   /** A local .tgz or `oci://` reference (`source`), or a chart of a Helm repository (`repo`, `name`, `version`). */
   charts: ChartItem[];
   packs: Array<{ source: string }>;
@@ -31,8 +32,17 @@ export interface BundleSpec {
   baseDir: string;
 }
 
+/** One `images:` item. */
+export type ImageItem = { source: string; target?: string } | { fromManifests: string } | { fromList: string };
+
+/** What a chart item may add: `images: auto` carries the images it refers to, found with `values` (a path). */
+interface ChartImages {
+  images?: 'auto';
+  values?: string;
+}
+
 /** One `charts:` item. */
-export type ChartItem = { source: string } | { repo: string; name: string; version: string };
+export type ChartItem = ({ source: string } | { repo: string; name: string; version: string }) & ChartImages;
 
 const SECTIONS = new Set(['apiVersion', 'kind', 'name', 'version', 'images', 'charts', 'packs', 'files']);
 
@@ -77,10 +87,14 @@ export async function loadBundleSpec(path: string): Promise<BundleSpec> {
       return o as Record<string, string>;
     });
   };
-  const images = list('images', ['source', 'target'], ['source']);
-  images.forEach((img, i) => {
+  const images = list('images', ['source', 'target', 'fromManifests', 'fromList'], []).map((img, i): ImageItem => {
+    const kinds = ['source', 'fromManifests', 'fromList'].filter((k) => img[k] !== undefined);
+    if (kinds.length !== 1) fail(path, `images[${i}] needs one of source, fromManifests or fromList`, 'for example {source: docker://quay.io/org/app:1.2}, {fromManifests: ./rendered/*.yaml} or {fromList: ./images.txt}');
+    if (img.target !== undefined && img.source === undefined) fail(path, `images[${i}].target goes with source only (found images get their reference without the registry host)`);
     const problem = img.target !== undefined ? targetProblem(img.target) : undefined;
     if (problem) fail(path, `images[${i}].target ${problem}`);
+    if (img.source !== undefined) return img.target !== undefined ? { source: img.source, target: img.target } : { source: img.source };
+    return img.fromManifests !== undefined ? { fromManifests: img.fromManifests } : { fromList: img.fromList! };
   });
   const files = list('files', ['source', 'target'], ['source', 'target']);
   files.forEach((f, i) => {
@@ -90,10 +104,13 @@ export async function loadBundleSpec(path: string): Promise<BundleSpec> {
   return {
     name: r.name,
     version,
-    images: images.map((i) => (i.target ? { source: i.source!, target: i.target } : { source: i.source! })),
-    charts: list('charts', ['source', 'repo', 'name', 'version'], []).map((c, i): ChartItem => {
-      if (c.source !== undefined && c.repo === undefined && c.name === undefined && c.version === undefined) return { source: c.source };
-      if (c.repo !== undefined && c.source === undefined && c.name !== undefined && c.version !== undefined) return { repo: c.repo, name: c.name, version: c.version };
+    images,
+    charts: list('charts', ['source', 'repo', 'name', 'version', 'images', 'values'], []).map((c, i): ChartItem => {
+      if (c.images !== undefined && c.images !== 'auto') fail(path, `charts[${i}].images must be 'auto' (carry the images the chart refers to)`);
+      if (c.values !== undefined && c.images === undefined) fail(path, `charts[${i}].values is used to find images: it goes with images: auto`);
+      const extra = { ...(c.images ? { images: 'auto' as const } : {}), ...(c.values ? { values: c.values } : {}) };
+      if (c.source !== undefined && c.repo === undefined && c.name === undefined && c.version === undefined) return { source: c.source, ...extra };
+      if (c.repo !== undefined && c.source === undefined && c.name !== undefined && c.version !== undefined) return { repo: c.repo, name: c.name, version: c.version, ...extra };
       return fail(path, `charts[${i}] needs either source (a .tgz or oci://HOST/REPO:TAG) or repo, name and version`, 'for example {repo: https://charts.example.com, name: clearml, version: 7.14.7}');
     }),
     packs: list('packs', ['source'], ['source']).map((p) => ({ source: p.source! })),

@@ -8,13 +8,15 @@
  * Each verb's flags are one table that the parser and `--help` both read.
  */
 import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import { PayloadError, UsageError } from '../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../kit/text.js';
 import { loadRegistryAuth } from '../oci/auth-file.js';
 import { generateSigningKeys, loadPublicKeys } from '../format/keys.js';
 import { openPayload, verifyPayloadData, type OpenedPayload, type OpenOptions } from '../format/reader.js';
-import { buildBundle, type BuildProgress } from './builder.js';
+import { buildBundle, planBuild, type BuildPlan, type BuildProgress } from './builder.js';
+import { discoverChartImages, imageItemFor, imagesInManifests } from './discover.js';
 import { defaultRuntimeCache, localRuntime } from './runtime.js';
 
 const buildCommand = defineCommand({
@@ -32,6 +34,7 @@ const buildCommand = defineCommand({
     'ca-file': { type: 'string', value: 'FILE', description: "PEM of the private CA source registries' certificates chain to" },
     'no-runtime': { type: 'boolean', description: 'carry no Node.js (format 1, about 37 MB smaller, readable by appliances older than format 2): then sh FILE push, verify and inspect are not there' },
     'runtime-node': { type: 'string', value: 'FILE', description: 'the Node.js to carry: self-contained, for Linux x64 or arm64 (default: the one running this build)' },
+    'dry-run': { type: 'boolean', description: 'resolve every source (versions, discovered images, registries) and show the plan; write nothing' },
     json: { type: 'boolean', description: 'print the result as one JSON document' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress' },
   },
@@ -48,6 +51,23 @@ const buildCommand = defineCommand({
         })
       : undefined;
     if (values['no-runtime'] && values['runtime-node']) throw new UsageError('--no-runtime and --runtime-node exclude each other');
+    if (values['dry-run']) {
+      const plan = await planBuild({
+        specPath: positionals[0]!,
+        insecureRegistries: values['insecure-registry'] ?? [],
+        ...(credentials ? { credentials } : {}),
+        ...(caPem ? { caPem } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        onProgress: (p: BuildProgress) => {
+          if (p.item) progress.line(`Reading ${p.item}`);
+        },
+      });
+      progress.end();
+      for (const warning of plan.warnings) print(ctx.stderr, `airgap: warning: ${printable(warning)}`);
+      if (values.json) print(ctx.stdout, JSON.stringify({ dryRun: true, ...plan }, null, 2));
+      else print(ctx.stdout, planText(plan));
+      return EXIT.ok;
+    }
     const runtime = values['no-runtime'] ? undefined : { ...(await localRuntime(values['runtime-node'])), cacheDir: defaultRuntimeCache(ctx.env) };
     const epoch = ctx.env.SOURCE_DATE_EPOCH;
     const started = Date.now();
@@ -89,6 +109,52 @@ const buildCommand = defineCommand({
     return EXIT.ok;
   },
 });
+
+/** The dry run's plan, for people: each image with where it comes from, charts with their source. */
+function planText(plan: BuildPlan): string {
+  const found = new Map(plan.discovered.map((d) => [d.target, d.from]));
+  return [
+    printable(`Dry run: ${plan.name} ${plan.version} would carry`),
+    `Images (${plan.images.length})`,
+    ...(plan.images.length ? [table(plan.images.map((i) => [printable(i.target), i.digest, formatBytes(i.size), printable(found.has(i.target) ? `found in ${found.get(i.target)!.join('; ')}` : i.source)]))] : []),
+    `Charts (${plan.charts.length})`,
+    ...(plan.charts.length ? [table(plan.charts.map((c) => [printable(c.target), c.digest, printable(c.source ?? '')]))] : []),
+    `Packs (${plan.packs.length})`,
+    ...(plan.packs.length ? [table(plan.packs.map((p) => [printable(p.target), p.digest]))] : []),
+    `Files (${plan.files.length}, ${formatBytes(plan.files.reduce((n, f) => n + f.size, 0))})`,
+  ].join('\n');
+}
+
+/** What `airgap images discover` does, for the `images` verb's help (appliance/cli/import-commands.ts). */
+export const DISCOVER_USAGE = 'airgap images discover CHART|FILE [--values FILE] [--json]';
+export const DISCOVER_DESCRIPTION = `images discover lists the images a chart or Kubernetes manifests refer to, with where
+each was found and the target bundle.yaml gives it (the reference without its registry
+host). A chart (.tgz or folder) is rendered with helm template when helm is on PATH;
+otherwise images are found without Helm: image maps (repository, tag, digest, registry)
+and image strings in values, literal image: lines in templates, the
+artifacthub.io/images annotation, and subcharts under charts/. A reference a template
+builds from other values is missed then: review the list. A YAML file (or a pattern such
+as './rendered/*.yaml'): the images of every pod template.`;
+
+/**
+ * Runs `airgap images discover WHAT [--values FILE] [--json]`: prints the images found.
+ * Throws BundleError AG_SPEC, AG_CHART; UsageError for --values with manifest files.
+ */
+export async function runDiscover(what: string, valuesFile: string | undefined, json: boolean, ctx: CliContext): Promise<number> {
+  const isYaml = /\.ya?ml$/i.test(what) || /[*?]/.test(what);
+  if (isYaml && valuesFile) throw new UsageError('--values goes with a chart, not with manifest files');
+  const result = isYaml
+    ? { method: 'pod templates' as const, images: await imagesInManifests(what, process.cwd()) }
+    : await discoverChartImages(resolvePath(what), valuesFile ? resolvePath(valuesFile) : undefined, ctx.env);
+  const images = result.images.map((f) => ({ reference: f.reference, ...imageItemFor(f), from: f.from }));
+  if (json) {
+    print(ctx.stdout, JSON.stringify({ method: result.method, images }, null, 2));
+    return EXIT.ok;
+  }
+  const note = result.method === 'values and templates' ? '\n(found without Helm: install helm to render the chart; a reference a template builds from other values is missed)' : '';
+  print(ctx.stdout, [`${images.length} images (${result.method})`, ...(images.length ? [table(images.map((i) => [printable(i.reference), printable(i.target), printable(i.from.join('; '))]))] : [])].join('\n') + note);
+  return EXIT.ok;
+}
 
 const keygenCommand = defineCommand({
   name: 'keygen',

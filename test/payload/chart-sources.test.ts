@@ -6,14 +6,14 @@
  * chart came from, and writes configs Helm decodes.
  */
 import t from 'tap';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
-import { makeChart, writeBundle } from '../helpers/fixtures.js';
+import { makeChart, writeBundle, writeSyntheticLayout } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/temp.js';
 import { buildBundle } from '../../src/build/builder.js';
@@ -23,6 +23,7 @@ import { openPayload, openEntryStream } from '../../src/format/reader.js';
 import { RegistryClient } from '../../src/oci/client.js';
 import { loadRegistryAuth } from '../../src/oci/auth-file.js';
 
+const AIRGAP = join(import.meta.dirname, '..', '..', 'scripts', 'airgap');
 const work = await tempDir(t, 'airgap-chart-sources-');
 const repoDir = join(work, 'repo');
 await mkdir(join(repoDir, 'charts'), { recursive: true });
@@ -167,4 +168,66 @@ t.test('a repository that asks for credentials gets them from --registry-auth, f
   await writeFile(join(dir, 'auth.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from('reader:s3cret').toString('base64') } } }));
   const result = await buildBundle({ specPath: spec, out: dir, credentials: await loadRegistryAuth(join(dir, 'auth.json')) });
   t.same(result.charts.map((c) => c.target), ['charts/clearml:7.14.6']);
+});
+
+t.test('images: auto, fromManifests and fromList carry the images with their upstream digests; --dry-run writes nothing', async (t) => {
+  // The upstream registry holds the images the chart and the manifests name.
+  const upstream = await startRegistry(t);
+  const layout = join(work, 'upstream-layout');
+  const made = await writeSyntheticLayout(layout, [
+    { ref: 'web', layers: [randomBytes(30_000)] },
+    { ref: 'worker', layers: [randomBytes(20_000)] },
+    { ref: 'cron', layers: [randomBytes(10_000)] },
+  ]);
+  const upstreamRef = { web: `${upstream.host}/apps/web:2.0`, worker: `${upstream.host}/apps/worker:1.0`, cron: `${upstream.host}/apps/cron:1.0` };
+  for (const [ref, to] of Object.entries(upstreamRef)) await execa('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${ref}`, `docker://${to}`]);
+
+  // A chart in the Helm repository that names two of them: a values image map and a literal in a template.
+  const chartYaml = 'apiVersion: v2\nname: webapp\nversion: 1.0.0\nappVersion: "2.0"\n';
+  const tgz = await makeChart(join(work, 'made'), 'webapp', '1.0.0', chartYaml);
+  const src = join(work, 'made', 'chart-src', 'webapp');
+  await writeFile(join(src, 'values.yaml'), `image:\n  registry: ${upstream.host}\n  repository: apps/web\nworker:\n  image: ${upstreamRef.worker}\n`);
+  await execa('tar', ['-C', join(work, 'made', 'chart-src'), '-czf', tgz, 'webapp']);
+  await rename(tgz, join(repoDir, 'charts', 'webapp-1.0.0.tgz'));
+  const bytes = await readFile(join(repoDir, 'charts', 'webapp-1.0.0.tgz'));
+  await writeFile(join(repoDir, 'index.yaml'), stringify({ ...index, entries: { ...index.entries, webapp: [{ name: 'webapp', version: '1.0.0', urls: ['charts/webapp-1.0.0.tgz'], digest: sha256(bytes) }] } }));
+
+  const dir = join(work, 'discover');
+  await mkdir(join(dir, 'rendered'), { recursive: true });
+  await writeFile(join(dir, 'rendered', 'app.yaml'), `kind: CronJob\nmetadata: {name: nightly}\nspec: {jobTemplate: {spec: {template: {spec: {initContainers: [{image: ${upstreamRef.web}}], containers: [{image: ${upstreamRef.cron}}]}}}}}\n`);
+  await writeFile(join(dir, 'images.txt'), `# by hand\n${upstreamRef.web}\n`);
+  await writeFile(join(dir, 'values.yaml'), 'replicas: 3\n');
+  const spec = await writeBundle(dir, {
+    name: 'discover',
+    version: '1.0.0',
+    images: [{ fromManifests: './rendered/*.yaml' }, { fromList: './images.txt' }],
+    charts: [{ repo: repoUrl, name: 'webapp', version: '1.0.0', images: 'auto', values: './values.yaml' }],
+  });
+
+  const env = { ...process.env, PATH: '/usr/bin:/bin' }; // no helm: found from values and templates
+  const dry = await execa(AIRGAP, ['build', spec, '--dry-run', '--json', '--insecure-registry', upstream.host, '--out', dir], { env, reject: false });
+  t.equal(dry.exitCode, 0, dry.stderr);
+  const plan = JSON.parse(dry.stdout) as { dryRun: boolean; images: Array<{ target: string; digest: string }>; discovered: Array<{ target: string; from: string[] }> };
+  t.equal(plan.dryRun, true);
+  t.same(plan.images.map((i) => i.target).sort(), ['apps/cron:1.0', 'apps/web:2.0', 'apps/worker:1.0']);
+  t.same(plan.discovered.find((d) => d.target === 'apps/web:2.0')!.from, ['values.yaml: image (repository, tag from appVersion)', 'rendered/app.yaml: CronJob/nightly initContainers', 'images.txt:2'], 'each place an image was found');
+  t.match(dry.stderr, /images found without Helm/);
+  t.same((await readdir(dir)).filter((f) => f.endsWith('.bin')), [], 'a dry run writes no .bin');
+
+  const result = await buildBundle({ specPath: spec, out: dir, insecureRegistries: [upstream.host] });
+  for (const [ref, target] of [['web', 'apps/web:2.0'], ['worker', 'apps/worker:1.0'], ['cron', 'apps/cron:1.0']] as const) {
+    const [repository, tag] = target.split(':') as [string, string];
+    const head = await fetch(`http://${upstream.host}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: made[ref]!.mediaType } });
+    t.equal(result.images.find((i) => i.target === target)?.digest, head.headers.get('docker-content-digest'), `${target} carries the upstream digest`);
+  }
+  t.same(result.charts.map((c) => c.target), ['charts/webapp:1.0.0']);
+
+  const discovered = await execa(AIRGAP, ['images', 'discover', join(repoDir, 'charts', 'webapp-1.0.0.tgz'), '--json'], { env, reject: false });
+  t.equal(discovered.exitCode, 0, discovered.stderr);
+  const listed = JSON.parse(discovered.stdout) as { method: string; images: Array<{ reference: string; target: string; source: string }> };
+  t.equal(listed.method, 'values and templates');
+  t.same(listed.images.map((i) => [i.reference, i.target, i.source]), [
+    [upstreamRef.web, 'apps/web:2.0', `docker://${upstreamRef.web}`],
+    [upstreamRef.worker, 'apps/worker:1.0', `docker://${upstreamRef.worker}`],
+  ]);
 });

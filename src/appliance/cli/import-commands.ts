@@ -20,6 +20,7 @@ import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
 import type { ImportResult, ImportUpdate } from '../import/runner.js';
 import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
+import { DISCOVER_DESCRIPTION, DISCOVER_USAGE, runDiscover } from '../../build/commands.js';
 
 /** What the CLI prints when an import enters a stage (the original installer's wording). */
 const STAGE_LINES: Record<string, string> = {
@@ -212,12 +213,16 @@ current one.`,
   const artifactCommand = (name: 'images' | 'packs', kinds: Array<ArtifactRow['kind']>, summary: string, description: string) => defineCommand({
     name,
     summary,
-    usage: `airgap ${name} [--json] [--state-dir DIR]`,
-    description,
-    args: { min: 0, max: 0 },
-    options: { ...jsonOption(), ...stateDirOption() },
+    usage: `airgap ${name} [--json] [--state-dir DIR]${name === 'images' ? `\n       ${DISCOVER_USAGE}     # on the connected side too` : ''}`,
+    description: name === 'images' ? `${description}\n\n${DISCOVER_DESCRIPTION}` : description,
+    args: { min: 0, max: name === 'images' ? 2 : 0 },
+    options: { ...jsonOption(), ...stateDirOption(), ...(name === 'images' ? { values: { type: 'string' as const, value: 'FILE', description: "images discover: a values file for the chart (over the chart's values.yaml)" } } : {}) },
     environment: stateDirEnvironment,
-    async run({ values }, ctx) {
+    async run({ values, positionals }, ctx) {
+      if (positionals.length) {
+        if (positionals[0] !== 'discover' || positionals.length !== 2) throw new UsageError(`airgap ${name} takes no argument here`, { hint: `${DISCOVER_USAGE}` });
+        return runDiscover(positionals[1]!, (values as { values?: string }).values, values.json === true, ctx);
+      }
       const stateDir = stateDirOf(values['state-dir'], ctx);
       const rows: ArtifactRow[] = [];
       for (const kind of kinds) rows.push(...(await callAdmin<{ artifacts: ArtifactRow[] }>(stateDir, 'GET', `/v1/artifacts?kind=${kind}`)).artifacts);
