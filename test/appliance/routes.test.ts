@@ -137,7 +137,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
       if (address === 'fail.example') throw new UsageError('not this one', { hint: 'try another' });
       const c = (u: string) => ({ url: 'https://10.0.0.5', username: u, password: 'p', extra: 'dropped' });
       return {
-        details: { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), caCertificateBase64: 'QQ==' },
+        details: { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), helmRepository: { ...c('r'), addCommand: 'helm repo add' }, caCertificateBase64: 'QQ==' },
         changed: { repoAddress: true, certificate: false, registriesRestarted: [] },
         warnings: [],
       };
@@ -154,7 +154,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     artifacts: () => [],
     connectionDetails: () => {
       const c = (u: string) => ({ url: 'https://10.0.0.5:5000', username: u, password: 'pw', extra: 'dropped' });
-      return { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), caCertificateBase64: 'QQ==' };
+      return { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), helmRepository: { ...c('r'), addCommand: 'helm repo add' }, caCertificateBase64: 'QQ==' };
     },
   };
   const admin = await buildAdminApp({ log, operations });
@@ -164,7 +164,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
   t.teardown(() => admin.close());
   const ok = await admin.inject({ method: 'POST', url: '/v1/setup', payload: { repoAddress: '10.0.0.5' } });
   t.equal(ok.statusCode, 200);
-  t.same(Object.keys(ok.json<SetupReply>().details), ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64']);
+  t.same(Object.keys(ok.json<SetupReply>().details), ['repository', 'imageRegistry', 'packRegistry', 'console', 'helmRepository', 'caCertificateBase64']);
   t.same(ok.json<SetupReply>().details.repository, { url: 'https://10.0.0.5', username: 'r', password: 'p' }, 'only the contract fields go out');
   for (const payload of [{}, { repoAddress: '' }, { repoAddress: 5 }, { repoAddress: 'a', more: 1 }]) {
     const bad = await admin.inject({ method: 'POST', url: '/v1/setup', payload });

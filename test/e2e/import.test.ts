@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, truncate, writeFile, open, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -16,7 +16,7 @@ import { generateSigningKeys, loadPrivateKey } from '../../src/format/keys.js';
 import { openPayload } from '../../src/format/reader.js';
 import { blobPath, digestOfBlobPath } from '../../src/format/layout.js';
 import { makeBusyboxLayout, writeSyntheticLayout, makeChart, makePack, makeFiles, layerTar } from '../helpers/fixtures.js';
-import { stringify } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
 import { craftBin } from '../helpers/craft.js';
 import { startDaemon } from '../helpers/appliance.js';
 import { tempDir } from '../helpers/temp.js';
@@ -58,7 +58,8 @@ const changedLayer = randomBytes(220_000);
 /** writeSyntheticLayout names layer i `layer-<i>.bin`: the changed one is the third. */
 const changedLayerDigest = `sha256:${createHash('sha256').update(layerTar('layer-2.bin', changedLayer)).digest('hex')}`;
 const v2Images = await writeSyntheticLayout(join(work, 'images'), [{ ref: 'app-2', layers: [shared, kept, changedLayer] }]);
-await makeChart(join(work, 'charts'), 'hello', '0.1.0');
+// An unquoted appVersion, as many public charts have it: Helm reads the string "1.16".
+await makeChart(join(work, 'charts'), 'hello', '0.1.0', 'apiVersion: v2\nname: hello\nversion: 0.1.0\nappVersion: 1.16\ndescription: test chart\n');
 await makePack(join(work, 'packs'), 'cilium', '1.14.2');
 const files = await makeFiles(join(work, 'manifests'));
 
@@ -163,6 +164,30 @@ t.test('curl gets the files and releases.json with the repository credentials', 
   const releases = JSON.parse((await execa('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), '-u', creds, `${details.repository.url}/repo/releases.json`])).stdout) as { current: string; releases: Array<{ version: string; files: Array<{ path: string }> }> };
   t.equal(releases.current, '1.0.0');
   t.same(releases.releases[0]!.files.map((f) => f.path).sort(), Object.keys(files).map((f) => `1.0.0/manifests/${f}`).sort());
+});
+
+t.test("charts as Helm reads them: the config in the registry, the classic repository's index.yaml and archive", async (t) => {
+  const curl = async (args: string[]) => ({ stdout: Buffer.from((await execa('curl', ['-s', '--cacert', join(certDir, 'ca.crt'), ...args], { encoding: 'buffer', stripFinalNewline: false })).stdout) });
+  // The seed's checks: the catalog lists charts/hello, its tags the version.
+  const catalog = JSON.parse((await curl(['-u', imageCreds, `${details.imageRegistry.url}/v2/_catalog`])).stdout.toString()) as { repositories: string[] };
+  t.ok(catalog.repositories.includes('charts/hello'), '/v2/_catalog lists charts/hello');
+  t.same(JSON.parse((await curl(['-u', imageCreds, `${details.imageRegistry.url}/v2/charts/hello/tags/list`])).stdout.toString()), { name: 'charts/hello', tags: ['0.1.0'] });
+  const manifest = JSON.parse((await curl(['-u', imageCreds, '-H', 'accept: application/vnd.oci.image.manifest.v1+json', `${details.imageRegistry.url}/v2/charts/hello/manifests/0.1.0`])).stdout.toString()) as { config: { digest: string } };
+  const config = JSON.parse((await curl(['-u', imageCreds, '-L', `${details.imageRegistry.url}/v2/charts/hello/blobs/${manifest.config.digest}`])).stdout.toString()) as Record<string, unknown>;
+  t.same(config, { name: 'hello', version: '0.1.0', description: 'test chart', apiVersion: 'v2', appVersion: '1.16' }, "Helm's Metadata: appVersion a string");
+
+  // The classic repository: behind the repository account, as airgap setup prints it.
+  const repo = `${details.repository.url}/charts`;
+  t.equal((await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', join(certDir, 'ca.crt'), `${repo}/index.yaml`])).stdout, '401', 'no credentials, no index');
+  const creds = `${details.repository.username}:${details.repository.password}`;
+  const index = parseYaml((await curl(['-f', '-u', creds, `${repo}/index.yaml`])).stdout.toString()) as { apiVersion: string; entries: Record<string, Array<{ version: string; appVersion: string; urls: string[]; digest: string; created: string }>> };
+  t.equal(index.apiVersion, 'v1');
+  const entry = index.entries.hello![0]!;
+  t.match(entry, { version: '0.1.0', appVersion: '1.16', urls: ['hello-0.1.0.tgz'] });
+  const archive = (await curl(['-f', '-u', creds, `${repo}/${entry.urls[0]!}`])).stdout;
+  t.ok(archive.equals(await readFile(join(work, 'charts', 'hello-0.1.0.tgz'))), 'the archive is the chart as built');
+  t.equal(entry.digest, createHash('sha256').update(archive).digest('hex'), "index.yaml's digest is the archive's sha256");
+  t.match((await daemon.cli(['setup', '127.0.0.1'])).stdout, /helm repo add airgap https:\/\/127\.0\.0\.1:\d+\/charts --username \S+ --password \S+ --ca-file airgap-ca\.crt/, 'airgap setup prints the helm repo add line');
 });
 
 t.test('re-import of the installed release: unchanged, nothing pushed', async (t) => {

@@ -45,6 +45,9 @@ export function renderConnectionDetails(d: ConnectionDetails): string {
     'Console login',
     table(account('URL:', d.console)),
     '',
+    'Helm chart repository (the CA below saved as airgap-ca.crt)',
+    `  ${d.helmRepository.addCommand}`,
+    '',
     'Registry CA certificate (base64, one line)',
     d.caCertificateBase64,
   ].join('\n');

@@ -13,6 +13,7 @@
  *     registries/<name>/registry.pid  its pid, so a restarted daemon finds an orphan
  *     registries/<name>/data/         its storage root
  *     repo/                           the file repository, served under /repo/
+ *     charts/                         the classic Helm chart repository, served under /charts/
  *     trusted-keys/*.pub              signing keys whose .bin files are imported
  *     inbox/                          .bin files dropped here are imported
  *     uploads/                        .bin files uploaded in the console, until imported
@@ -44,6 +45,8 @@ export interface StateLayout {
   registriesDir: string;
   registry(name: RegistryName): RegistryPaths;
   repoDir: string;
+  /** The classic Helm chart repository: index.yaml, the archives, .meta/ (import/chart-repo.ts). */
+  chartsDir: string;
   trustedKeysDir: string;
   inboxDir: string;
   uploadsDir: string;
@@ -71,6 +74,7 @@ export function stateLayout(root: string): StateLayout {
       return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), data: join(dir, 'data') };
     },
     repoDir: join(root, 'repo'),
+    chartsDir: join(root, 'charts'),
     trustedKeysDir: join(root, 'trusted-keys'),
     inboxDir: join(root, 'inbox'),
     uploadsDir: join(root, 'uploads'),

@@ -17,6 +17,7 @@ import { SpaceReserve } from '../../kit/space-reserve.js';
 import type { ServeConfig } from '../config/config.js';
 import { stateLayout, type StateLayout } from '../config/state-layout.js';
 import { writeReleasesJson } from '../import/commit.js';
+import { writeChartIndex } from '../import/chart-repo.js';
 import { Importer } from '../import/runner.js';
 import { RegistryFleet } from '../registries/fleet.js';
 import type { AccountName, Credential } from '../security/credentials.js';
@@ -109,6 +110,7 @@ export class Appliance {
       if (caCreated) appliance.event('daemon', 'pki.ca_created', 'made the appliance CA', { fingerprintSha256: new X509Certificate(identity.tls.caPem).fingerprint256 });
       await appliance.fleet.writeFiles();
       await writeReleasesJson(db, layout.repoDir);
+      await writeChartIndex(db, layout.chartsDir);
       await appliance.fleet.readVersion();
       return appliance;
     } catch (err) {

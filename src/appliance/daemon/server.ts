@@ -193,6 +193,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     publicApp = await buildPublicApp({
       log: log.child({ listener: 'https' }),
       repoDir: appliance.layout.repoDir,
+      chartsDir: appliance.layout.chartsDir,
       repositoryCredential: () => appliance.credential('repository'),
       caPem: () => appliance.tls.caPem,
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },

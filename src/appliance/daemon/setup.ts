@@ -25,6 +25,8 @@ export interface ConnectionDetails {
   imageRegistry: { url: string } & Credential;
   packRegistry: { url: string } & Credential;
   console: { url: string } & Credential;
+  /** The classic Helm chart repository (the repository account), and the line that adds it. */
+  helmRepository: { url: string; addCommand: string } & Credential;
   caCertificateBase64: string;
 }
 
@@ -100,6 +102,11 @@ export function connectionDetails(config: ServeConfig, address: string, identity
     imageRegistry: { url: httpsUrl(address, config.registryPort), ...credentials.imageRegistry },
     packRegistry: { url: httpsUrl(address, config.packRegistryPort), ...credentials.packRegistry },
     console: { url, ...credentials.console },
+    helmRepository: {
+      url: `${url}/charts`,
+      ...credentials.repository,
+      addCommand: `helm repo add airgap ${url}/charts --username ${credentials.repository.username} --password ${credentials.repository.password} --ca-file airgap-ca.crt`,
+    },
     caCertificateBase64: caBase64(identity.tls.caPem),
   };
 }

@@ -101,5 +101,5 @@ export async function releaseStateDir(layout: StateLayout): Promise<void> {
 
 /** Makes the folders the daemon writes to under the state dir (0700). Throws the file system's errors. */
 export async function makeStateFolders(layout: StateLayout): Promise<void> {
-  for (const dir of [layout.pkiDir, layout.repoDir, layout.trustedKeysDir, layout.inboxDir, layout.registriesDir]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const dir of [layout.pkiDir, layout.repoDir, layout.chartsDir, layout.trustedKeysDir, layout.inboxDir, layout.registriesDir]) await mkdir(dir, { recursive: true, mode: 0o700 });
 }

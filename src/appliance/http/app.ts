@@ -118,6 +118,8 @@ export interface PublicAppOptions {
   log: Logger;
   /** The folder served under /repo/. */
   repoDir: string;
+  /** The classic Helm chart repository served under /charts/ (index.yaml and archives). */
+  chartsDir?: string;
   /** The repository account, read per request (it never changes, but setup may load it later). */
   repositoryCredential: () => Credential;
   caPem: () => string;
@@ -196,6 +198,18 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
       decorateReply: false,
     });
   });
+  if (options.chartsDir) {
+    const chartsDir = options.chartsDir;
+    // `helm repo add NAME https://<repo-ip>/charts --username --password --ca-file`: the
+    // same account as the file repository; files only, no listing, no dot names.
+    await app.register(async (charts) => {
+      charts.addHook('onRequest', basicAuthHook('airgap charts', options.repositoryCredential));
+      charts.addHook('onRequest', async (request, reply) => {
+        if (hasDotSegment(request.url.split('?')[0]!)) return reply.callNotFound();
+      });
+      await charts.register(fastifyStatic, { root: chartsDir, prefix: '/charts/', index: false, dotfiles: 'deny', redirect: false, wildcard: true, list: false, cacheControl: false, decorateReply: false });
+    });
+  }
   return app;
 }
 
@@ -246,9 +260,10 @@ export const connectionDetailsSchema = {
     imageRegistry: credentialSchema(),
     packRegistry: credentialSchema(),
     console: credentialSchema(),
+    helmRepository: credentialSchema({ addCommand: { type: 'string' } }),
     caCertificateBase64: { type: 'string' },
   },
-  required: ['repository', 'imageRegistry', 'packRegistry', 'console', 'caCertificateBase64'],
+  required: ['repository', 'imageRegistry', 'packRegistry', 'console', 'helmRepository', 'caCertificateBase64'],
 } as const;
 
 const open = openObject;

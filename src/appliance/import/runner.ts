@@ -33,6 +33,7 @@ import {
   type ImportSource,
 } from '../store/imports.js';
 import { commitRelease, writeReleasesJson } from './commit.js';
+import { installCharts, writeChartIndex } from './chart-repo.js';
 import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport } from './open.js';
@@ -401,6 +402,7 @@ export class Importer extends EventEmitter {
       }
       enter('files');
       await installFiles(ctx, layout.repoDir, toc.version);
+      await installCharts(ctx, layout.chartsDir);
       enter('tags');
       tagsTouched = true;
       await pushTags(ctx, plan.artifacts);
@@ -417,6 +419,11 @@ export class Importer extends EventEmitter {
         // The release is committed; the list is rewritten at the next start or import.
         log.error({ err }, 'could not rewrite releases.json');
         this.options.onEvent('daemon', 'repo.releases_json_failed', `could not rewrite releases.json: ${(err as Error).message}`);
+      });
+      await writeChartIndex(db, layout.chartsDir).catch((err: unknown) => {
+        // The release is committed; the chart index is rewritten at the next start or import.
+        log.error({ err }, 'could not rewrite the chart index');
+        this.options.onEvent('daemon', 'repo.chart_index_failed', `could not rewrite charts/index.yaml: ${(err as Error).message}`);
       });
     } catch (err) {
       if (this.closing && signal.aborted) {

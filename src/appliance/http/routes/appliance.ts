@@ -25,7 +25,15 @@ export function registerApplianceRoutes(api: FastifyInstance, ops: Pick<ConsoleO
       return details;
     }
     const hide = <T extends { password: string }>(c: T) => ({ ...c, password: null });
-    return { ...details, repository: hide(details.repository), imageRegistry: hide(details.imageRegistry), packRegistry: hide(details.packRegistry), console: hide(details.console) };
+    const helm = details.helmRepository;
+    return {
+      ...details,
+      repository: hide(details.repository),
+      imageRegistry: hide(details.imageRegistry),
+      packRegistry: hide(details.packRegistry),
+      console: hide(details.console),
+      helmRepository: { url: helm.url, username: helm.username, password: null, addCommand: helm.addCommand.replace(`--password ${helm.password}`, '--password ********') },
+    };
   });
 
   registerCaRoute(api, () => ops.caPem(), ['appliance']);
