@@ -4,7 +4,7 @@
  * usage"); charts exactly as `helm push` writes them (helm-chart.ts).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat, utimes } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { createGunzip, createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
@@ -227,4 +227,106 @@ export async function listSourceFiles(source: string): Promise<Array<{ rel: stri
     if (cause instanceof BundleError) throw new BundleError('AG_FILES', cause.message, { cause, ...(cause.hint ? { hint: cause.hint } : {}) });
     throw cause;
   }
+}
+
+/** A .helmignore rule: Helm's pkg/ignore (a base-name pattern, or a path with '/', '!' negates, '/' at the end: folders only). */
+interface IgnoreRule {
+  negate: boolean;
+  dirOnly: boolean;
+  /** Matched against the base name when the pattern has no '/', else against the relative path. */
+  base: boolean;
+  regex: RegExp;
+}
+
+function globToRegex(glob: string): RegExp {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') out += '[^/]*';
+    else if (c === '?') out += '[^/]';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end === -1) out += '\\[';
+      else {
+        out += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`;
+        i = end;
+      }
+    } else out += c.replace(/[.+^${}()|\\]/g, '\\$&');
+  }
+  return new RegExp(`^${out}$`);
+}
+
+/** Parses .helmignore text; Helm always adds `templates/.?*` (hidden files in templates). */
+function helmIgnoreRules(text: string): IgnoreRule[] {
+  const rules: IgnoreRule[] = [];
+  for (const raw of [...text.split(/\r?\n/), 'templates/.?*']) {
+    let line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const negate = line.startsWith('!');
+    if (negate) line = line.slice(1);
+    const dirOnly = line.endsWith('/');
+    if (dirOnly) line = line.slice(0, -1);
+    line = line.replace(/^\//, '');
+    if (!line || line.includes('**')) continue; // Helm refuses '**'; it matches nothing here
+    rules.push({ negate, dirOnly, base: !line.includes('/'), regex: globToRegex(line) });
+  }
+  return rules;
+}
+
+function ignored(rules: IgnoreRule[], rel: string, isDir: boolean): boolean {
+  let out = false;
+  for (const rule of rules) {
+    if (rule.dirOnly && !isDir) continue;
+    const subject = rule.base ? rel.slice(rel.lastIndexOf('/') + 1) : rel;
+    if (rule.regex.test(subject)) out = !rule.negate;
+  }
+  return out;
+}
+
+/**
+ * Packages a chart folder as `helm package` lays an archive out: `<name>/<path>` for each
+ * file, `.helmignore` honoured (with Helm's `templates/.?*`), files only, mode 0644 (0755
+ * when executable), sorted, owner 0, each file's time the time of Chart.yaml (so the same
+ * folder gives the same archive); the archive's mtime is that time too (the chart's
+ * `created`). Returns the .tgz written into `workDir`. Throws BundleError AG_CHART (no
+ * Chart.yaml, a link or device inside, Helm could not load it).
+ */
+export async function packageChartFolder(folder: string, workDir: string): Promise<string> {
+  const chartYaml = await readFile(join(folder, 'Chart.yaml'), 'utf8').catch((cause: unknown) => {
+    throw new BundleError('AG_CHART', `${folder} has no readable Chart.yaml; is it a chart folder?`, { cause });
+  });
+  const requirements = await readFile(join(folder, 'requirements.yaml'), 'utf8').catch(() => undefined);
+  const { metadata } = loadChartMetadata(chartYaml.replace(/^\uFEFF/, ''), requirements, folder);
+  const rules = helmIgnoreRules(await readFile(join(folder, '.helmignore'), 'utf8').catch(() => ''));
+  const when = (await stat(join(folder, 'Chart.yaml'))).mtime;
+  const files: Array<{ rel: string; abs: string; mode: number; size: number }> = [];
+  const visit = async (dir: string): Promise<void> => {
+    for (const name of (await readdir(dir)).sort()) {
+      const abs = join(dir, name);
+      const rel = relative(folder, abs).split(sep).join('/');
+      const info = await lstat(abs);
+      if (ignored(rules, rel, info.isDirectory())) continue;
+      if (info.isDirectory()) await visit(abs);
+      else if (info.isFile()) files.push({ rel, abs, mode: info.mode & 0o111 ? 0o755 : 0o644, size: info.size });
+      else throw new BundleError('AG_CHART', `${abs} is not a regular file or folder (links and devices are not packaged)`, { hint: 'replace it with a copy, or list it in .helmignore' });
+    }
+  };
+  await visit(folder);
+  const tgz = join(workDir, `chart-${metadata.name}-${metadata.version.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomSuffix()}.tgz`);
+  const pack = tarStream.pack();
+  const written = pipeline(pack, createGzip({ level: 9 }), createWriteStream(tgz, { mode: 0o600 }));
+  for (const f of files) {
+    await new Promise<void>((resolveEntry, reject) => {
+      const sink = pack.entry({ name: `${metadata.name}/${f.rel}`, mode: f.mode, mtime: when, uid: 0, gid: 0, uname: '', gname: '', type: 'file', size: f.size }, (err) => (err ? reject(err) : resolveEntry()));
+      createReadStream(f.abs).on('error', reject).pipe(sink);
+    });
+  }
+  pack.finalize();
+  await written;
+  await utimes(tgz, when, when);
+  return tgz;
+}
+
+function randomSuffix(): string {
+  return createHash('sha256').update(`${process.pid} ${process.hrtime.bigint()}`).digest('hex').slice(0, 8);
 }

@@ -20,7 +20,7 @@ import { loadBundleSpec, type BundleSpec } from './bundle-spec.js';
 import { collectImage, imageSourceFor } from './image-source.js';
 import type { Credentials } from '../oci/client.js';
 import { runPool } from '../kit/pool.js';
-import { chartArtifact, packArtifact, listSourceFiles, hashFile, WHOLE_FILE_BYTES, type Artifact } from './artifacts.js';
+import { chartArtifact, packArtifact, packageChartFolder, listSourceFiles, hashFile, WHOLE_FILE_BYTES, type Artifact } from './artifacts.js';
 import { MEDIA_TYPE_OCI_INDEX, type Descriptor } from '../oci/manifest.js';
 import {
   ANNOTATION_KIND,
@@ -221,7 +221,10 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
       ({ file, source } = await fetchOciChart(item.source, fetchOptions));
     } else {
       report(item.source);
-      [file, source] = [resolve(spec.baseDir, item.source), item.source];
+      const path = resolve(spec.baseDir, item.source);
+      // A chart folder is packaged as `helm package` would; a .tgz is taken as it is.
+      file = (await stat(path).then((s) => s.isDirectory(), () => false)) ? await packageChartFolder(path, workDir) : path;
+      source = item.source;
     }
     fetchedCharts.push({ file, source, what: `charts[${i}]`, ...('repo' in item ? { name: item.name } : {}) });
     if (item.images === 'auto') {

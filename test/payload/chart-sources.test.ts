@@ -231,3 +231,40 @@ t.test('images: auto, fromManifests and fromList carry the images with their ups
     [upstreamRef.worker, 'apps/worker:1.0', `docker://${upstreamRef.worker}`],
   ]);
 });
+
+t.test('a chart folder is packaged as helm package lays it out: .helmignore honoured, the same archive every time', async (t) => {
+  const dir = join(work, 'folder');
+  const chart = join(dir, 'mychart');
+  await mkdir(join(chart, 'templates'), { recursive: true });
+  await mkdir(join(chart, 'ci'), { recursive: true });
+  await mkdir(join(chart, 'charts', 'sub', 'templates'), { recursive: true });
+  await writeFile(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: mychart\nversion: v0.4.0\nappVersion: 1.10\n');
+  await writeFile(join(chart, 'values.yaml'), 'replicas: 1\n');
+  await writeFile(join(chart, '.helmignore'), '# patterns\n*.bak\nci/\n');
+  await writeFile(join(chart, 'templates', 'cm.yaml'), 'kind: ConfigMap\n');
+  await writeFile(join(chart, 'templates', '.hidden'), 'editor swap\n');
+  await writeFile(join(chart, 'templates', 'old.yaml.bak'), 'old\n');
+  await writeFile(join(chart, 'ci', 'values-ci.yaml'), 'x: 1\n');
+  await writeFile(join(chart, 'charts', 'sub', 'Chart.yaml'), 'apiVersion: v2\nname: sub\nversion: 1.0.0\n');
+  await writeFile(join(chart, 'charts', 'sub', 'templates', 's.yaml'), 'kind: Secret\n');
+  const spec = await writeBundle(dir, { name: 'folder', version: '1.0.0', charts: [{ source: './mychart' }] });
+  const first = await buildBundle({ specPath: spec, out: join(dir, 'a.bin') });
+  const second = await buildBundle({ specPath: spec, out: join(dir, 'b.bin') });
+  t.same(first.charts.map((c) => [c.target, c.source]), [['charts/mychart:v0.4.0', './mychart']], "Helm's loose version, as written");
+  t.equal(second.charts[0]!.digest, first.charts[0]!.digest, 'the same folder gives the same chart');
+  t.match(first.warnings.join('\n'), /appVersion: a number in YAML; Helm reads it as the string "1.1"/);
+
+  // The archive in the .bin: <name>/<path>, files only, what .helmignore leaves.
+  const opened = await openPayload(first.path);
+  const read = async (digest: string) => {
+    const chunks: Buffer[] = [];
+    for await (const c of openEntryStream(opened, `oci/blobs/sha256/${digest.slice(7)}`)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  };
+  const manifest = JSON.parse((await read(opened.toc.charts[0]!.digest)).toString()) as { layers: Array<{ digest: string }> };
+  const archive = join(dir, 'mychart.tgz');
+  await writeFile(archive, await read(manifest.layers[0]!.digest));
+  await opened.close();
+  const listing = (await execa('tar', ['-tzf', archive])).stdout.split('\n').sort();
+  t.same(listing, ['mychart/.helmignore', 'mychart/Chart.yaml', 'mychart/charts/sub/Chart.yaml', 'mychart/charts/sub/templates/s.yaml', 'mychart/templates/cm.yaml', 'mychart/values.yaml']);
+});
