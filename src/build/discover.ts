@@ -154,13 +154,16 @@ export async function imagesInList(file: string): Promise<FoundImage[]> {
 // ---------------------------------------------------------------------------------------
 // Charts, without Helm.
 
+/** The most a chart's files may hold, unpacked, for discovery to read them. */
+const MAX_CHART_FILES_BYTES = 64 * 1024 * 1024;
+
 /** The files of a chart: from its .tgz (the first path part dropped, as Helm does) or its folder. */
 async function chartFiles(chart: string | Buffer): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
   let total = 0;
   const add = (name: string, data: Buffer) => {
     total += data.length;
-    if (total > 64 * 1024 * 1024) throw new BundleError('AG_CHART', 'the chart holds more than 64 MiB of files');
+    if (total > MAX_CHART_FILES_BYTES) throw new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`);
     files.set(name, data);
   };
   if (typeof chart === 'string' && (await stat(chart)).isDirectory()) {
@@ -177,7 +180,13 @@ async function chartFiles(chart: string | Buffer): Promise<Map<string, Buffer>> 
   const extract = tarStream.extract();
   extract.on('entry', (header, stream, next) => {
     const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+    let entryBytes = 0;
+    stream.on('data', (c: unknown) => {
+      // Counted as it comes: a crafted archive cannot make one entry fill the memory first.
+      entryBytes += (c as Buffer).length;
+      if (total + entryBytes > MAX_CHART_FILES_BYTES) extract.destroy(new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`));
+      else chunks.push(c as Buffer);
+    });
     stream.on('end', () => {
       const name = header.name.split('/').filter(Boolean).slice(1).join('/');
       if (header.type === 'file' && name) {
