@@ -281,6 +281,26 @@ t.test('upgrade: pushes only the blobs that changed; the new release becomes cur
   t.same(images.images.find((i) => i.target === 'library/busybox:1.35')?.releases, ['1.0.0', '1.1.0'], 'one line per image, with the releases that carry it');
 });
 
+t.test('diff by digest: two releases on the box, and a release and a .bin', async (t) => {
+  interface Kind { added: Array<{ target: string; digest: string }>; removed: Array<{ target: string }>; changed: unknown[]; unchanged: number }
+  const boxed = await daemon.cli(['diff', '1.0.0', '1.1.0', '--json']);
+  t.equal(boxed.exitCode, 0, boxed.stderr);
+  const d = JSON.parse(boxed.stdout) as { from: string; to: string; images: Kind; charts: Kind; packs: Kind; files: Kind; bytesAddedOrChanged: number };
+  t.same([d.from, d.to], ['1.0.0', '1.1.0']);
+  t.same(d.images.added.map((i) => [i.target, i.digest]), [['apps/app:2', v2Images['app-2']!.digest]]);
+  t.same(d.images.removed.map((i) => i.target), ['apps/app:1']);
+  t.same([d.images.changed.length, d.images.unchanged], [0, 2], 'busybox and the multi-arch image stay');
+  t.same([d.charts.unchanged, d.packs.unchanged, d.files.unchanged], [1, 1, Object.keys(files).length]);
+  t.ok(d.bytesAddedOrChanged > 0);
+  const bin = JSON.parse((await daemon.cli(['diff', '1.1.0', v1, '--json'])).stdout) as { to: string; images: Kind };
+  t.match(bin.to, /^1\.0\.0 \(/, 'TO may be a .bin: its version and file');
+  t.same(bin.images.added.map((i) => i.target), ['apps/app:1']);
+  t.match((await daemon.cli(['diff', '1.0.0', '1.1.0'])).stdout, /images: 1 added, 1 removed, 0 changed, 2 unchanged/);
+  const missing = await daemon.cli(['diff', '0.9.0', '1.1.0']);
+  t.equal(missing.exitCode, 2);
+  t.match(missing.stderr, /there is no release 0\.9\.0 on the box/);
+});
+
 t.test('an older release is refused unless --allow-downgrade', async (t) => {
   const old = await build('0.9.0', baseImages, true, join(work, 'old'));
   const before = await boxState();

@@ -3,6 +3,7 @@
  *
  *   airgap import FILE.bin [--json] [--allow-downgrade] [--quiet]
  *   airgap releases [--json]     airgap images [--json]     airgap packs [--json]
+ *   airgap diff FROM TO [--json]
  *
  * All take --state-dir DIR; each verb's flags are one table that the parser and `--help` read.
  *
@@ -21,6 +22,7 @@ import type { ImportResult, ImportUpdate } from '../import/runner.js';
 import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
 import { DISCOVER_DESCRIPTION, DISCOVER_USAGE, runDiscover } from '../../build/commands.js';
+import { diffCommand } from './diff.js';
 
 /** What the CLI prints when an import enters a stage (the original installer's wording). */
 const STAGE_LINES: Record<string, string> = {
@@ -252,5 +254,6 @@ current one.`,
 and digest, with the releases that carry it.`),
     artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)', `Lists the packs in the pack registry: one line per target and digest, with the
 releases that carry it.`),
+    diffCommand(stateDirOf),
   ];
 }

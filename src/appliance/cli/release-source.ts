@@ -15,7 +15,7 @@ import type { ConnectionDetails } from '../daemon/setup.js';
 import { callAdmin } from './admin-client.js';
 
 interface ReleasesReply {
-  releases: Array<{ version: string; name: string; files: unknown[]; images: Array<{ target: string; digest: string }>; charts: Array<{ target: string; digest: string }>; packs: Array<{ target: string; digest: string }> }>;
+  releases: Array<{ version: string; name: string; fileCount: number; images: Array<{ target: string; digest: string }>; charts: Array<{ target: string; digest: string }>; packs: Array<{ target: string; digest: string }> }>;
 }
 
 /**
@@ -25,7 +25,8 @@ interface ReleasesReply {
 export function releaseResolver(host: Omit<Host, 'env'>): ReleaseResolver {
   return async (version: string, stateDirFlag: string | undefined, ctx: CliContext): Promise<ReleaseSourceSpec> => {
     const stateDir = resolveStateDir(stateDirFlag, { ...host, env: ctx.env });
-    const doc = await callAdmin<ReleasesReply>(stateDir, 'GET', '/v1/releases');
+    // Without the files: a release of 100,000 files is counted, not listed.
+    const doc = await callAdmin<ReleasesReply>(stateDir, 'GET', '/v1/releases?files=false');
     const release = doc.releases.find((r) => r.version === version);
     if (!release) {
       throw new UsageError(`there is no release ${version} on this appliance`, {
@@ -45,7 +46,7 @@ export function releaseResolver(host: Omit<Host, 'env'>): ReleaseResolver {
       name: release.name,
       version: release.version,
       artifacts,
-      fileCount: release.files.length,
+      fileCount: release.fileCount,
       sources: { images: client(details.imageRegistry, "the appliance's image registry"), packs: client(details.packRegistry, "the appliance's pack registry") },
     };
   };

@@ -228,8 +228,8 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         getImport: (id) => appliance.importer.get(id),
         cancelImport: (id, actor) => appliance.importer.cancel(id, actor),
         followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),
-        releases: () => releasesDocument(appliance.db),
-        artifacts: (kind) => listArtifacts(appliance.db, kind ? { kind: kind as ArtifactKind } : {}),
+        releases: (options) => releasesDocument(appliance.db, options),
+        artifacts: (kind, version) => listArtifacts(appliance.db, { ...(kind ? { kind: kind as ArtifactKind } : {}), ...(version ? { version } : {}) }),
         connectionDetails: () => appliance.connectionDetails(),
       },
     });

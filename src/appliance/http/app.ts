@@ -387,17 +387,25 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     return reply.type('application/x-ndjson').send(stream);
   });
 
-  app.get('/v1/releases', { schema: { response: { 200: open } } }, async () => operations.releases());
+  app.get('/v1/releases', {
+    schema: {
+      querystring: { type: 'object', properties: { files: { type: 'boolean', default: true } }, additionalProperties: false },
+      response: { 200: open },
+    },
+  }, async (request) => operations.releases({ files: (request.query as { files: boolean }).files }));
 
   // The socket is root's (0600): the same secrets `airgap setup` prints, for `airgap push --release`.
   app.get('/v1/connection', { schema: { response: { 200: connectionDetailsSchema } } }, async () => operations.connectionDetails());
 
   app.get('/v1/artifacts', {
     schema: {
-      querystring: { type: 'object', properties: { kind: { type: 'string', enum: ['image', 'chart', 'pack', 'file'] } }, additionalProperties: false },
+      querystring: { type: 'object', properties: { kind: { type: 'string', enum: ['image', 'chart', 'pack', 'file'] }, version: { type: 'string', maxLength: 128 } }, additionalProperties: false },
       response: { 200: { type: 'object', properties: { artifacts: { type: 'array', items: open } } } },
     },
-  }, async (request) => ({ artifacts: operations.artifacts((request.query as { kind?: string }).kind) }));
+  }, async (request) => {
+    const query = request.query as { kind?: string; version?: string };
+    return { artifacts: operations.artifacts(query.kind, query.version) };
+  });
 
   return app;
 }

@@ -55,8 +55,10 @@ export interface AdminOperations {
    * with its final row (at once when it is finished). Returns an unsubscribe function.
    */
   followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;
-  releases(): unknown;
-  artifacts(kind: string | undefined): unknown[];
+  /** releases.json's document; `files: false` gives each release's `fileCount` instead of its files. */
+  releases(options: { files: boolean }): unknown;
+  /** Artifacts of every release, or of `version`, of one kind or all. */
+  artifacts(kind: string | undefined, version: string | undefined): unknown[];
   /** URLs, usernames and passwords of the repository and registries, and the CA (what `airgap setup` prints). */
   connectionDetails(): ConnectionDetails;
 }

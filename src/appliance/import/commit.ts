@@ -52,14 +52,17 @@ export function commitRelease(db: Db, args: { importId: number; opened: OpenedPa
 
 /**
  * The document at `/repo/releases.json`: installed versions, the current one, and each
- * release's files (paths relative to `/repo/`), images, charts and packs.
+ * release's files (paths relative to `/repo/`), images, charts and packs. With
+ * `files: false` each release has `fileCount` instead of its files (the admin API's
+ * `GET /v1/releases?files=false`: no 100,000-row list to count them).
  */
-export function releasesDocument(db: Db): unknown {
+export function releasesDocument(db: Db, options: { files?: boolean } = {}): unknown {
   const current = currentRelease(db);
+  const withFiles = options.files !== false;
   return {
     current: current?.version ?? null,
     releases: listReleases(db).map((r) => {
-      const artifacts = listArtifacts(db, { version: r.version });
+      const artifacts = listArtifacts(db, { version: r.version, files: withFiles });
       const of = (kind: ArtifactRow['kind']) => artifacts.filter((a) => a.kind === kind);
       return {
         version: r.version,
@@ -68,13 +71,19 @@ export function releasesDocument(db: Db): unknown {
         importedAt: r.importedAt,
         current: r.current,
         tocSha256: r.tocSha256,
-        files: of('file').map((f) => ({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') })),
+        ...(withFiles
+          ? { files: of('file').map((f) => ({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') })) }
+          : { fileCount: countFiles(db, r.version) }),
         images: of('image').map((a) => ({ target: a.target, digest: a.digest })),
         charts: of('chart').map((a) => ({ target: a.target, digest: a.digest })),
         packs: of('pack').map((a) => ({ target: a.target, digest: a.digest })),
       };
     }),
   };
+}
+
+function countFiles(db: Db, version: string): number {
+  return (db.prepare("SELECT COUNT(*) AS n FROM artifacts WHERE release_version = ? AND kind = 'file'").get(version) as { n: number }).n;
 }
 
 /** Files read from the database per page while releases.json is written. */
