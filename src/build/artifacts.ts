@@ -42,6 +42,12 @@ export interface Artifact {
   layer: FileBlob;
 }
 
+const MIB = 1024 * 1024;
+/** Helm refuses a chart archive that unpacks to more than this (MaxDecompressedChartSize). */
+const HELM_MAX_CHART_BYTES = 100 * MIB;
+/** Helm refuses a chart archive with a file larger than this (MaxDecompressedFileSize). */
+const HELM_MAX_FILE_BYTES = 5 * MIB;
+
 /** Files up to this size are read in one piece (hashing, and the builder's copy); larger ones stream. */
 export const WHOLE_FILE_BYTES = 1024 * 1024;
 
@@ -82,7 +88,16 @@ function artifactManifest(configMediaType: string, configBytes: Buffer, layer: D
 async function readChartFiles(tgz: string): Promise<{ chartYaml: string; requirementsYaml?: string }> {
   const extract = tarStream.extract();
   const found = new Map<string, Buffer>();
+  let unpacked = 0;
   extract.on('entry', (header, stream, next) => {
+    // Helm's own limits (pkg/chart/loader/archive.go): a chart it would refuse is refused
+    // here before it is unpacked further.
+    unpacked += header.size ?? 0;
+    if ((header.size ?? 0) > HELM_MAX_FILE_BYTES || unpacked > HELM_MAX_CHART_BYTES) {
+      stream.on('error', () => {}); // the entry ends with the archive; its error is the archive's
+      next(new BundleError('AG_CHART', `${tgz} holds ${(header.size ?? 0) > HELM_MAX_FILE_BYTES ? `a file larger than ${HELM_MAX_FILE_BYTES / MIB} MiB (${header.name})` : `more than ${HELM_MAX_CHART_BYTES / MIB} MiB unpacked`}; Helm refuses such a chart`));
+      return;
+    }
     const parts = header.name.split('/').filter(Boolean);
     const name = parts.length === 2 ? parts[1]! : '';
     if ((name === 'Chart.yaml' || name === 'requirements.yaml') && !found.has(name) && header.type === 'file' && (header.size ?? 0) < 1024 * 1024) {

@@ -110,7 +110,10 @@ export async function loadBundleSpec(path: string): Promise<BundleSpec> {
       if (c.values !== undefined && c.images === undefined) fail(path, `charts[${i}].values is used to find images: it goes with images: auto`);
       const extra = { ...(c.images ? { images: 'auto' as const } : {}), ...(c.values ? { values: c.values } : {}) };
       if (c.source !== undefined && c.repo === undefined && c.name === undefined && c.version === undefined) return { source: c.source, ...extra };
-      if (c.repo !== undefined && c.source === undefined && c.name !== undefined && c.version !== undefined) return { repo: c.repo, name: c.name, version: c.version, ...extra };
+      if (c.repo !== undefined && c.source === undefined && c.name !== undefined && c.version !== undefined) {
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(c.name)) fail(path, `charts[${i}].name '${c.name}' is not a chart name`, 'letters, digits, ".", "_" and "-", as in the repository\'s index.yaml');
+        return { repo: c.repo, name: c.name, version: c.version, ...extra };
+      }
       return fail(path, `charts[${i}] needs either source (a .tgz or oci://HOST/REPO:TAG) or repo, name and version`, 'for example {repo: https://charts.example.com, name: clearml, version: 7.14.7}');
     }),
     packs: list('packs', ['source'], ['source']).map((p) => ({ source: p.source! })),

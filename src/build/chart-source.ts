@@ -147,8 +147,15 @@ export function pickVersion(versions: string[], wanted: string): string | undefi
   if (versions.includes(wanted)) return wanted;
   const range = semver.validRange(wanted.replaceAll(',', ' '), { loose: true });
   if (!range) return undefined;
-  const candidates = versions.filter((v) => semver.valid(v, { loose: true }) && semver.satisfies(v, range, { loose: true }));
-  return candidates.sort((a, b) => semver.rcompare(a, b, { loose: true }))[0];
+  const candidates = versions.map((v) => ({ v, s: asSemver(v) })).filter((c): c is { v: string; s: string } => c.s !== undefined && semver.satisfies(c.s, range, { loose: true }));
+  return candidates.sort((a, b) => semver.rcompare(a.s, b.s, { loose: true }))[0]?.v;
+}
+
+/** A version as Masterminds/semver reads it (`1.2` is 1.2.0, `v1` is 1.0.0), in node-semver's form; undefined when it is none. */
+function asSemver(version: string): string | undefined {
+  const m = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?([-+].*)?$/.exec(version);
+  const full = m ? `${m[1]}.${m[2] ?? '0'}.${m[3] ?? '0'}${m[4] ?? ''}` : version;
+  return semver.valid(full, { loose: true }) ?? undefined;
 }
 
 /**
@@ -184,7 +191,10 @@ export async function fetchRepoChart(repo: string, name: string, version: string
     }));
   const chosen = pickVersion(entries.map((e) => e.version), version);
   if (!chosen) {
-    const listed = entries.map((e) => e.version).sort((a, b) => (semver.valid(a, { loose: true }) && semver.valid(b, { loose: true }) ? semver.rcompare(a, b, { loose: true }) : 0));
+    const listed = entries.map((e) => e.version).sort((a, b) => {
+      const [sa, sb] = [asSemver(a), asSemver(b)];
+      return sa && sb ? semver.rcompare(sa, sb) : 0;
+    });
     throw new BundleError('AG_CHART', `no version of ${name} in ${indexUrl.href} matches '${version}'`, { hint: `newest versions there: ${listed.slice(0, 8).join(', ') || 'none'}` });
   }
   const entry = entries.find((e) => e.version === chosen)!;
@@ -229,8 +239,12 @@ export async function fetchOciChart(reference: string, options: ChartFetchOption
     if (layer.size > MAX_CHART_BYTES) throw new BundleError('AG_CHART', `${reference}: the chart layer is larger than ${MAX_CHART_BYTES} bytes`);
     const file = join(options.workDir, `chart-oci-${layer.digest.slice(7, 23)}.tgz`);
     const hash = createHash('sha256');
+    let received = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
+        // No more than the descriptor says: a registry cannot fill the disk before the digest check.
+        received += chunk.length;
+        if (received > layer.size) return callback(new BundleError('AG_CHART', `${reference}: the chart layer is larger than its descriptor says (${layer.size} bytes)`));
         hash.update(chunk);
         callback(null, chunk);
       },

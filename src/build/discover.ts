@@ -34,6 +34,14 @@ export function isImageReference(text: string): boolean {
   return REFERENCE.test(text) && (/:[\w][\w.-]*$/.test(text.replace(/@sha256:[a-f0-9]{64}$/, '')) || /@sha256:[a-f0-9]{64}$/.test(text)) && !/^[a-z0-9.-]+:[0-9]+$/.test(text);
 }
 
+/** A line without its `#` comment (a `#` at the start or after white space), in one scan. */
+function withoutComment(line: string): string {
+  for (let i = line.indexOf('#'); i !== -1; i = line.indexOf('#', i + 1)) {
+    if (i === 0 || /\s/.test(line[i - 1]!)) return line.slice(0, i);
+  }
+  return line;
+}
+
 /** Adds `reference` found at `from` to `out`, merging places of the same reference. */
 function add(out: Map<string, FoundImage>, reference: string, from: string): void {
   const found = out.get(reference) ?? { reference, from: [] };
@@ -143,7 +151,7 @@ export async function imagesInList(file: string): Promise<FoundImage[]> {
   });
   const out = new Map<string, FoundImage>();
   for (const [i, raw] of text.split(/\r?\n/).entries()) {
-    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    const line = withoutComment(raw).trim();
     if (!line) continue;
     if (!isImageReference(line)) throw new BundleError('AG_SPEC', `${file}:${i + 1}: '${line}' is not an image reference with a tag or digest`, { hint: 'one reference a line, e.g. quay.io/org/app:1.2' });
     add(out, line, `${basename(file)}:${i + 1}`);
@@ -154,16 +162,15 @@ export async function imagesInList(file: string): Promise<FoundImage[]> {
 // ---------------------------------------------------------------------------------------
 // Charts, without Helm.
 
-/** The most a chart's files may hold, unpacked, for discovery to read them. */
+/** The most a chart's files (with every subchart) may hold, unpacked, for discovery to read them. */
 const MAX_CHART_FILES_BYTES = 64 * 1024 * 1024;
 
 /** The files of a chart: from its .tgz (the first path part dropped, as Helm does) or its folder. */
-async function chartFiles(chart: string | Buffer): Promise<Map<string, Buffer>> {
+async function chartFiles(chart: string | Buffer, budget: { left: number }): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
-  let total = 0;
   const add = (name: string, data: Buffer) => {
-    total += data.length;
-    if (total > MAX_CHART_FILES_BYTES) throw new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`);
+    budget.left -= data.length;
+    if (budget.left < 0) throw new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`);
     files.set(name, data);
   };
   if (typeof chart === 'string' && (await stat(chart)).isDirectory()) {
@@ -181,10 +188,11 @@ async function chartFiles(chart: string | Buffer): Promise<Map<string, Buffer>> 
   extract.on('entry', (header, stream, next) => {
     const chunks: Buffer[] = [];
     let entryBytes = 0;
+    stream.on('error', () => {}); // ends with the archive; the archive's error is the one reported
     stream.on('data', (c: unknown) => {
       // Counted as it comes: a crafted archive cannot make one entry fill the memory first.
       entryBytes += (c as Buffer).length;
-      if (total + entryBytes > MAX_CHART_FILES_BYTES) extract.destroy(new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`));
+      if (entryBytes > budget.left) extract.destroy(new BundleError('AG_CHART', `the chart holds more than ${MAX_CHART_FILES_BYTES / 1024 / 1024} MiB of files`));
       else chunks.push(c as Buffer);
     });
     stream.on('end', () => {
@@ -259,8 +267,10 @@ function imagesInValues(values: unknown, appVersion: string | undefined, where: 
 function imagesInTemplates(files: Map<string, Buffer>, prefix: string, out: Map<string, FoundImage>): void {
   for (const [name, data] of files) {
     if (!name.startsWith('templates/') || !/\.(ya?ml|tpl)$/.test(name)) continue;
-    for (const line of data.toString('utf8').split('\n')) {
-      const m = /^\s*(?:-\s+)?image:\s*["']?([^"'\s{}]+)["']?\s*(?:#.*)?$/.exec(line);
+    for (const raw of data.toString('utf8').split('\n')) {
+      if (raw.length > 4096) continue; // no image line is that long; a crafted one costs nothing
+      const line = withoutComment(raw);
+      const m = /^\s*(?:-\s+)?image:\s*["']?([^"'\s{}#]+)["']?\s*$/.exec(line);
       if (m && isImageReference(m[1]!)) add(out, m[1]!, `${prefix}${name}`);
     }
   }
@@ -273,11 +283,11 @@ function imagesInTemplates(files: Map<string, Buffer>, prefix: string, out: Map<
  * and the same for each subchart under `charts/` (with the parent's values for it).
  * Throws BundleError AG_CHART when the chart cannot be read.
  */
-export async function imagesInChart(chart: string | Buffer, valuesOverride?: unknown, prefix = '', depth = 0): Promise<FoundImage[]> {
+export async function imagesInChart(chart: string | Buffer, valuesOverride?: unknown, prefix = '', depth = 0, budget = { left: MAX_CHART_FILES_BYTES }): Promise<FoundImage[]> {
   const out = new Map<string, FoundImage>();
   let files: Map<string, Buffer>;
   try {
-    files = await chartFiles(chart);
+    files = await chartFiles(chart, budget);
   } catch (cause) {
     if (cause instanceof BundleError) throw cause;
     throw new BundleError('AG_CHART', `${typeof chart === 'string' ? chart : `${prefix}(subchart)`} is not a readable chart`, { cause });
@@ -319,7 +329,7 @@ export async function imagesInChart(chart: string | Buffer, valuesOverride?: unk
     for (const [name, sub] of subcharts) {
       const subMeta = Buffer.isBuffer(sub) ? undefined : sub;
       const parentValues = mapping(values)?.[name.replace(/-\d.*$/, '')];
-      const found = Buffer.isBuffer(sub) ? await imagesInChart(sub, parentValues, `${prefix}charts/${name}.tgz/`, depth + 1) : imagesInFolderFiles(subMeta!, parentValues, `${prefix}charts/${name}/`);
+      const found = Buffer.isBuffer(sub) ? await imagesInChart(sub, parentValues, `${prefix}charts/${name}.tgz/`, depth + 1, budget) : imagesInFolderFiles(subMeta!, parentValues, `${prefix}charts/${name}/`);
       for (const f of found) for (const from of f.from) add(out, f.reference, from);
     }
   }

@@ -42,7 +42,6 @@ export interface HelmDependency {
   tags?: string[];
   enabled?: boolean;
   'import-values'?: unknown[];
-  'export-values'?: unknown[];
   alias?: string;
 }
 
@@ -311,7 +310,8 @@ function asMapping(v: GoValue, field: string): Array<[string, GoValue]> {
 
 const MAINTAINER_FIELDS = ['name', 'email', 'url'] as const;
 type StringField = 'name' | 'home' | 'version' | 'description' | 'icon' | 'apiVersion' | 'condition' | 'tags' | 'appVersion' | 'kubeVersion' | 'type';
-const DEPENDENCY_FIELDS = ['name', 'version', 'repository', 'condition', 'tags', 'enabled', 'import-values', 'export-values', 'alias'] as const;
+/** Helm v3's Dependency (v3.21.4 has no export-values: that is Helm 4's; an unknown key is ignored, as Helm v3 ignores it). */
+const DEPENDENCY_FIELDS = ['name', 'version', 'repository', 'condition', 'tags', 'enabled', 'import-values', 'alias'] as const;
 /** pkg/chart/metadata.go `Metadata`, in declaration order (the order json.Marshal writes). */
 const METADATA_FIELDS = ['name', 'home', 'sources', 'version', 'description', 'keywords', 'maintainers', 'icon', 'apiVersion', 'condition', 'tags', 'appVersion', 'deprecated', 'annotations', 'kubeVersion', 'dependencies', 'type'] as const;
 
@@ -343,7 +343,7 @@ function decodeDependency(v: GoValue, at: string, notes: string[]): HelmDependen
       const b = asBool(value, where);
       if (b === undefined) delete out.enabled;
       else out.enabled = b;
-    } else if (f === 'import-values' || f === 'export-values') {
+    } else if (f === 'import-values') {
       if (value.kind === 'null') delete out[f];
       else if (value.kind !== 'seq') throw new ChartYamlError(`${where} must be a list`);
       else out[f] = value.items.map((item, i) => asAny(item, `${where}[${i}]`));

@@ -46,7 +46,7 @@ const ops: ConsoleOperations = {
     imageRegistry: cred('https://10.0.0.5:5000', 'airgap-images'),
     packRegistry: cred('https://10.0.0.5:8000', 'airgap-packs'),
     console: cred('https://10.0.0.5', 'admin'),
-    helmRepository: { ...cred('https://10.0.0.5/charts', 'airgap-repo'), addCommand: 'helm repo add airgap https://10.0.0.5/charts --username airgap-repo --password airgap-repo-secret --ca-file airgap-ca.crt' },
+    helmRepository: { ...cred('https://10.0.0.5/charts', 'airgap-repo'), addCommand: 'helm repo add airgap https://10.0.0.5/charts --username airgap-repo --password-stdin --ca-file airgap-ca.crt' },
     caCertificateBase64: Buffer.from(pki.tls.caPem).toString('base64'),
   }),
   caPem: () => pki.tls.caPem,

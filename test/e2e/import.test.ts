@@ -187,7 +187,7 @@ t.test("charts as Helm reads them: the config in the registry, the classic repos
   const archive = (await curl(['-f', '-u', creds, `${repo}/${entry.urls[0]!}`])).stdout;
   t.ok(archive.equals(await readFile(join(work, 'charts', 'hello-0.1.0.tgz'))), 'the archive is the chart as built');
   t.equal(entry.digest, createHash('sha256').update(archive).digest('hex'), "index.yaml's digest is the archive's sha256");
-  t.match((await daemon.cli(['setup', '127.0.0.1'])).stdout, /helm repo add airgap https:\/\/127\.0\.0\.1:\d+\/charts --username \S+ --password \S+ --ca-file airgap-ca\.crt/, 'airgap setup prints the helm repo add line');
+  t.match((await daemon.cli(['setup', '127.0.0.1'])).stdout, /helm repo add airgap https:\/\/127\.0\.0\.1:\d+\/charts --username \S+ --password-stdin --ca-file airgap-ca\.crt/, 'airgap setup prints the helm repo add line');
 });
 
 t.test('re-import of the installed release: unchanged, nothing pushed', async (t) => {

@@ -95,6 +95,7 @@ t.test('pickVersion: the exact version, else the newest in the range; pre-releas
   t.equal(pickVersion(versions, '7.15.0-rc.1'), '7.15.0-rc.1');
   t.equal(pickVersion(versions, '>=8'), undefined);
   t.equal(pickVersion(['v0.4.0', 'v0.3.0'], '0.x'), 'v0.4.0', 'a v-prefixed version Helm accepts');
+  t.equal(pickVersion(['1.2', '1.1.9', '2'], '^1'), '1.2', "and 1.2, which Helm reads as 1.2.0");
 });
 
 t.test('a chart from a Helm repository and one from an OCI registry', async (t) => {

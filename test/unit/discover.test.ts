@@ -86,6 +86,8 @@ t.test('a list: one reference a line, comments and blank lines skipped, a bad li
     ['nginx:1.25', ['images.txt:4', 'images.txt:5']],
     [`registry:5000/a/b@${DIGEST}`, ['images.txt:6']],
   ]);
+  await writeFile(join(dir, 'hashes.txt'), `${' #'.repeat(20_000)}\u2028x\nalpine:3.20\t# trailing\n`);
+  t.same((await imagesInList(join(dir, 'hashes.txt'))).map((f) => f.reference), ['alpine:3.20'], 'a line of comments is a comment, however long');
   await writeFile(join(dir, 'bad.txt'), 'nginx:1.25\nNot A Reference\n');
   await t.rejects(imagesInList(join(dir, 'bad.txt')), { code: 'AG_SPEC', message: /bad.txt:2: 'Not A Reference' is not an image reference/ });
 });

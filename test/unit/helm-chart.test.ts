@@ -26,7 +26,7 @@ import { tempDir } from '../helpers/temp.js';
 
 /**
  * Decodes a config blob with the exact field types of Helm's chart.Metadata
- * (helm.sh/helm/v3 pkg/chart/metadata.go, Maintainer and Metadata; pkg/chart/dependency.go,
+ * (helm.sh/helm/v3 v3.21.4 pkg/chart/metadata.go, Maintainer and Metadata; pkg/chart/dependency.go,
  * Dependency), as Go's json.Unmarshal would: a value of another JSON type is the error
  * Helm gives when it pulls the chart ("cannot unmarshal number into Go struct field
  * Metadata.appVersion of type string"). Unknown fields are refused here too: Helm would
@@ -60,11 +60,11 @@ function decodeAsHelm(json: string): void {
     for (const k of ['name', 'email', 'url']) str(m, k, 'Maintainer');
   }
   for (const d of (doc.dependencies as Array<Record<string, unknown>> | undefined) ?? []) {
-    known(d, ['name', 'version', 'repository', 'condition', 'tags', 'enabled', 'import-values', 'export-values', 'alias'], 'Dependency');
+    known(d, ['name', 'version', 'repository', 'condition', 'tags', 'enabled', 'import-values', 'alias'], 'Dependency');
     for (const k of ['name', 'version', 'repository', 'condition', 'alias']) str(d, k, 'Dependency');
     strList(d, 'tags', 'Dependency');
     if (d.enabled !== undefined && typeof d.enabled !== 'boolean') fail('Dependency.enabled', 'bool', d.enabled);
-    for (const k of ['import-values', 'export-values']) if (d[k] !== undefined && !Array.isArray(d[k])) fail(`Dependency.${k}`, '[]interface {}', d[k]);
+    for (const k of ['import-values']) if (d[k] !== undefined && !Array.isArray(d[k])) fail(`Dependency.${k}`, '[]interface {}', d[k]);
   }
 }
 
@@ -232,6 +232,18 @@ t.test('the loader as Helm: apiVersion v1 when unset, requirements.yaml over Cha
   t.same(metadata.dependencies, [{ name: 'redis', repository: '', tags: ['cache', '1'] }], "requirements.yaml's dependencies replace Chart.yaml's");
   t.equal(helmConfigJson(metadata).toString(), '{"name":"a","version":"1.0.0","description":"tab here, bell","apiVersion":"v1","dependencies":[{"name":"redis","repository":"","tags":["cache","1"]}]}', "a dependency's name and repository are written even when empty");
   t.equal(sanitizeString('a\u00a0b\u3000c\u0007'), 'a b c');
+  const v4 = loadChartMetadata('apiVersion: v2\nname: a\nversion: 1.0.0\ndependencies: [{name: x, repository: r, export-values: [y]}]\n', undefined, 'a.tgz').metadata;
+  t.equal(helmConfigJson(v4).toString(), '{"name":"a","version":"1.0.0","apiVersion":"v2","dependencies":[{"name":"x","repository":"r"}]}', "export-values is Helm 4's: Helm v3 drops it");
+});
+
+t.test("an archive Helm would refuse (a file over 5 MiB) is refused before it is unpacked further", async (t) => {
+  const dir = await tempDir(t, 'airgap-helm-big-');
+  await mkdir(join(dir, 'src', 'big'), { recursive: true });
+  await writeFile(join(dir, 'src', 'big', 'Chart.yaml'), 'apiVersion: v2\nname: big\nversion: 1.0.0\n');
+  await writeFile(join(dir, 'src', 'big', 'blob.bin'), Buffer.alloc(6 * 1024 * 1024));
+  const tgz = join(dir, 'big-1.0.0.tgz');
+  await execa('tar', ['-C', join(dir, 'src'), '-czf', tgz, 'big']);
+  await t.rejects(chartArtifact(tgz), { code: 'AG_CHART', message: /a file larger than 5 MiB .*Helm refuses such a chart/ });
 });
 
 t.test("strings as Go's json.Marshal escapes them", async (t) => {

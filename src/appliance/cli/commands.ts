@@ -45,7 +45,7 @@ export function renderConnectionDetails(d: ConnectionDetails): string {
     'Console login',
     table(account('URL:', d.console)),
     '',
-    'Helm chart repository (the CA below saved as airgap-ca.crt)',
+    'Helm chart repository (save the CA below as airgap-ca.crt; the password is the repository one, typed or piped in)',
     `  ${d.helmRepository.addCommand}`,
     '',
     'Registry CA certificate (base64, one line)',

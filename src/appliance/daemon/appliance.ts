@@ -110,7 +110,11 @@ export class Appliance {
       if (caCreated) appliance.event('daemon', 'pki.ca_created', 'made the appliance CA', { fingerprintSha256: new X509Certificate(identity.tls.caPem).fingerprint256 });
       await appliance.fleet.writeFiles();
       await writeReleasesJson(db, layout.repoDir);
-      await writeChartIndex(db, layout.chartsDir);
+      await writeChartIndex(db, layout.chartsDir).catch((err: unknown) => {
+        // The box serves everything else; the index is written again at the next import.
+        options.log.error({ err }, 'could not write charts/index.yaml');
+        appliance.event('daemon', 'repo.chart_index_failed', `could not write charts/index.yaml: ${(err as Error).message}`);
+      });
       await appliance.fleet.readVersion();
       return appliance;
     } catch (err) {

@@ -105,7 +105,8 @@ export function connectionDetails(config: ServeConfig, address: string, identity
     helmRepository: {
       url: `${url}/charts`,
       ...credentials.repository,
-      addCommand: `helm repo add airgap ${url}/charts --username ${credentials.repository.username} --password ${credentials.repository.password} --ca-file airgap-ca.crt`,
+      // The password on stdin: not in the shell history or the process list.
+      addCommand: `helm repo add airgap ${url}/charts --username ${credentials.repository.username} --password-stdin --ca-file airgap-ca.crt`,
     },
     caCertificateBase64: caBase64(identity.tls.caPem),
   };

@@ -33,7 +33,7 @@ import {
   type ImportSource,
 } from '../store/imports.js';
 import { commitRelease, writeReleasesJson } from './commit.js';
-import { installCharts, writeChartIndex } from './chart-repo.js';
+import { chartInstalled, installCharts, writeChartIndex } from './chart-repo.js';
 import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport } from './open.js';
@@ -516,6 +516,8 @@ export class Importer extends EventEmitter {
   /** For a release already recorded: every tag in place and the files folder there. */
   private async releaseIntact(ctx: ImportContext, plan: TransferPlan, version: string): Promise<boolean> {
     if (!(await tagsInPlace(ctx, plan.artifacts))) return false;
+    // Its charts in the classic repository too: a release imported before there was one is repaired.
+    for (const a of plan.artifacts) if (a.kind === 'chart' && !(await chartInstalled(this.options.layout.chartsDir, a.digest))) return false;
     if (!plan.files.length) return true;
     return stat(releaseDirs(this.options.layout.repoDir, version).final).then((s) => s.isDirectory(), () => false);
   }

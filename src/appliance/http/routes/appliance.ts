@@ -25,14 +25,14 @@ export function registerApplianceRoutes(api: FastifyInstance, ops: Pick<ConsoleO
       return details;
     }
     const hide = <T extends { password: string }>(c: T) => ({ ...c, password: null });
-    const helm = details.helmRepository;
+    const helm = details.helmRepository; // its addCommand reads the password from stdin: nothing to hide in it
     return {
       ...details,
       repository: hide(details.repository),
       imageRegistry: hide(details.imageRegistry),
       packRegistry: hide(details.packRegistry),
       console: hide(details.console),
-      helmRepository: { url: helm.url, username: helm.username, password: null, addCommand: helm.addCommand.replace(`--password ${helm.password}`, '--password ********') },
+      helmRepository: { url: helm.url, username: helm.username, password: null, addCommand: helm.addCommand },
     };
   });
 
