@@ -46,6 +46,7 @@ import { loadPrivateKey, signBytes } from '../format/keys.js';
 import { sha256Hex, hexOfDigest } from '../kit/digest.js';
 import { collisionKey, entryPathProblem } from '../format/paths.js';
 import { syncDir } from '../kit/fs.js';
+import { removeOnForcedExit } from '../kit/exit-cleanup.js';
 import { defaultRuntimeCache, packRuntimeFile, type RuntimeSources } from './runtime.js';
 import { fetchOciChart, fetchRepoChart } from './chart-source.js';
 import { discoverChartImages, imageItemFor, imagesInList, imagesInManifests, type FoundImage } from './discover.js';
@@ -116,6 +117,7 @@ export type BuildPlan = Pick<BuildResult, 'name' | 'version' | 'images' | 'chart
 export async function planBuild(options: Omit<BuildOptions, 'out' | 'privateKeyPath' | 'runtime'>): Promise<BuildPlan> {
   const spec = await loadBundleSpec(options.specPath);
   const workDir = await mkdtemp(join(tmpdir(), 'airgap-build-'));
+  const forget = removeOnForcedExit(workDir);
   try {
     const { images, charts, packs, files, warnings, discovered } = await planBundle(spec, options, workDir, (item) => {
       options.signal?.throwIfAborted();
@@ -124,6 +126,7 @@ export async function planBuild(options: Omit<BuildOptions, 'out' | 'privateKeyP
     return { name: spec.name, version: spec.version, images, charts, packs, files, warnings, discovered };
   } finally {
     await rm(workDir, { recursive: true, force: true });
+    forget();
   }
 }
 
@@ -249,6 +252,8 @@ async function planBundle(spec: BundleSpec, options: BuildOptions, workDir: stri
       insecureRegistries: options.insecureRegistries ?? [],
       credentials: options.credentials ?? (() => undefined),
       ...(options.caPem ? { caPem: options.caPem } : {}),
+      // Ctrl-C stops a request a registry leaves unanswered, not only the next item.
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     const target = item.target ?? source.defaultTarget;
     if (!target) throw new BundleError('AG_SPEC', `${item.what} (${item.source}) needs a target: repository:tag`);
@@ -396,6 +401,8 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
 
   const workDir = await mkdtemp(join(tmpdir(), 'airgap-build-'));
   const partial = `${outPath}.${randomBytes(4).toString('hex')}.partial`;
+  // A second Ctrl-C exits at once: these go then too (kit/exit-cleanup.ts).
+  const forget = [removeOnForcedExit(workDir), removeOnForcedExit(partial)];
   try {
     progress({ stage: 'plan', bytesDone: 0, bytesTotal: 0 });
     const { plan, images, charts, packs, files, warnings, discovered } = await planBundle(spec, options, workDir, (item) => {
@@ -544,6 +551,7 @@ export async function buildBundle(options: BuildOptions): Promise<BuildResult> {
     throw err;
   } finally {
     await rm(workDir, { recursive: true, force: true });
+    for (const f of forget) f();
   }
 }
 

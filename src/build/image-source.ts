@@ -92,12 +92,12 @@ export class RegistrySource implements ImageSource {
   private readonly repository: string;
   private readonly reference: string;
 
-  constructor(reference: string, options: { insecure: boolean; credentials?: Credentials; caPem?: string }) {
+  constructor(reference: string, options: { insecure: boolean; credentials?: Credentials; caPem?: string; signal?: AbortSignal }) {
     const ref = parseImageReference(reference);
     this.name = `docker://${reference}`;
     this.repository = ref.repository;
     this.reference = ref.reference;
-    this.client = new RegistryClient({ registry: ref.registry, insecure: options.insecure, ...(options.credentials ? { credentials: options.credentials } : {}), ...(options.caPem ? { caPem: options.caPem } : {}) });
+    this.client = new RegistryClient({ registry: ref.registry, insecure: options.insecure, ...(options.credentials ? { credentials: options.credentials } : {}), ...(options.caPem ? { caPem: options.caPem } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   }
 
   /** `repository:tag` as the reference names it (Docker Hub's `library/` included). */
@@ -190,7 +190,7 @@ async function singlePlatform(source: ImageSource, manifestBytes: Buffer): Promi
  * Makes the source for a bundle.yaml `source:` string. `oci:DIR[:REF]` is relative to
  * `baseDir`; `docker://REF` goes to a registry. Throws BundleError AG_SPEC otherwise.
  */
-export function imageSourceFor(text: string, baseDir: string, options: { insecureRegistries: string[]; credentials: (registry: string) => Credentials | undefined; caPem?: string }): ImageSource & { defaultTarget?: string | undefined } {
+export function imageSourceFor(text: string, baseDir: string, options: { insecureRegistries: string[]; credentials: (registry: string) => Credentials | undefined; caPem?: string; signal?: AbortSignal }): ImageSource & { defaultTarget?: string | undefined } {
   if (text.startsWith('oci:')) {
     const rest = text.slice('oci:'.length);
     const colon = rest.indexOf(':');
@@ -204,7 +204,7 @@ export function imageSourceFor(text: string, baseDir: string, options: { insecur
     const registry = parseImageReference(ref).registry;
     const insecure = options.insecureRegistries.includes(registry) || options.insecureRegistries.includes('*');
     const credentials = options.credentials(registry);
-    return new RegistrySource(ref, { insecure, ...(credentials ? { credentials } : {}), ...(options.caPem ? { caPem: options.caPem } : {}) });
+    return new RegistrySource(ref, { insecure, ...(credentials ? { credentials } : {}), ...(options.caPem ? { caPem: options.caPem } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   }
   throw new BundleError('AG_SPEC', `image source '${text}' has an unknown transport`, { hint: 'use oci:DIR:REF or docker://HOST/REPO:TAG' });
 }

@@ -5,6 +5,7 @@
  * and an exit code ({@link EXIT}).
  * Output: results on stdout (one JSON document with --json), progress and errors on stderr.
  */
+import { removePendingNow } from './exit-cleanup.js';
 import { parseArgs } from 'node:util';
 import { AirgapError, UsageError } from './errors.js';
 import { formatBytes, formatDuration, printable, table, wrap } from './text.js';
@@ -301,7 +302,8 @@ export async function runCli(argv: string[], commands: Command[], ctx: CliContex
 /**
  * Runs `commands` as this process's command line: its argv, environment, stdio and TTY
  * state (the one place that reads them), setting process.exitCode. The first SIGINT or
- * SIGTERM aborts the verb's signal; a second one exits 130 at once, or, with
+ * SIGTERM aborts the verb's signal; a second one removes the paths registered with
+ * removeOnForcedExit (kit/exit-cleanup.ts) and exits 130 at once, or, with
  * `stillStopping`, prints `<name>: <SIGNAL> again: <stillStopping>` and lets the verb
  * finish stopping (a daemon stopping its children).
  */
@@ -311,7 +313,10 @@ export async function runProcess(commands: Command[], version: string, options: 
     process.on(signal, () => {
       if (!interrupt.signal.aborted) return interrupt.abort(new Error(`${signal} received`));
       if (options.stillStopping) process.stderr.write(`airgap: ${signal} again: ${options.stillStopping}\n`);
-      else process.exit(EXIT.interrupted);
+      else {
+        removePendingNow(); // what the verb's own cleanup has no time left to remove
+        process.exit(EXIT.interrupted);
+      }
     });
   }
   process.exitCode = await runCli(process.argv.slice(2), commands, {

@@ -328,3 +328,35 @@ t.test('a dotfile in a files source is refused at build, with the file to remove
   t.equal(s.exitCode, 1, s.stderr);
   t.match(s.stderr, /files\[0\]\.target '\.htaccess' has a segment that starts with '\.'/);
 });
+
+t.test('Ctrl-C during a build waiting on a registry stops it; twice exits at once; neither leaves a work folder or partial file', async (t) => {
+  // A registry that accepts connections and never answers: the build waits in its plan.
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const stalled = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    stalled.close(() => resolve());
+  }));
+  const host = `127.0.0.1:${(stalled.address() as { port: number }).port}`;
+  const dir = await tempDir(t, 'airgap-build-interrupt-');
+  const slow = await writeBundle(dir, { name: 'slow', version: '1.0.0', images: [{ source: `docker://${host}/team/app:1`, target: 'team/app:1' }] });
+  for (const signals of [1, 2]) {
+    const tmp = join(dir, `tmp-${signals}`);
+    await mkdir(tmp);
+    const connected = sockets.size;
+    const child = execa(AIRGAP, ['build', slow, '--out', join(dir, 'out.bin'), '--insecure-registry', host, '--no-runtime', '--quiet'], { reject: false, env: { TMPDIR: tmp } });
+    // Wait until the build has its work folder and is waiting on the registry.
+    for (let i = 0; i < 200 && !((await readdir(tmp)).some((f) => f.startsWith('airgap-build-')) && sockets.size > connected); i++) await new Promise((r) => setTimeout(r, 50));
+    t.ok((await readdir(tmp)).some((f) => f.startsWith('airgap-build-')), 'the build made its work folder');
+    for (let i = 0; i < signals; i++) child.kill('SIGINT');
+    const r = await child;
+    t.equal(r.exitCode, 130, `${signals} SIGINT`);
+    t.same(await readdir(tmp), [], 'no work folder left');
+    t.same((await readdir(dir)).filter((f) => f.includes('out.bin')), [], 'no output and no partial file');
+  }
+});
