@@ -199,14 +199,15 @@ current one.`,
     options: { ...jsonOption(), ...stateDirOption() },
     environment: stateDirEnvironment,
     async run({ values }, ctx) {
-      const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files: unknown[]; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
-        stateDirOf(values['state-dir'], ctx), 'GET', '/v1/releases',
+      // The table counts files: it asks for the counts, not for every file of every release.
+      const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files?: unknown[]; fileCount?: number; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
+        stateDirOf(values['state-dir'], ctx), 'GET', values.json ? '/v1/releases' : '/v1/releases?files=false',
       );
       if (values.json) return (print(ctx.stdout, JSON.stringify(doc, null, 2)), EXIT.ok);
       if (!doc.releases.length) return (print(ctx.stdout, "No releases yet: import a .bin with 'airgap import FILE.bin'."), EXIT.ok);
       print(ctx.stdout, table([
         ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files'],
-        ...doc.releases.map((r) => [r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '), String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.files.length)]),
+        ...doc.releases.map((r) => [r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '), String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.fileCount ?? r.files?.length ?? 0)]),
       ], ''));
       return EXIT.ok;
     },
