@@ -310,8 +310,9 @@ export class RegistryClient implements PushTarget {
     return agent;
   }
 
-  private repositoryScope(repository: string): string {
-    return `repository:${repository}:${this.options.access === 'push' ? 'pull,push' : 'pull'}`;
+  /** The token scope for `repository` (distribution's token auth); `*` asks for delete too. */
+  private repositoryScope(repository: string, actions?: '*'): string {
+    return `repository:${repository}:${actions ?? (this.options.access === 'push' ? 'pull,push' : 'pull')}`;
   }
 
   // ---- pull -------------------------------------------------------------------------------
@@ -532,6 +533,18 @@ export class RegistryClient implements PushTarget {
     });
     if (reply.status !== 201) this.fail(`PUT manifest ${repository}:${reference}`, reply, 'AG_REGISTRY_PUSH');
     return (reply.headers['docker-content-digest'] as string | undefined) ?? '';
+  }
+
+  /**
+   * DELETE /v2/<name>/manifests/<digest> (distribution-spec "Deleting Manifests"; the
+   * registry must allow deletes). CNCF distribution also removes the tags that point at
+   * it. True when it was deleted, false when it was not there (404). Throws RegistryError.
+   */
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    const reply = await this.send('DELETE', `/v2/${repository}/manifests/${digest}`, { scopes: [this.repositoryScope(repository, '*')] });
+    if (reply.status === 202 || reply.status === 200) return true;
+    if (reply.status === 404) return false;
+    this.fail(`DELETE manifest ${digest} in ${repository}`, reply, 'AG_REGISTRY_PUSH');
   }
 
   /** GET the manifest by digest (whole, up to MAX_MANIFEST_BYTES), then PUT it as the tag. */

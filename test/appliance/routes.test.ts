@@ -156,6 +156,8 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
       const c = (u: string) => ({ url: 'https://10.0.0.5:5000', username: u, password: 'pw', extra: 'dropped' });
       return { repository: c('r'), imageRegistry: c('i'), packRegistry: c('p'), console: c('c'), helmRepository: { ...c('r'), addCommand: 'helm repo add' }, caCertificateBase64: 'QQ==' };
     },
+    deleteRelease: async () => ({}),
+    collectGarbage: async () => ({}),
   };
   const admin = await buildAdminApp({ log, operations });
   const connection = await admin.inject({ url: '/v1/connection' });

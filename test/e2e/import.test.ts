@@ -372,3 +372,64 @@ t.test('a releases.json that cannot be written does not undo a committed import'
   db.close();
   await rm(list, { recursive: true });
 });
+
+t.test('releases delete: what only that release names goes, kept releases pull whole, garbage collection gives the disk back', async (t) => {
+  const { readdir: list, stat: statOf } = await import('node:fs/promises');
+  const dataBytes = async (dir: string): Promise<number> => {
+    let n = 0;
+    for (const e of await list(dir, { withFileTypes: true })) n += e.isDirectory() ? await dataBytes(join(dir, e.name)) : (await statOf(join(dir, e.name))).size;
+    return n;
+  };
+  const data = join(daemon.stateDir, 'registries', 'images', 'data');
+  const before = await dataBytes(data);
+  const current = (JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { current: string }).current;
+  const refused = await daemon.cli(['releases', 'delete', current]);
+  t.equal(refused.exitCode, 2, 'the current release is never deleted');
+  t.match(refused.stderr, /is the current release/);
+  t.equal((await daemon.cli(['releases', 'delete', '0.0.1'])).exitCode, 2, 'nor one that is not there');
+
+  const r = await daemon.cli(['releases', 'delete', '1.0.0', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { version: string; manifestsDeleted: number; filesRemoved: boolean; gc: { bytesReclaimed: number; registries: Array<{ name: string }> } };
+  t.equal(result.version, '1.0.0');
+  t.ok(result.manifestsDeleted >= 1, `${result.manifestsDeleted} manifests only 1.0.0 named`);
+  t.ok(result.filesRemoved);
+  t.same(result.gc.registries.map((g) => g.name), ['images', 'packs'], 'garbage-collect ran on both registries');
+  // The app's third layer (200,000 random bytes) was 1.0.0's alone.
+  t.ok(result.gc.bytesReclaimed >= 200_000, `garbage collection gave back ${result.gc.bytesReclaimed} bytes`);
+  t.ok(before - (await dataBytes(data)) >= 200_000, 'and the registry storage is that much smaller');
+
+  const tags = JSON.parse((await execa('curl', ['-s', '--cacert', join(certDir, 'ca.crt'), '-u', imageCreds, `${details.imageRegistry.url}/v2/apps/app/tags/list`])).stdout) as { tags: string[] | null };
+  t.notOk((tags.tags ?? []).includes('1'), "1.0.0's tag is gone");
+  t.equal(await remoteDigest('apps/app:2'), v2Images['app-2']!.digest, 'a kept release is still there');
+  const pulled = join(work, 'pulled-after-delete');
+  await execa('skopeo', ['copy', '--src-cert-dir', certDir, '--src-creds', imageCreds, `docker://${registryHost}/apps/app:2`, `oci:${pulled}:app`]);
+  t.pass('and pulls whole: every blob it names survived garbage collection');
+  t.equal(await remoteDigest('library/busybox:1.35'), busyboxDigest, 'a shared image stays');
+  const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { releases: Array<{ version: string }> };
+  t.notOk(releases.releases.some((x) => x.version === '1.0.0'), 'its record is gone');
+  await t.rejects(statOf(join(daemon.stateDir, 'repo', '1.0.0')), 'and its files');
+
+  const again = await daemon.cli(['gc', '--json']);
+  t.equal(again.exitCode, 0, again.stderr);
+  t.ok((JSON.parse(again.stdout) as { bytesReclaimed: number }).bytesReclaimed < 200_000, 'a second collection finds little to give back');
+  const db = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  t.same(db.prepare("SELECT kind FROM events WHERE kind IN ('release.deleted', 'gc.finished') ORDER BY id").all().map((e) => (e as { kind: string }).kind), ['release.deleted', 'gc.finished', 'gc.finished'], 'each is an event');
+  db.close();
+});
+
+t.test('a delete a stop interrupted is finished by the next start', async (t) => {
+  t.equal((await daemon.stop()).exitCode, 0);
+  // As a daemon killed between recording the delete and finishing it leaves the database.
+  const db = new Database(join(daemon.stateDir, 'airgap.db'));
+  db.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('maintenance.deleting', '1.1.0', ?)").run(new Date().toISOString());
+  db.close();
+  const again = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
+  const releases = JSON.parse((await again.cli(['releases', '--json'])).stdout) as { current: string; releases: Array<{ version: string }> };
+  t.notOk(releases.releases.some((x) => x.version === '1.1.0'), 'the delete was finished at start');
+  t.equal(await remoteDigest('library/busybox:1.35'), busyboxDigest, 'what kept releases name is whole');
+  const check = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  t.same(check.prepare("SELECT value FROM settings WHERE key = 'maintenance.deleting'").get(), undefined, 'nothing is pending');
+  t.ok((check.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'release.deleted' AND actor = 'daemon'").get() as { n: number }).n === 1);
+  check.close();
+});

@@ -192,13 +192,36 @@ and 'airgap status' lists it); the release that was current stays current.`,
   const releasesCommand = defineCommand({
     name: 'releases',
     summary: 'list the releases on the box',
-    usage: 'airgap releases [--json] [--state-dir DIR]',
+    usage: `airgap releases [--json] [--state-dir DIR]
+       airgap releases delete VERSION [--json]     # never the current release; then garbage collection`,
     description: `Lists the releases imported into the appliance, newest first; * marks the
-current one.`,
-    args: { min: 0, max: 0 },
+current one.
+
+releases delete VERSION removes that release: its manifests (those no kept release
+names; shared blobs and manifests stay), the tags that pointed at them (a tag a kept
+release also carries points at that release again), its files under /repo/VERSION/
+and its records; releases.json and the chart index are written again. Then garbage
+collection gives the disk back (airgap gc). Imports wait meanwhile. A daemon stopped
+half-way finishes the delete when it starts again.`,
+    args: { min: 0, max: 2 },
     options: { ...jsonOption(), ...stateDirOption() },
     environment: stateDirEnvironment,
-    async run({ values }, ctx) {
+    async run({ values, positionals }, ctx) {
+      if (positionals.length) {
+        if (positionals[0] !== 'delete' || positionals.length !== 2) throw new UsageError('airgap releases takes no argument here', { hint: 'airgap releases delete VERSION' });
+        const version = positionals[1]!;
+        const stateDir = stateDirOf(values['state-dir'], ctx);
+        // Checked here first, so that a wrong version is a usage error (exit 2); the daemon checks again.
+        const known = await callAdmin<{ current: string | null; releases: Array<{ version: string }> }>(stateDir, 'GET', '/v1/releases?files=false');
+        if (known.current === version) throw new UsageError(`${version} is the current release; it is not deleted`, { hint: 'import a newer release first, or delete another one' });
+        if (!known.releases.some((x) => x.version === version)) throw new UsageError(`there is no release ${version} on the box`, { hint: `releases here: ${known.releases.map((x) => x.version).join(', ') || 'none'}` });
+        if (!values.json) print(ctx.stderr, `Deleting release ${printable(version)}, then collecting garbage (imports wait; each registry stops for its turn)`);
+        const r = await callAdmin<{ version: string; manifestsDeleted: number; tagsRestored: string[]; filesRemoved: boolean; gc: { bytesReclaimed: number; seconds: number } }>(
+          stateDir, 'POST', `/v1/releases/${encodeURIComponent(version)}/delete`, { actor: 'cli' },
+        );
+        print(ctx.stdout, values.json ? JSON.stringify(r, null, 2) : `Deleted release ${printable(r.version)}: ${r.manifestsDeleted} manifests${r.tagsRestored.length ? `, ${r.tagsRestored.length} tags pointed back at a kept release` : ''}${r.filesRemoved ? ', its files' : ''}; garbage collection gave back ${formatBytes(r.gc.bytesReclaimed)} in ${formatDuration(r.gc.seconds)}`);
+        return EXIT.ok;
+      }
       // The table counts files: it asks for the counts, not for every file of every release.
       const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files?: unknown[]; fileCount?: number; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
         stateDirOf(values['state-dir'], ctx), 'GET', values.json ? '/v1/releases' : '/v1/releases?files=false',
@@ -248,6 +271,24 @@ current one.`,
     },
   });
 
+  const gcCommand = defineCommand({
+    name: 'gc',
+    summary: 'give registry disk back: run garbage collection in both registries',
+    usage: 'airgap gc [--json] [--state-dir DIR]',
+    description: `Runs CNCF distribution's garbage-collect on each registry's storage, one registry
+after the other, each stopped for its run (pulls from it fail for that time; the other
+serves). Imports wait meanwhile. Blobs no manifest names go; untagged manifests stay.
+Prints the bytes given back. airgap releases delete runs it too.`,
+    args: { min: 0, max: 0 },
+    options: { ...jsonOption(), ...stateDirOption() },
+    environment: stateDirEnvironment,
+    async run({ values }, ctx) {
+      const r = await callAdmin<{ registries: Array<{ name: string; bytesReclaimed: number; seconds: number }>; bytesReclaimed: number; seconds: number }>(stateDirOf(values['state-dir'], ctx), 'POST', '/v1/gc', { actor: 'cli' });
+      print(ctx.stdout, values.json ? JSON.stringify(r, null, 2) : [`Garbage collection gave back ${formatBytes(r.bytesReclaimed)} in ${formatDuration(r.seconds)}`, table(r.registries.map((g) => [g.name, formatBytes(g.bytesReclaimed), formatDuration(g.seconds)]))].join('\n'));
+      return EXIT.ok;
+    },
+  });
+
   return [
     importCommand,
     releasesCommand,
@@ -256,5 +297,6 @@ and digest, with the releases that carry it.`),
     artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)', `Lists the packs in the pack registry: one line per target and digest, with the
 releases that carry it.`),
     diffCommand(stateDirOf),
+    gcCommand,
   ];
 }

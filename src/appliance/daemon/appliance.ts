@@ -18,6 +18,7 @@ import type { ServeConfig } from '../config/config.js';
 import { stateLayout, type StateLayout } from '../config/state-layout.js';
 import { writeReleasesJson } from '../import/commit.js';
 import { writeChartIndex } from '../import/chart-repo.js';
+import { deleteRelease, finishPendingDelete, garbageCollect, type DeleteResult, type GcResult, type MaintenanceContext } from './maintenance.js';
 import { Importer } from '../import/runner.js';
 import { RegistryFleet } from '../registries/fleet.js';
 import type { AccountName, Credential } from '../security/credentials.js';
@@ -183,6 +184,38 @@ export class Appliance {
         actor,
       ),
     );
+  }
+
+  /** What the release delete and garbage collection work with (daemon/maintenance.ts). */
+  private maintenance(): MaintenanceContext {
+    return {
+      db: this.db,
+      layout: this.layout,
+      log: this.options.log.child({ component: 'maintenance' }),
+      clients: () => this.fleet.pushTargets(),
+      garbageCollect: (name, timeoutMs) => this.fleet.garbageCollect(name, timeoutMs),
+      event: (actor, kind, message, data) => this.event(actor, kind, message, data),
+    };
+  }
+
+  /** Deletes release `version` and collects garbage, with no import running. Throws as deleteRelease. */
+  deleteRelease(version: string, actor: string): Promise<DeleteResult> {
+    return this.importer.exclusive(() => this.changes.run(() => deleteRelease(this.maintenance(), version, actor)));
+  }
+
+  /** Collects garbage in both registries, with no import running. Throws as garbageCollect. */
+  collectGarbage(actor: string): Promise<GcResult> {
+    return this.importer.exclusive(() => this.changes.run(() => garbageCollect(this.maintenance(), actor)));
+  }
+
+  /** Finishes work a stop interrupted (a release delete); call once the registries run. Never throws: a failure is an event. */
+  async finishPendingWork(): Promise<void> {
+    await this.importer
+      .exclusive(() => this.changes.run(() => finishPendingDelete(this.maintenance())))
+      .catch((err: unknown) => {
+        this.options.log.error({ err }, 'could not finish an interrupted release delete');
+        this.event('daemon', 'release.delete_failed', `could not finish an interrupted release delete: ${(err as Error).message}`);
+      });
   }
 
   /** Health of every part. Never throws for an unhealthy part: it is reported. */

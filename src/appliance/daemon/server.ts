@@ -188,6 +188,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     await appliance.stopOrphans();
     for (const [port, flag] of ports) await assertPortFree(config.address, port, flag);
     await appliance.startRegistries();
+    await appliance.finishPendingWork();
 
     const webDir = await findWebDir();
     publicApp = await buildPublicApp({
@@ -231,6 +232,8 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         releases: (options) => releasesDocument(appliance.db, options),
         artifacts: (kind, version) => listArtifacts(appliance.db, { ...(kind ? { kind: kind as ArtifactKind } : {}), ...(version ? { version } : {}) }),
         connectionDetails: () => appliance.connectionDetails(),
+        deleteRelease: (version, actor) => appliance.deleteRelease(version, actor),
+        collectGarbage: (actor) => appliance.collectGarbage(actor),
       },
     });
     apps.push(adminApp);

@@ -394,6 +394,18 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     },
   }, async (request) => operations.releases({ files: (request.query as { files: boolean }).files }));
 
+  app.post('/v1/releases/:version/delete', {
+    schema: {
+      params: { type: 'object', properties: { version: { type: 'string', minLength: 1, maxLength: 128 } }, required: ['version'] },
+      body: { type: 'object', properties: { actor: { type: 'string', maxLength: 64 } }, additionalProperties: false },
+      response: { 200: open },
+    },
+  }, async (request) => operations.deleteRelease((request.params as { version: string }).version, (request.body as { actor?: string } | undefined)?.actor ?? 'cli'));
+
+  app.post('/v1/gc', {
+    schema: { body: { type: 'object', properties: { actor: { type: 'string', maxLength: 64 } }, additionalProperties: false }, response: { 200: open } },
+  }, async (request) => operations.collectGarbage((request.body as { actor?: string } | undefined)?.actor ?? 'cli'));
+
   // The socket is root's (0600): the same secrets `airgap setup` prints, for `airgap push --release`.
   app.get('/v1/connection', { schema: { response: { 200: connectionDetailsSchema } } }, async () => operations.connectionDetails());
 

@@ -61,4 +61,8 @@ export interface AdminOperations {
   artifacts(kind: string | undefined, version: string | undefined): unknown[];
   /** URLs, usernames and passwords of the repository and registries, and the CA (what `airgap setup` prints). */
   connectionDetails(): ConnectionDetails;
+  /** Deletes a release (never the current one), then collects garbage (daemon/maintenance.ts). */
+  deleteRelease(version: string, actor: string): Promise<unknown>;
+  /** Collects garbage in both registries. */
+  collectGarbage(actor: string): Promise<unknown>;
 }

@@ -175,6 +175,8 @@ export class Importer extends EventEmitter {
   private readonly unrecorded = new Map<number, ImportFailure>();
   private readonly queue: number[] = [];
   private running: { id: number; abort: AbortController; done: Promise<void> } | undefined;
+  /** Work that must not overlap an import (deleting a release, garbage collection): imports wait for it. */
+  private maintenance: Promise<void> | undefined;
   private readonly live = new Map<number, ImportUpdate>();
   private readonly lastEmit = new Map<number, number>();
   private closing = false;
@@ -277,8 +279,26 @@ export class Importer extends EventEmitter {
     this.emit('update', this.snapshot(id));
   }
 
+  /**
+   * Runs `work` with no import running: waits for the running one to end, keeps queued
+   * ones waiting meanwhile, then lets them go. One at a time. Returns what `work` returns.
+   */
+  async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.maintenance) await this.maintenance;
+    let release!: () => void;
+    this.maintenance = new Promise<void>((resolve) => (release = resolve));
+    try {
+      if (this.running) await this.running.done;
+      return await work();
+    } finally {
+      this.maintenance = undefined;
+      release();
+      void this.pump();
+    }
+  }
+
   private async pump(): Promise<void> {
-    if (this.running || this.closing) return;
+    if (this.running || this.closing || this.maintenance) return;
     const id = this.queue.shift();
     if (id === undefined) return;
     const abort = new AbortController();

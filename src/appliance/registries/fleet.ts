@@ -19,7 +19,18 @@ import { htpasswdFor, type AccountName, type Credential } from '../security/cred
 import type { TlsMaterial } from '../security/pki.js';
 import { renderRegistryConfig } from './registry-config.js';
 import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from './supervisor.js';
-import { RegistryClient, type PushTarget } from '../../oci/client.js';
+import { RegistryClient } from '../../oci/client.js';
+
+/** Bytes of the regular files under `dir` (0 when it is missing). */
+async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await treeBytes(path);
+    else if (entry.isFile()) total += (await stat(path).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
 
 export interface FleetOptions {
   config: ServeConfig;
@@ -107,7 +118,7 @@ export class RegistryFleet {
   }
 
   /** Push clients for the bundled registries, over loopback, trusting the appliance CA; `signal` ends their requests. */
-  pushTargets(signal?: AbortSignal): Record<RegistryName, PushTarget> {
+  pushTargets(signal?: AbortSignal): Record<RegistryName, RegistryClient> {
     const host = loopbackFor(this.options.config.address);
     const make = (name: RegistryName) =>
       new RegistryClient({
@@ -119,6 +130,26 @@ export class RegistryFleet {
         ...(signal ? { signal } : {}),
       });
     return { images: make('images'), packs: make('packs') };
+  }
+
+  /**
+   * Runs CNCF distribution's own `garbage-collect` on registry `name`'s storage while the
+   * registry is stopped (pulls fail for that window), then starts it again and waits for
+   * its health check, whatever GC did. Untagged manifests are kept (no
+   * --delete-untagged: distribution would also take the children of multi-arch indexes).
+   * Returns the storage's bytes before and after. Throws when GC fails (after the restart).
+   */
+  async garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number }> {
+    const paths = this.options.layout.registry(name);
+    const bytesBefore = await treeBytes(paths.data);
+    const started = Date.now();
+    await this.registries[name].stop();
+    try {
+      await promisify(execFile)(this.options.config.registryBinary, ['garbage-collect', paths.config], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+    } finally {
+      await this.registries[name].start();
+    }
+    return { bytesBefore, bytesAfter: await treeBytes(paths.data), seconds: (Date.now() - started) / 1000 };
   }
 
   /**

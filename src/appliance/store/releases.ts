@@ -71,6 +71,20 @@ export function artifactPage(db: Db, version: string, kind: ArtifactKind, after:
     .all(version, kind, after, limit) as Array<Pick<ArtifactRow, 'target' | 'digest' | 'size'>>;
 }
 
+/**
+ * Removes release `version` and its artifact rows, in one transaction. The current
+ * release is never removed: returns false for it (and for a version not recorded).
+ */
+export function deleteReleaseRows(db: Db, version: string): boolean {
+  return db.transaction(() => {
+    const row = db.prepare('SELECT current FROM releases WHERE version = ?').get(version) as { current: number } | undefined;
+    if (!row || row.current === 1) return false;
+    db.prepare('DELETE FROM artifacts WHERE release_version = ?').run(version);
+    db.prepare('DELETE FROM releases WHERE version = ?').run(version);
+    return true;
+  })();
+}
+
 /** Makes the recorded release `version` the current one. */
 export function makeCurrent(db: Db, version: string): void {
   db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();

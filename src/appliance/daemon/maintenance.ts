@@ -1,0 +1,185 @@
+/**
+ * Deleting a release and giving the disk back (issue 16): `airgap releases delete VERSION`
+ * and `airgap gc`. Both run with no import running (Importer.exclusive).
+ *
+ * A delete removes from the registries the manifests only that release names (its top
+ * manifests and the children of its indexes), not those a kept release names in the same
+ * repository; CNCF distribution removes the tags that pointed at them, and a tag a kept
+ * release also carries is pointed back at that release's digest (the current release's
+ * first). Then its files go, then its rows, then releases.json and the chart index are
+ * written again, then garbage collection runs. Every step can run twice: the version is
+ * recorded as pending first, and a daemon that stops half-way finishes it at its next start.
+ */
+import { randomBytes } from 'node:crypto';
+import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AirgapError, UsageError } from '../../kit/errors.js';
+import type { RegistryClient } from '../../oci/client.js';
+import { isIndexMediaType, parseManifest } from '../../oci/manifest.js';
+import { REGISTRY_NAMES, type RegistryName, type StateLayout } from '../config/state-layout.js';
+import type { Db } from '../store/db.js';
+import { currentRelease, deleteReleaseRows, listArtifacts, listReleases, type ArtifactRow } from '../store/releases.js';
+import { getSetting, setSetting } from '../store/settings.js';
+import { writeReleasesJson } from '../import/commit.js';
+import { writeChartIndex } from '../import/chart-repo.js';
+
+/** The setting that records a delete in progress: its version. */
+const PENDING_DELETE = 'maintenance.deleting';
+/** Longest one registry's garbage collection may take. */
+const GC_TIMEOUT_MS = 60 * 60 * 1000;
+
+/** What maintenance works with (the appliance's parts). */
+export interface MaintenanceContext {
+  db: Db;
+  layout: StateLayout;
+  log: Logger;
+  /** Clients of the bundled registries (push account), closed by the caller's end of use. */
+  clients(): Record<RegistryName, RegistryClient>;
+  garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number }>;
+  event(actor: string, kind: string, message: string, data?: Record<string, unknown>): void;
+}
+
+/** `airgap gc --json`. */
+export interface GcResult {
+  registries: Array<{ name: RegistryName; bytesBefore: number; bytesAfter: number; bytesReclaimed: number; seconds: number }>;
+  bytesReclaimed: number;
+  seconds: number;
+}
+
+/** `airgap releases delete --json`. */
+export interface DeleteResult {
+  version: string;
+  manifestsDeleted: number;
+  /** Tags a kept release carries that were pointed back at its digest. */
+  tagsRestored: string[];
+  filesRemoved: boolean;
+  gc: GcResult;
+}
+
+const registryOf = (a: Pick<ArtifactRow, 'kind'>): RegistryName => (a.kind === 'pack' ? 'packs' : 'images');
+const repositoryOf = (target: string) => target.slice(0, target.lastIndexOf(':'));
+const tagOf = (target: string) => target.slice(target.lastIndexOf(':') + 1);
+
+/** Every manifest digest `digest` names in `repository`: itself and, for an index, its children. */
+async function closure(client: RegistryClient, repository: string, digest: string): Promise<string[]> {
+  const fetched = await client.getManifest(repository, digest).catch((err: unknown) => {
+    if (err instanceof AirgapError && /404|not found|unknown/i.test(err.message)) return undefined;
+    throw err;
+  });
+  if (!fetched) return [];
+  const parsed = parseManifest(fetched.bytes, fetched.mediaType);
+  if (parsed.kind !== 'index' || !isIndexMediaType(parsed.mediaType)) return [digest];
+  const out = [digest];
+  for (const child of parsed.children) out.push(...(await closure(client, repository, child.digest)));
+  return out;
+}
+
+/**
+ * Deletes release `version` (never the current one), then runs garbage collection.
+ * Throws UsageError for the current release or one not on the box, RegistryError when a
+ * registry fails (the delete stays pending and finishes at the next start or call).
+ */
+export async function deleteRelease(ctx: MaintenanceContext, version: string, actor: string): Promise<DeleteResult> {
+  const releases = listReleases(ctx.db);
+  if (!releases.some((r) => r.version === version) && getSetting(ctx.db, PENDING_DELETE) !== version) {
+    throw new UsageError(`there is no release ${version} on the box`, { hint: `releases here: ${releases.map((r) => r.version).join(', ') || 'none'}` });
+  }
+  if (currentRelease(ctx.db)?.version === version) {
+    throw new UsageError(`${version} is the current release; it is not deleted`, { hint: 'import a newer release first, or delete another one' });
+  }
+  setSetting(ctx.db, PENDING_DELETE, version);
+  const removed = await finishDelete(ctx, version, actor);
+  const gc = await garbageCollect(ctx, actor);
+  return { ...removed, gc };
+}
+
+/** Finishes a delete a stopped daemon left pending. Returns the version, or undefined when there was none. */
+export async function finishPendingDelete(ctx: MaintenanceContext): Promise<string | undefined> {
+  const version = getSetting(ctx.db, PENDING_DELETE);
+  if (!version) return undefined;
+  ctx.log.warn({ version }, 'finishing the delete of a release that a stop interrupted');
+  await finishDelete(ctx, version, 'daemon');
+  await garbageCollect(ctx, 'daemon');
+  return version;
+}
+
+/** The steps of a delete, each safe to run again. */
+async function finishDelete(ctx: MaintenanceContext, version: string, actor: string): Promise<Omit<DeleteResult, 'gc'>> {
+  const all = listArtifacts(ctx.db, { files: false });
+  const mine = all.filter((a) => a.releaseVersion === version);
+  const kept = all.filter((a) => a.releaseVersion !== version);
+  const clients = ctx.clients();
+  let manifestsDeleted = 0;
+  const tagsRestored: string[] = [];
+  try {
+    // What kept releases name, in the repositories this one touches: never deleted.
+    const keep = new Set<string>();
+    const touched = new Set(mine.map((a) => `${registryOf(a)} ${repositoryOf(a.target)}`));
+    for (const a of kept) {
+      const key = `${registryOf(a)} ${repositoryOf(a.target)}`;
+      if (!touched.has(key)) continue;
+      for (const d of await closure(clients[registryOf(a)], repositoryOf(a.target), a.digest)) keep.add(`${key} ${d}`);
+    }
+    // Top manifests first (their tags go with them), then the children of indexes.
+    const doomed: Array<{ registry: RegistryName; repository: string; digests: string[] }> = [];
+    for (const a of mine) {
+      const registry = registryOf(a);
+      const repository = repositoryOf(a.target);
+      const digests = (await closure(clients[registry], repository, a.digest)).filter((d) => !keep.has(`${registry} ${repository} ${d}`));
+      doomed.push({ registry, repository, digests });
+    }
+    for (const d of doomed) {
+      for (const digest of d.digests) if (await clients[d.registry].deleteManifest(d.repository, digest)) manifestsDeleted++;
+    }
+    // A tag a kept release carries points at that release's digest again (the current one's first).
+    const order = new Map(listReleases(ctx.db).filter((r) => r.version !== version).sort((x, y) => Number(y.current) - Number(x.current) || y.importedAt.localeCompare(x.importedAt)).map((r, i) => [r.version, i]));
+    for (const a of mine) {
+      const holders = kept.filter((k) => k.target === a.target && registryOf(k) === registryOf(a)).sort((x, y) => (order.get(x.releaseVersion) ?? 0) - (order.get(y.releaseVersion) ?? 0));
+      const winner = holders[0];
+      if (!winner) continue;
+      const client = clients[registryOf(a)];
+      if ((await client.tagDigest(repositoryOf(a.target), tagOf(a.target))) !== winner.digest) {
+        await client.retag(repositoryOf(a.target), tagOf(a.target), winner.digest);
+        tagsRestored.push(a.target);
+      }
+    }
+  } finally {
+    for (const name of REGISTRY_NAMES) clients[name].close();
+  }
+
+  // The files: out of the served tree in one rename, then removed.
+  const folder = join(ctx.layout.repoDir, version);
+  let filesRemoved = false;
+  if (await stat(folder).then(() => true, () => false)) {
+    const aside = join(ctx.layout.repoDir, `.deleting-${version}-${randomBytes(4).toString('hex')}`);
+    await rename(folder, aside);
+    await rm(aside, { recursive: true, force: true });
+    filesRemoved = true;
+  }
+  ctx.db.transaction(() => {
+    deleteReleaseRows(ctx.db, version);
+    ctx.db.prepare('DELETE FROM settings WHERE key = ?').run(PENDING_DELETE);
+  })();
+  await writeReleasesJson(ctx.db, ctx.layout.repoDir).catch((err: unknown) => ctx.log.error({ err }, 'could not rewrite releases.json'));
+  await writeChartIndex(ctx.db, ctx.layout.chartsDir).catch((err: unknown) => ctx.log.error({ err }, 'could not rewrite the chart index'));
+  ctx.event(actor, 'release.deleted', `deleted release ${version}: ${manifestsDeleted} manifests${tagsRestored.length ? `, ${tagsRestored.length} tags pointed back at a kept release` : ''}`, { version, manifestsDeleted, tagsRestored, filesRemoved });
+  return { version, manifestsDeleted, tagsRestored, filesRemoved };
+}
+
+/**
+ * Runs CNCF distribution's garbage-collect on both registries, one after the other, each
+ * stopped for its run (pulls from it fail meanwhile; the other serves). Records an event
+ * with the bytes reclaimed. Throws when a registry's GC fails (it is running again).
+ */
+export async function garbageCollect(ctx: MaintenanceContext, actor: string): Promise<GcResult> {
+  const started = Date.now();
+  const registries: GcResult['registries'] = [];
+  for (const name of REGISTRY_NAMES) {
+    const r = await ctx.garbageCollect(name, GC_TIMEOUT_MS);
+    registries.push({ name, ...r, bytesReclaimed: Math.max(0, r.bytesBefore - r.bytesAfter) });
+  }
+  const result = { registries, bytesReclaimed: registries.reduce((n, r) => n + r.bytesReclaimed, 0), seconds: (Date.now() - started) / 1000 };
+  ctx.event(actor, 'gc.finished', `garbage collection gave back ${result.bytesReclaimed} bytes in ${result.seconds.toFixed(1)} s`, result);
+  return result;
+}
