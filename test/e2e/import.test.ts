@@ -432,4 +432,16 @@ t.test('a delete a stop interrupted is finished by the next start', async (t) =>
   t.same(check.prepare("SELECT value FROM settings WHERE key = 'maintenance.deleting'").get(), undefined, 'nothing is pending');
   t.ok((check.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'release.deleted' AND actor = 'daemon'").get() as { n: number }).n === 1);
   check.close();
+
+  // prune: the current release and the newest other one stay.
+  const versions = releases.releases.map((x) => x.version);
+  t.ok(versions.length >= 3, `releases on the box: ${versions.join(', ')}`);
+  const dry = JSON.parse((await again.cli(['prune', '--keep', '2', '--dry-run', '--json'])).stdout) as { kept: string[]; deleted: string[]; gc: unknown };
+  t.equal(dry.kept[0], releases.current, 'the current release is kept first');
+  t.same([dry.kept.length, dry.deleted.length, dry.gc], [2, versions.length - 2, null]);
+  t.equal((JSON.parse((await again.cli(['releases', '--json'])).stdout) as { releases: unknown[] }).releases.length, versions.length, 'a dry run deletes nothing');
+  const pruned = JSON.parse((await again.cli(['prune', '--keep', '2', '--json'])).stdout) as { kept: string[]; deleted: string[]; gc: { bytesReclaimed: number } };
+  t.same(pruned.deleted, dry.deleted);
+  t.same((JSON.parse((await again.cli(['releases', '--json'])).stdout) as { releases: Array<{ version: string }> }).releases.map((x) => x.version).sort(), [...dry.kept].sort());
+  t.equal((await again.cli(['prune', '--keep', '0'])).exitCode, 2);
 });

@@ -36,6 +36,7 @@ const FIRST_USAGE_LINES: Record<string, string> = {
   images: 'airgap images [--json] [--state-dir DIR]',
   diff: 'airgap diff FROM TO [--json] [--state-dir DIR]',
   gc: 'airgap gc [--json] [--state-dir DIR]',
+  prune: 'airgap prune --keep N [--dry-run] [--json] [--state-dir DIR]',
   packs: 'airgap packs [--json] [--state-dir DIR]',
 };
 
@@ -99,7 +100,7 @@ t.test('airgap --help lists the commands, the environment and the exit codes', a
     t.ok(expected.has(name), `${name} is declared by a verb`);
   }
   for (const name of expected) t.match(env, new RegExp(`^  ${escape(name)} `, 'm'), `${name} is listed`);
-  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[push, serve, setup, status, import, releases, images, packs, diff, gc\]/, 'with the verbs that read it');
+  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[push, serve, setup, status, import, releases, images, packs, diff, prune, gc\]/, 'with the verbs that read it');
   const exits = r.stdout.slice(r.stdout.indexOf('\nExit codes:\n'));
   t.same(Object.values(EXIT), [0, 1, 2, 130]);
   for (const code of Object.values(EXIT)) t.match(exits, new RegExp(`^  ${code} +\\S`, 'm'), `exit code ${code}`);

@@ -26,3 +26,12 @@ t.test('added, removed, changed (old and new digest), unchanged; sorted by targe
   t.equal(r.bytesAddedOrChanged, 31 + 11 + 12 + 5, 'what the upgrade brings: added and changed');
   t.same(diffItems(to, to), { added: [], removed: [], changed: [], unchanged: 4 }, 'a release against itself changes nothing');
 });
+
+t.test('prune keeps the current release and the N-1 newest others, by version', async (t) => {
+  const { pruneList } = await import('../../src/appliance/daemon/maintenance.js');
+  const r = (version: string, current = false, importedAt = '2026-01-01') => ({ version, current, importedAt });
+  const releases = [r('1.0.0'), r('1.10.0'), r('1.2.0', true), r('1.9.0'), r('2.0.0-rc.1')];
+  t.same(pruneList(releases, 3), { kept: ['1.2.0', '2.0.0-rc.1', '1.10.0'], deleted: ['1.9.0', '1.0.0'] }, '1.10.0 is newer than 1.9.0; the current one counts as one kept');
+  t.same(pruneList(releases, 1), { kept: ['1.2.0'], deleted: ['2.0.0-rc.1', '1.10.0', '1.9.0', '1.0.0'] });
+  t.same(pruneList(releases, 10).deleted, []);
+});

@@ -289,6 +289,35 @@ Prints the bytes given back. airgap releases delete runs it too.`,
     },
   });
 
+  const pruneCommand = defineCommand({
+    name: 'prune',
+    summary: 'keep the current release and the N-1 newest others; delete the rest, then collect garbage',
+    usage: 'airgap prune --keep N [--dry-run] [--json] [--state-dir DIR]',
+    description: `Deletes every release but the current one and the N-1 newest others (newest by
+version), each as 'airgap releases delete' does, then runs garbage collection once.
+--dry-run says which it would delete and changes nothing.`,
+    args: { min: 0, max: 0 },
+    options: {
+      keep: { type: 'string', value: 'N', description: 'how many releases to keep, the current one included (at least 1)' },
+      'dry-run': { type: 'boolean', description: 'say what would be deleted; delete nothing' },
+      ...jsonOption(),
+      ...stateDirOption(),
+    },
+    environment: stateDirEnvironment,
+    async run({ values }, ctx) {
+      const keep = Number(values.keep);
+      if (values.keep === undefined || !Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep must be a whole number of at least 1${values.keep === undefined ? '' : `, not '${values.keep}'`}`, { hint: 'for example: airgap prune --keep 3' });
+      const dryRun = values['dry-run'] === true;
+      const r = await callAdmin<{ kept: string[]; deleted: string[]; gc: { bytesReclaimed: number; seconds: number } | null }>(stateDirOf(values['state-dir'], ctx), 'POST', '/v1/prune', { keep, dryRun, actor: 'cli' });
+      if (values.json) return (print(ctx.stdout, JSON.stringify(r, null, 2)), EXIT.ok);
+      const what = r.deleted.length ? r.deleted.join(', ') : 'nothing';
+      print(ctx.stdout, dryRun
+        ? `Would delete: ${what}; would keep: ${r.kept.join(', ')}`
+        : `Deleted: ${what}; kept: ${r.kept.join(', ')}${r.gc ? `; garbage collection gave back ${formatBytes(r.gc.bytesReclaimed)} in ${formatDuration(r.gc.seconds)}` : ''}`);
+      return EXIT.ok;
+    },
+  });
+
   return [
     importCommand,
     releasesCommand,
@@ -297,6 +326,7 @@ and digest, with the releases that carry it.`),
     artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)', `Lists the packs in the pack registry: one line per target and digest, with the
 releases that carry it.`),
     diffCommand(stateDirOf),
+    pruneCommand,
     gcCommand,
   ];
 }

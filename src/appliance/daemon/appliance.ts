@@ -18,7 +18,7 @@ import type { ServeConfig } from '../config/config.js';
 import { stateLayout, type StateLayout } from '../config/state-layout.js';
 import { writeReleasesJson } from '../import/commit.js';
 import { writeChartIndex } from '../import/chart-repo.js';
-import { deleteRelease, finishPendingDelete, garbageCollect, type DeleteResult, type GcResult, type MaintenanceContext } from './maintenance.js';
+import { deleteRelease, finishPendingDelete, garbageCollect, prune, type DeleteResult, type GcResult, type MaintenanceContext, type PruneResult } from './maintenance.js';
 import { Importer } from '../import/runner.js';
 import { RegistryFleet } from '../registries/fleet.js';
 import type { AccountName, Credential } from '../security/credentials.js';
@@ -201,6 +201,11 @@ export class Appliance {
   /** Deletes release `version` and collects garbage, with no import running. Throws as deleteRelease. */
   deleteRelease(version: string, actor: string): Promise<DeleteResult> {
     return this.importer.exclusive(() => this.changes.run(() => deleteRelease(this.maintenance(), version, actor)));
+  }
+
+  /** Keeps the current release and the keep-1 newest others, deletes the rest, then collects garbage. Throws as prune. */
+  prune(keep: number, actor: string, dryRun: boolean): Promise<PruneResult> {
+    return this.importer.exclusive(() => this.changes.run(() => prune(this.maintenance(), keep, actor, dryRun)));
   }
 
   /** Collects garbage in both registries, with no import running. Throws as garbageCollect. */

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import semver from 'semver';
 import { AirgapError, UsageError } from '../../kit/errors.js';
 import type { RegistryClient } from '../../oci/client.js';
 import { isIndexMediaType, parseManifest } from '../../oci/manifest.js';
@@ -92,6 +93,45 @@ export async function deleteRelease(ctx: MaintenanceContext, version: string, ac
   const removed = await finishDelete(ctx, version, actor);
   const gc = await garbageCollect(ctx, actor);
   return { ...removed, gc };
+}
+
+/** `airgap prune --json`. */
+export interface PruneResult {
+  keep: number;
+  kept: string[];
+  deleted: string[];
+  dryRun: boolean;
+  gc: GcResult | null;
+}
+
+/**
+ * The releases `prune --keep N` deletes: all but the current one and the N-1 newest
+ * others (by version, as semantic versions order; equal ones by import time).
+ */
+export function pruneList(releases: Array<{ version: string; current: boolean; importedAt: string }>, keep: number): { kept: string[]; deleted: string[] } {
+  const others = releases.filter((r) => !r.current).sort((a, b) => {
+    const [va, vb] = [semver.valid(a.version, { loose: true }), semver.valid(b.version, { loose: true })];
+    return (va && vb ? semver.rcompare(va, vb) : 0) || b.importedAt.localeCompare(a.importedAt);
+  });
+  const current = releases.filter((r) => r.current).map((r) => r.version);
+  const keptOthers = others.slice(0, Math.max(0, keep - current.length)).map((r) => r.version);
+  return { kept: [...current, ...keptOthers], deleted: others.slice(keptOthers.length).map((r) => r.version) };
+}
+
+/**
+ * Keeps the current release and the `keep`-1 newest others; deletes the rest (each as
+ * releases delete does, pending first), then collects garbage once. With `dryRun` says
+ * what it would delete and touches nothing. Throws UsageError for keep < 1.
+ */
+export async function prune(ctx: MaintenanceContext, keep: number, actor: string, dryRun: boolean): Promise<PruneResult> {
+  if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep must be a whole number of at least 1, not ${keep}`);
+  const { kept, deleted } = pruneList(listReleases(ctx.db).map((r) => ({ version: r.version, current: Boolean(r.current), importedAt: r.importedAt })), keep);
+  if (dryRun || !deleted.length) return { keep, kept, deleted, dryRun, gc: null };
+  for (const version of deleted) {
+    setSetting(ctx.db, PENDING_DELETE, version);
+    await finishDelete(ctx, version, actor);
+  }
+  return { keep, kept, deleted, dryRun, gc: await garbageCollect(ctx, actor) };
 }
 
 /** Finishes a delete a stopped daemon left pending. Returns the version, or undefined when there was none. */

@@ -234,6 +234,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         connectionDetails: () => appliance.connectionDetails(),
         deleteRelease: (version, actor) => appliance.deleteRelease(version, actor),
         collectGarbage: (actor) => appliance.collectGarbage(actor),
+        prune: (keep, actor, dryRun) => appliance.prune(keep, actor, dryRun),
       },
     });
     apps.push(adminApp);

@@ -402,6 +402,16 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     },
   }, async (request) => operations.deleteRelease((request.params as { version: string }).version, (request.body as { actor?: string } | undefined)?.actor ?? 'cli'));
 
+  app.post('/v1/prune', {
+    schema: {
+      body: { type: 'object', properties: { keep: { type: 'integer', minimum: 1, maximum: 10000 }, dryRun: { type: 'boolean', default: false }, actor: { type: 'string', maxLength: 64 } }, required: ['keep'], additionalProperties: false },
+      response: { 200: open },
+    },
+  }, async (request) => {
+    const body = request.body as { keep: number; dryRun: boolean; actor?: string };
+    return operations.prune(body.keep, body.actor ?? 'cli', body.dryRun);
+  });
+
   app.post('/v1/gc', {
     schema: { body: { type: 'object', properties: { actor: { type: 'string', maxLength: 64 } }, additionalProperties: false }, response: { 200: open } },
   }, async (request) => operations.collectGarbage((request.body as { actor?: string } | undefined)?.actor ?? 'cli'));

@@ -65,4 +65,6 @@ export interface AdminOperations {
   deleteRelease(version: string, actor: string): Promise<unknown>;
   /** Collects garbage in both registries. */
   collectGarbage(actor: string): Promise<unknown>;
+  /** Keeps the current release and the keep-1 newest others, deletes the rest, then collects garbage. */
+  prune(keep: number, actor: string, dryRun: boolean): Promise<unknown>;
 }
