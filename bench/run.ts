@@ -4,7 +4,7 @@
  * Makes its own content (N images of L random, incompressible layers of M MB; a second
  * release changes one layer per image), builds two signed .bin files, starts fresh
  * appliances on loopback, and measures in one run: import of the first release, of the
- * upgrade, a re-import; the same images copied one after the other with `skopeo copy`
+ * upgrade, a re-import, the delete of the first release with its garbage collection; the same images copied one after the other with `skopeo copy`
  * into a fresh appliance registry (same TLS and htpasswd); and the raw ingest of such a
  * registry with 4 parallel monolithic uploads (`curl -T`); and `airgap push` of the same
  * .bin files into such a registry. Prints a table and writes it
@@ -114,6 +114,9 @@ async function imagesBench(suite: string, shape: ImagesShape) {
   const upgrade = await timed(() => importBin(box.stateDir, bins.v2));
   const again = await timed(() => importBin(box.stateDir, bins.v2));
   const peakRss = await daemonPeakRss(box.stateDir);
+  // Deleting the first release: the layer each image changed is its alone, so garbage
+  // collection gives back one layer per image; the time includes both registries' GC.
+  const deleted = await timed(async () => JSON.parse((await execa(AIRGAP, ['releases', 'delete', '1.0.0', '--json', '--state-dir', box.stateDir])).stdout) as { gc: { bytesReclaimed: number; seconds: number; registries: Array<{ name: string; seconds: number }> } });
   await box.stop();
 
   const plain = await startAppliance(`${suite}-skopeo`, keys.publicKeyPath);
@@ -181,6 +184,7 @@ async function imagesBench(suite: string, shape: ImagesShape) {
       row('airgap import, first release', first.seconds, firstBytes, skopeoFirst.seconds),
       row('airgap import, upgrade (1 layer per image)', upgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('airgap import, re-import', again.seconds, 0),
+      row('airgap releases delete 1.0.0 (with garbage collection)', deleted.seconds, 0),
       row('airgap push to a registry, first release', pushFirst.seconds, firstBytes, skopeoFirst.seconds),
       row('airgap push to a registry, upgrade', pushUpgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('skopeo copy, first release', skopeoFirst.seconds, firstBytes),
@@ -188,6 +192,7 @@ async function imagesBench(suite: string, shape: ImagesShape) {
       ...(limit ? [row('limit: 4 parallel curl -T', limit.seconds, firstBytes)] : []),
     ],
     imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
+    deleteFirstRelease: { seconds: Math.round(deleted.seconds * 100) / 100, gcSeconds: deleted.value.gc.seconds, bytesReclaimed: deleted.value.gc.bytesReclaimed, registries: deleted.value.gc.registries },
     pushes: { first: pushFirst.value, upgrade: pushUpgrade.value },
     daemonPeakRssMB: Math.round((peakRss / MB) * 10) / 10,
     extraDiskPercentOfPayload: Math.round((Math.max(first.value.extraDiskBytes, upgrade.value.extraDiskBytes) / firstBytes) * 10000) / 100,
@@ -199,6 +204,7 @@ async function imagesBench(suite: string, shape: ImagesShape) {
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
   for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
+  console.log(`release delete: ${results.deleteFirstRelease.bytesReclaimed} bytes given back; garbage collection ${results.deleteFirstRelease.gcSeconds.toFixed(2)} s (${results.deleteFirstRelease.registries.map((r) => `${r.name} ${r.seconds.toFixed(2)} s`).join(', ')})`);
   console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; extra disk during import ${results.extraDiskPercentOfPayload}% of the payload; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
   console.log(`seconds per GB pushed: first ${results.secondsPerGBPushed.first}, upgrade ${results.secondsPerGBPushed.upgrade}`);
   return results;

@@ -38,7 +38,10 @@ async function release(version: string, layers: number, layerBytes: number): Pro
   return (await buildBundle({ specPath: spec, out, privateKeyPath: keys.privateKeyPath })).path;
 }
 
-const big = await release('1.0.0', 80, 1024 * 1024);
+// Big enough that the import is still running while a second CLI starts, queues and says so (about 3 s here).
+const BIG_LAYERS = 160;
+const BIG_LAYER_BYTES = 2 * 1024 * 1024;
+const big = await release('1.0.0', BIG_LAYERS, BIG_LAYER_BYTES);
 const small = await release('1.1.0', 2, 100_000);
 let daemon: TestDaemon = await startDaemon(t);
 /** The file's test: a daemon started inside a subtest serves the later ones too, so it stops with this. */
@@ -80,7 +83,7 @@ t.test('kill -9 in the middle of an import: the next start resumes it, nothing f
   t.match(String(b.stderr), /Waiting in the queue: 1 import\(s\) ahead of this one/);
   const resumed = JSON.parse(String(a.stdout)) as { status: string; resumed: boolean; bytesPushed: number; blobsSkipped: number };
   t.match(resumed, { status: 'imported', resumed: true });
-  const layerBytes = 80 * (1024 * 1024 + 1536); // each layer is a one-file tar: data plus tar headers
+  const layerBytes = BIG_LAYERS * (BIG_LAYER_BYTES + 1536); // each layer is a one-file tar: data plus tar headers
   t.ok(resumed.blobsSkipped >= journalled.n, `the ${journalled.n} journalled blobs were skipped (${resumed.blobsSkipped})`);
   t.ok(resumed.bytesPushed + journalled.bytes <= layerBytes + 10_000, `after the restart ${resumed.bytesPushed} bytes, before ${journalled.bytes}: no finished blob pushed twice`);
   const rows = query<{ version: string; current: number }>('SELECT version, current FROM releases ORDER BY version');
