@@ -444,4 +444,16 @@ t.test('a delete a stop interrupted is finished by the next start', async (t) =>
   t.same(pruned.deleted, dry.deleted);
   t.same((JSON.parse((await again.cli(['releases', '--json'])).stdout) as { releases: Array<{ version: string }> }).releases.map((x) => x.version).sort(), [...dry.kept].sort());
   t.equal((await again.cli(['prune', '--keep', '0'])).exitCode, 2);
+
+  // A pending delete of what is the current release now (imported again since) is abandoned.
+  t.equal((await again.stop()).exitCode, 0);
+  const write = new Database(join(daemon.stateDir, 'airgap.db'));
+  write.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('maintenance.deleting', ?, ?)").run(releases.current, new Date().toISOString());
+  write.close();
+  const third = await startDaemon(t, { stateDir: daemon.stateDir, ports: daemon.ports });
+  t.equal((JSON.parse((await third.cli(['releases', '--json'])).stdout) as { current: string }).current, releases.current, 'the current release stays');
+  const last = new Database(join(daemon.stateDir, 'airgap.db'), { readonly: true });
+  t.equal((last.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'release.delete_abandoned'").get() as { n: number }).n, 1, 'and an event says the delete was abandoned');
+  t.same(last.prepare("SELECT value FROM settings WHERE key = 'maintenance.deleting'").get(), undefined);
+  last.close();
 });

@@ -2,16 +2,17 @@
  * Deleting a release and giving the disk back (issue 16): `airgap releases delete VERSION`
  * and `airgap gc`. Both run with no import running (Importer.exclusive).
  *
- * A delete removes from the registries the manifests only that release names (its top
- * manifests and the children of its indexes), not those a kept release names in the same
- * repository; CNCF distribution removes the tags that pointed at them, and a tag a kept
- * release also carries is pointed back at that release's digest (the current release's
- * first). Then its files go, then its rows, then releases.json and the chart index are
- * written again, then garbage collection runs. Every step can run twice: the version is
- * recorded as pending first, and a daemon that stops half-way finishes it at its next start.
+ * A delete first points every tag a kept release also carries at that release's digest
+ * (the current release's first), then removes from the registries the manifests only the
+ * deleted release names (its top manifests and the children of its indexes), not those a
+ * kept release names in the same repository; CNCF distribution removes the tags that
+ * pointed at them. Then its files go, then its rows, then releases.json and the chart
+ * index are written again, then garbage collection runs. Every step can run twice: the
+ * version is recorded as pending first, and a daemon that stops half-way finishes it at
+ * its next start (without GC), unless it has become the current release meanwhile.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import semver from 'semver';
@@ -65,7 +66,8 @@ const tagOf = (target: string) => target.slice(target.lastIndexOf(':') + 1);
 /** Every manifest digest `digest` names in `repository`: itself and, for an index, its children. */
 async function closure(client: RegistryClient, repository: string, digest: string): Promise<string[]> {
   const fetched = await client.getManifest(repository, digest).catch((err: unknown) => {
-    if (err instanceof AirgapError && /404|not found|unknown/i.test(err.message)) return undefined;
+    // Only a 404 means "not there"; any other failure stops the delete (it stays pending).
+    if (err instanceof AirgapError && err.code === 'AG_NOT_FOUND') return undefined;
     throw err;
   });
   if (!fetched) return [];
@@ -89,6 +91,9 @@ export async function deleteRelease(ctx: MaintenanceContext, version: string, ac
   if (currentRelease(ctx.db)?.version === version) {
     throw new UsageError(`${version} is the current release; it is not deleted`, { hint: 'import a newer release first, or delete another one' });
   }
+  // A delete a failure left pending is finished first: recording this one must not forget it.
+  const pending = getSetting(ctx.db, PENDING_DELETE);
+  if (pending && pending !== version) await finishDelete(ctx, pending, actor);
   setSetting(ctx.db, PENDING_DELETE, version);
   const removed = await finishDelete(ctx, version, actor);
   const gc = await garbageCollect(ctx, actor);
@@ -134,18 +139,28 @@ export async function prune(ctx: MaintenanceContext, keep: number, actor: string
   return { keep, kept, deleted, dryRun, gc: await garbageCollect(ctx, actor) };
 }
 
-/** Finishes a delete a stopped daemon left pending. Returns the version, or undefined when there was none. */
+/**
+ * Finishes a delete a stopped daemon left pending. Returns the version, or undefined when
+ * there was none. No garbage collection here: an import the stop interrupted resumes
+ * after this, and its blobs, pushed but not yet named by a manifest, must stay. The
+ * next delete, prune or gc collects.
+ */
 export async function finishPendingDelete(ctx: MaintenanceContext): Promise<string | undefined> {
   const version = getSetting(ctx.db, PENDING_DELETE);
   if (!version) return undefined;
   ctx.log.warn({ version }, 'finishing the delete of a release that a stop interrupted');
   await finishDelete(ctx, version, 'daemon');
-  await garbageCollect(ctx, 'daemon');
   return version;
 }
 
 /** The steps of a delete, each safe to run again. */
 async function finishDelete(ctx: MaintenanceContext, version: string, actor: string): Promise<Omit<DeleteResult, 'gc'>> {
+  if (currentRelease(ctx.db)?.version === version) {
+    // Imported again (and made current) since the delete was recorded: nothing of it goes.
+    ctx.db.prepare('DELETE FROM settings WHERE key = ?').run(PENDING_DELETE);
+    ctx.event(actor, 'release.delete_abandoned', `the pending delete of ${version} was abandoned: it is the current release now`, { version });
+    return { version, manifestsDeleted: 0, tagsRestored: [], filesRemoved: false };
+  }
   const all = listArtifacts(ctx.db, { files: false });
   const mine = all.filter((a) => a.releaseVersion === version);
   const kept = all.filter((a) => a.releaseVersion !== version);
@@ -161,18 +176,9 @@ async function finishDelete(ctx: MaintenanceContext, version: string, actor: str
       if (!touched.has(key)) continue;
       for (const d of await closure(clients[registryOf(a)], repositoryOf(a.target), a.digest)) keep.add(`${key} ${d}`);
     }
-    // Top manifests first (their tags go with them), then the children of indexes.
-    const doomed: Array<{ registry: RegistryName; repository: string; digests: string[] }> = [];
-    for (const a of mine) {
-      const registry = registryOf(a);
-      const repository = repositoryOf(a.target);
-      const digests = (await closure(clients[registry], repository, a.digest)).filter((d) => !keep.has(`${registry} ${repository} ${d}`));
-      doomed.push({ registry, repository, digests });
-    }
-    for (const d of doomed) {
-      for (const digest of d.digests) if (await clients[d.registry].deleteManifest(d.repository, digest)) manifestsDeleted++;
-    }
-    // A tag a kept release carries points at that release's digest again (the current one's first).
+    // First, a tag a kept release carries points at that release's digest again (the current
+    // one's first): when the deletes drop the tags of this release's manifests, no kept tag is
+    // missing even for a moment.
     const order = new Map(listReleases(ctx.db).filter((r) => r.version !== version).sort((x, y) => Number(y.current) - Number(x.current) || y.importedAt.localeCompare(x.importedAt)).map((r, i) => [r.version, i]));
     for (const a of mine) {
       const holders = kept.filter((k) => k.target === a.target && registryOf(k) === registryOf(a)).sort((x, y) => (order.get(x.releaseVersion) ?? 0) - (order.get(y.releaseVersion) ?? 0));
@@ -184,11 +190,25 @@ async function finishDelete(ctx: MaintenanceContext, version: string, actor: str
         tagsRestored.push(a.target);
       }
     }
+    // Top manifests first (their tags go with them), then the children of indexes.
+    const doomed: Array<{ registry: RegistryName; repository: string; digests: string[] }> = [];
+    for (const a of mine) {
+      const registry = registryOf(a);
+      const repository = repositoryOf(a.target);
+      const digests = (await closure(clients[registry], repository, a.digest)).filter((d) => !keep.has(`${registry} ${repository} ${d}`));
+      doomed.push({ registry, repository, digests });
+    }
+    for (const d of doomed) {
+      for (const digest of d.digests) if (await clients[d.registry].deleteManifest(d.repository, digest)) manifestsDeleted++;
+    }
   } finally {
     for (const name of REGISTRY_NAMES) clients[name].close();
   }
 
-  // The files: out of the served tree in one rename, then removed.
+  // The files: out of the served tree in one rename, then removed (with what a crash left aside).
+  for (const name of await readdir(ctx.layout.repoDir).catch(() => [] as string[])) {
+    if (name.startsWith(`.deleting-${version}-`)) await rm(join(ctx.layout.repoDir, name), { recursive: true, force: true });
+  }
   const folder = join(ctx.layout.repoDir, version);
   let filesRemoved = false;
   if (await stat(folder).then(() => true, () => false)) {

@@ -264,6 +264,8 @@ export class Importer extends EventEmitter {
       this.running.abort.abort(new Error('the daemon is stopping'));
       await this.running.done;
     }
+    // A delete or GC under way ends first: it is pending in the database if it cannot.
+    while (this.maintenance) await this.maintenance;
   }
 
   private setLive(id: number, patch: Partial<ImportUpdate>): void {
@@ -285,6 +287,7 @@ export class Importer extends EventEmitter {
    */
   async exclusive<T>(work: () => Promise<T>): Promise<T> {
     while (this.maintenance) await this.maintenance;
+    if (this.closing) throw new AirgapError('AG_DAEMON_DOWN', 'the daemon is stopping', { hint: 'run the command again once it has started' });
     let release!: () => void;
     this.maintenance = new Promise<void>((resolve) => (release = resolve));
     try {

@@ -5,7 +5,7 @@
  * Knows nothing of the database or HTTP: the appliance hands it the TLS material,
  * credentials and the registries' HTTP secret.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -144,11 +144,35 @@ export class RegistryFleet {
     const bytesBefore = await treeBytes(paths.data);
     const started = Date.now();
     await this.registries[name].stop();
+    let failure: Error | undefined;
     try {
-      await promisify(execFile)(this.options.config.registryBinary, ['garbage-collect', paths.config], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
-    } finally {
-      await this.registries[name].start();
+      // Its output is every blob and manifest it marks: no buffer limit to kill it part-way.
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(this.options.config.registryBinary, ['garbage-collect', paths.config], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let tail = '';
+        child.stderr.on('data', (chunk: Buffer) => (tail = (tail + chunk.toString()).slice(-2000)));
+        const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+        child.on('error', (err) => (clearTimeout(timer), reject(err)));
+        child.on('close', (code, signal) => {
+          clearTimeout(timer);
+          if (code === 0) resolve();
+          else reject(new Error(`garbage-collect of the ${name} registry ended with ${signal ?? `code ${code}`}: ${tail.trim().split('\n').pop() ?? ''}`));
+        });
+      });
+    } catch (err) {
+      failure = err instanceof Error ? err : new Error(String(err));
     }
+    // Started again whatever GC did; a start that fails is tried again before giving up.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.registries[name].start();
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw new Error(`the ${name} registry did not start again after garbage collection: ${(err as Error).message}${failure ? ` (and GC failed: ${failure.message})` : ''}`, { cause: err });
+        await new Promise((r) => setTimeout(r, 2000 * attempt));
+      }
+    }
+    if (failure) throw failure;
     return { bytesBefore, bytesAfter: await treeBytes(paths.data), seconds: (Date.now() - started) / 1000 };
   }
 
