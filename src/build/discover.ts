@@ -284,7 +284,6 @@ function imagesInTemplates(files: Map<string, Buffer>, prefix: string, out: Map<
  * Throws BundleError AG_CHART when the chart cannot be read.
  */
 export async function imagesInChart(chart: string | Buffer, valuesOverride?: unknown, prefix = '', depth = 0, budget = { left: MAX_CHART_FILES_BYTES }): Promise<FoundImage[]> {
-  const out = new Map<string, FoundImage>();
   let files: Map<string, Buffer>;
   try {
     files = await chartFiles(chart, budget);
@@ -292,6 +291,12 @@ export async function imagesInChart(chart: string | Buffer, valuesOverride?: unk
     if (cause instanceof BundleError) throw cause;
     throw new BundleError('AG_CHART', `${typeof chart === 'string' ? chart : `${prefix}(subchart)`} is not a readable chart`, { cause });
   }
+  return imagesInChartFiles(files, valuesOverride, prefix, depth, budget);
+}
+
+/** imagesInChart for a chart's files already read (paths relative to the chart); subcharts, packed or not, in turn. */
+async function imagesInChartFiles(files: Map<string, Buffer>, valuesOverride: unknown, prefix: string, depth: number, budget: { left: number }): Promise<FoundImage[]> {
+  const out = new Map<string, FoundImage>();
   const yamlOf = (name: string): unknown => {
     const data = files.get(name);
     if (!data) return undefined;
@@ -327,22 +332,13 @@ export async function imagesInChart(chart: string | Buffer, valuesOverride?: unk
       }
     }
     for (const [name, sub] of subcharts) {
-      const subMeta = Buffer.isBuffer(sub) ? undefined : sub;
       const parentValues = mapping(values)?.[name.replace(/-\d.*$/, '')];
-      const found = Buffer.isBuffer(sub) ? await imagesInChart(sub, parentValues, `${prefix}charts/${name}.tgz/`, depth + 1, budget) : imagesInFolderFiles(subMeta!, parentValues, `${prefix}charts/${name}/`);
+      const found = Buffer.isBuffer(sub)
+        ? await imagesInChart(sub, parentValues, `${prefix}charts/${name}.tgz/`, depth + 1, budget)
+        : await imagesInChartFiles(sub, parentValues, `${prefix}charts/${name}/`, depth + 1, budget);
       for (const f of found) for (const from of f.from) add(out, f.reference, from);
     }
   }
-  return [...out.values()];
-}
-
-/** imagesInChart for a subchart folder already read. */
-function imagesInFolderFiles(files: Map<string, Buffer>, valuesOverride: unknown, prefix: string): FoundImage[] {
-  const out = new Map<string, FoundImage>();
-  const read = (name: string) => (files.has(name) ? (parseYaml(files.get(name)!.toString('utf8'), { maxAliasCount: 1000 }) as unknown) : undefined);
-  const meta = mapping(read('Chart.yaml')) ?? {};
-  imagesInValues(mergeValues(read('values.yaml') ?? {}, valuesOverride), scalarText(meta.appVersion), `${prefix}values.yaml`, out);
-  imagesInTemplates(files, prefix, out);
   return [...out.values()];
 }
 

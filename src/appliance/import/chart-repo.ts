@@ -22,6 +22,8 @@ import type { Db } from '../store/db.js';
 import { listArtifacts } from '../store/releases.js';
 import type { ImportContext } from './context.js';
 import { isHelmVersion } from '../../build/helm-chart.js';
+import { hashFile } from '../../build/artifacts.js';
+import { hexOfDigest } from '../../kit/digest.js';
 
 /** The index a Helm client reads: `<url>/index.yaml`. */
 export const CHART_INDEX = 'index.yaml';
@@ -56,14 +58,9 @@ async function readEntry(ctx: ImportContext, digest: string, max: number): Promi
   return Buffer.concat(chunks);
 }
 
+/** sha256 hex of a file (the builder's hashFile), or undefined when it cannot be read. */
 async function sha256OfFile(file: string): Promise<string | undefined> {
-  try {
-    const hash = createHash('sha256');
-    for await (const chunk of (await import('node:fs')).createReadStream(file)) hash.update(chunk as Buffer);
-    return hash.digest('hex');
-  } catch {
-    return undefined;
-  }
+  return hashFile(file).then((h) => hexOfDigest(h.digest), () => undefined);
 }
 
 /** Helm v3's chart.Metadata fields (pkg/chart/metadata.go): what an index entry may carry besides urls, created, digest. */
