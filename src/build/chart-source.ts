@@ -13,7 +13,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
@@ -115,8 +115,8 @@ async function readBody(response: IncomingMessage, max: number, what: string): P
   return Buffer.concat(chunks);
 }
 
-/** Writes a response to `file`, hashing it. Returns its sha256 (hex) and size. */
-async function saveBody(response: IncomingMessage, file: string, max: number, what: string): Promise<{ sha256: string; size: number }> {
+/** Writes a body (a response, a blob) to `file`, hashing it, failing past `max` bytes. Returns its sha256 (hex) and size. */
+async function saveBody(body: Readable, file: string, max: number, what: string): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
   const counter = new Transform({
@@ -127,7 +127,7 @@ async function saveBody(response: IncomingMessage, file: string, max: number, wh
       callback(null, chunk);
     },
   });
-  await pipeline(response, counter, createWriteStream(file, { mode: 0o600 }));
+  await pipeline(body, counter, createWriteStream(file, { mode: 0o600 }));
   return { sha256: hash.digest('hex'), size };
 }
 
@@ -238,19 +238,9 @@ export async function fetchOciChart(reference: string, options: ChartFetchOption
     if (!layer) throw new BundleError('AG_CHART', `${reference} is not a Helm chart (no layer of type ${MEDIA_TYPE_HELM_CHART})`, { hint: 'images go under images:, charts under charts:' });
     if (layer.size > MAX_CHART_BYTES) throw new BundleError('AG_CHART', `${reference}: the chart layer is larger than ${MAX_CHART_BYTES} bytes`);
     const file = join(options.workDir, `chart-oci-${layer.digest.slice(7, 23)}.tgz`);
-    const hash = createHash('sha256');
-    let received = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        // No more than the descriptor says: a registry cannot fill the disk before the digest check.
-        received += chunk.length;
-        if (received > layer.size) return callback(new BundleError('AG_CHART', `${reference}: the chart layer is larger than its descriptor says (${layer.size} bytes)`));
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    });
-    await pipeline(await client.getBlob(ref.repository, layer.digest, options.signal), counter, createWriteStream(file, { mode: 0o600 }));
-    if (`sha256:${hash.digest('hex')}` !== layer.digest) throw new BundleError('AG_CHART', `${reference}: the chart layer does not match its digest ${layer.digest}`);
+    // No more than the descriptor says: a registry cannot fill the disk before the digest check.
+    const saved = await saveBody(await client.getBlob(ref.repository, layer.digest, options.signal), file, layer.size, `${reference}: the chart layer`);
+    if (`sha256:${saved.sha256}` !== layer.digest) throw new BundleError('AG_CHART', `${reference}: the chart layer does not match its digest ${layer.digest}`);
     const created = parsed.kind === 'manifest' ? Date.parse(parsed.manifest.annotations?.['org.opencontainers.image.created'] ?? '') : Number.NaN;
     if (Number.isFinite(created)) await utimes(file, new Date(created), new Date(created));
     const tag = ref.reference.startsWith('sha256:') ? '' : `:${ref.reference}`;

@@ -15,7 +15,7 @@ import semver from 'semver';
 import { Document } from 'yaml';
 import { writeFileAtomic } from '../../kit/fs.js';
 import { PayloadError } from '../../kit/errors.js';
-import { openEntryStream } from '../../format/reader.js';
+import { openEntryStream, readSmallEntry } from '../../format/reader.js';
 import { blobPath } from '../../format/layout.js';
 import { MEDIA_TYPE_HELM_CHART, MEDIA_TYPE_HELM_CONFIG } from '../../oci/manifest.js';
 import type { Db } from '../store/db.js';
@@ -47,16 +47,6 @@ interface ChartMeta {
   metadata: Record<string, unknown> & { name: string; version: string };
 }
 
-async function readEntry(ctx: ImportContext, digest: string, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of openEntryStream(ctx.opened, blobPath(digest))) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new PayloadError('AG_LAYOUT', `blob ${digest} is larger than ${max} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** sha256 hex of a file (the builder's hashFile), or undefined when it cannot be read. */
 async function sha256OfFile(file: string): Promise<string | undefined> {
@@ -89,6 +79,13 @@ function rfc3339(text: string | undefined, fallback: Date): string {
   return new Date(Number.isFinite(ms) ? ms : fallback.getTime()).toISOString();
 }
 
+/** The .bin's entry of blob `digest`. Throws PayloadError AG_NOT_FOUND. */
+function entryOf(ctx: ImportContext, digest: string) {
+  const entry = ctx.opened.byPath.get(blobPath(digest));
+  if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry for blob ${digest} in ${ctx.opened.file}`);
+  return entry;
+}
+
 /** True when `dir` holds chart `manifestDigest`'s metadata and the archive it names, whole. */
 export async function chartInstalled(dir: string, manifestDigest: string): Promise<boolean> {
   const text = await readFile(join(dir, META_DIR, `${manifestDigest.slice('sha256:'.length)}.json`), 'utf8').catch(() => undefined);
@@ -119,7 +116,7 @@ export async function installCharts(ctx: ImportContext, dir: string): Promise<vo
     const manifest = JSON.parse(top.bytes.toString('utf8')) as { config?: { digest?: string; mediaType?: string }; layers?: Array<{ digest?: string; mediaType?: string }>; annotations?: Record<string, string> };
     const layer = manifest.layers?.find((l) => l.mediaType === MEDIA_TYPE_HELM_CHART);
     const metadata = manifest.config?.mediaType === MEDIA_TYPE_HELM_CONFIG && manifest.config.digest && layer?.digest
-      ? indexMetadata(JSON.parse((await readEntry(ctx, manifest.config.digest, MAX_CONFIG_BYTES)).toString('utf8')) as unknown)
+      ? indexMetadata(JSON.parse((await readSmallEntry(ctx.opened.handle, entryOf(ctx, manifest.config.digest), MAX_CONFIG_BYTES)).toString('utf8')) as unknown)
       : undefined;
     if (!metadata || !layer?.digest) {
       const skipped = "no Helm config and chart layer, or a name or version Helm does not load";
