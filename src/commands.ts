@@ -7,10 +7,11 @@ import { buildCommands } from './build/commands.js';
 import { pushCommands } from './push/commands.js';
 import { applianceCommands } from './appliance/cli/commands.js';
 import { importCommands } from './appliance/cli/import-commands.js';
+import { backupCommands } from './appliance/cli/backup-commands.js';
 import { releaseResolver } from './appliance/cli/release-source.js';
 import type { Host } from './appliance/config/config.js';
 
 /** The verbs; `host` gives the uid (root picks the OVA defaults) and cwd, `version` the daemon's. */
 export function airgapCommands(host: Omit<Host, 'env'>, version: string): Command[] {
-  return [...buildCommands, ...pushCommands(releaseResolver(host)), ...applianceCommands(host, version), ...importCommands(host)];
+  return [...buildCommands, ...pushCommands(releaseResolver(host)), ...applianceCommands(host, version), ...importCommands(host), ...backupCommands(host, version)];
 }

@@ -159,6 +159,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     deleteRelease: async () => ({}),
     collectGarbage: async () => ({}),
     prune: async () => ({}),
+    backup: async () => ({}),
   };
   const admin = await buildAdminApp({ log, operations });
   const connection = await admin.inject({ url: '/v1/connection' });

@@ -195,7 +195,9 @@ and 'airgap status' lists it); the release that was current stays current.`,
     usage: `airgap releases [--json] [--state-dir DIR]
        airgap releases delete VERSION [--json]     # never the current release; then garbage collection`,
     description: `Lists the releases imported into the appliance, newest first; * marks the
-current one.
+current one. disk is what a release holds on the box (its blobs and files), frees what
+deleting it gives back (what no other release holds). A release restored from a
+backup without its data says "needs re-import": import its .bin again.
 
 releases delete VERSION removes that release: its manifests (those no kept release
 names; shared blobs and manifests stay), the tags that pointed at them (a tag a kept
@@ -223,15 +225,21 @@ half-way finishes the delete when it starts again.`,
         return EXIT.ok;
       }
       // The table counts files: it asks for the counts, not for every file of every release.
-      const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; files?: unknown[]; fileCount?: number; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
+      const doc = await callAdmin<{ current: string | null; releases: Array<{ version: string; name: string; created: string; importedAt: string; current: boolean; needsReimport?: boolean; diskBytes?: number; exclusiveBytes?: number; files?: unknown[]; fileCount?: number; images: unknown[]; charts: unknown[]; packs: unknown[] }> }>(
         stateDirOf(values['state-dir'], ctx), 'GET', values.json ? '/v1/releases' : '/v1/releases?files=false',
       );
       if (values.json) return (print(ctx.stdout, JSON.stringify(doc, null, 2)), EXIT.ok);
       if (!doc.releases.length) return (print(ctx.stdout, "No releases yet: import a .bin with 'airgap import FILE.bin'."), EXIT.ok);
       print(ctx.stdout, table([
-        ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files'],
-        ...doc.releases.map((r) => [r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '), String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.fileCount ?? r.files?.length ?? 0)]),
+        ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files', 'disk', 'frees', ''],
+        ...doc.releases.map((r) => [
+          r.current ? '*' : '', printable(r.version), printable(r.name), r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '),
+          String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.fileCount ?? r.files?.length ?? 0),
+          formatBytes(r.diskBytes ?? 0), r.current ? '-' : formatBytes(r.exclusiveBytes ?? 0), r.needsReimport ? 'needs re-import' : '',
+        ]),
       ], ''));
+      const missing = doc.releases.filter((r) => r.needsReimport);
+      if (missing.length) print(ctx.stderr, `airgap: ${missing.length} release(s) restored without their data: import ${missing.map((r) => printable(r.version)).join(', ')} again (airgap import FILE.bin)`);
       return EXIT.ok;
     },
   });

@@ -29,6 +29,8 @@ import { recordEvent } from '../store/events.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
 import { makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
+import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
+import type { Writable } from 'node:stream';
 import { collectGarbage } from '../../kit/memory.js';
 
 export { StateDirError } from './state-dir.js';
@@ -211,6 +213,30 @@ export class Appliance {
   /** Collects garbage in both registries, with no import running. Throws as garbageCollect. */
   collectGarbage(actor: string): Promise<GcResult> {
     return this.importer.exclusive(() => this.changes.run(() => garbageCollect(this.maintenance(), actor)));
+  }
+
+  /**
+   * Writes a backup of the state (and with `withData` the registries' storage and the
+   * repositories) to the absolute path `out`, with no import or garbage collection
+   * running. Records a `backup.written` event. Throws as writeBackupFile.
+   */
+  backup(out: string, withData: boolean, actor: string): Promise<BackupResult> {
+    return this.importer.exclusive(() =>
+      this.changes.run(async () => {
+        const result = await writeBackupFile(this.layout, out, { withData, airgapVersion: this.options.version, db: this.db });
+        this.event(actor, 'backup.written', `wrote a backup${withData ? ' with data' : ''} to ${out} (${result.bytes} bytes)`, { ...result });
+        return result;
+      }),
+    );
+  }
+
+  /**
+   * Streams a backup of the state (no data) into `sink`, for the console's download.
+   * Imports keep running: the database snapshot is SQLite's online backup. Throws as writeBackup.
+   */
+  async backupTo(sink: Writable, actor: string): Promise<void> {
+    const manifest = await writeBackup(this.layout, sink, { withData: false, airgapVersion: this.options.version, db: this.db });
+    this.event(actor, 'backup.downloaded', `a backup of the state was downloaded (${manifest.files} files)`, { createdAt: manifest.createdAt, files: manifest.files });
   }
 
   /** Finishes work a stop interrupted (a release delete); call once the registries run. Never throws: a failure is an event. */

@@ -235,6 +235,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         deleteRelease: (version, actor) => appliance.deleteRelease(version, actor),
         collectGarbage: (actor) => appliance.collectGarbage(actor),
         prune: (keep, actor, dryRun) => appliance.prune(keep, actor, dryRun),
+        backup: (out, withData, actor) => appliance.backup(out, withData, actor),
       },
     });
     apps.push(adminApp);

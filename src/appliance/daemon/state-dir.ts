@@ -38,12 +38,15 @@ export async function checkStateDir(dir: string): Promise<void> {
   }
 }
 
-/** Whether `pid` runs `airgap serve` (after a hard reset, the pid in a stale file may be another program's). */
+/**
+ * Whether `pid` runs `airgap serve`, `backup` or `restore`, the verbs that take the state
+ * dir (after a hard reset, the pid in a stale file may be another program's).
+ */
 async function isAirgapDaemon(pid: number): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (cmdline === undefined) return true; // no /proc: trust the pid
   const args = cmdline.split('\0');
-  return args.includes('serve') && args.some((a) => /airgap|cli\.js$/.test(a));
+  return args.some((a) => a === 'serve' || a === 'restore' || a === 'backup') && args.some((a) => /airgap|cli\.js$/.test(a));
 }
 
 /**
@@ -63,7 +66,7 @@ export async function lockStateDir(layout: StateLayout): Promise<void> {
       const pid = Number((await readFile(layout.daemonPid, 'utf8').catch(() => '')).trim());
       if (Number.isInteger(pid) && pid > 1 && pid !== process.pid && pidAlive(pid) && (await isAirgapDaemon(pid))) {
         throw new StateDirError('AG_DAEMON_RUNNING', `another airgap daemon (pid ${pid}) is running with the state dir ${layout.root}`, {
-          hint: "use that one ('airgap status'), or stop it first",
+          hint: "use that one ('airgap status'), or stop it first (on the appliance: sudo systemctl stop airgap)",
         });
       }
       await unlink(layout.daemonPid).catch(() => {});

@@ -416,6 +416,21 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     schema: { body: { type: 'object', properties: { actor: { type: 'string', maxLength: 64 } }, additionalProperties: false }, response: { 200: open } },
   }, async (request) => operations.collectGarbage((request.body as { actor?: string } | undefined)?.actor ?? 'cli'));
 
+  app.post('/v1/backup', {
+    schema: {
+      body: {
+        type: 'object',
+        properties: { out: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' }, withData: { type: 'boolean', default: false }, actor: { type: 'string', maxLength: 64 } },
+        required: ['out'],
+        additionalProperties: false,
+      },
+      response: { 200: open },
+    },
+  }, async (request) => {
+    const body = request.body as { out: string; withData: boolean; actor?: string };
+    return operations.backup(body.out, body.withData, body.actor ?? 'cli');
+  });
+
   // The socket is root's (0600): the same secrets `airgap setup` prints, for `airgap push --release`.
   app.get('/v1/connection', { schema: { response: { 200: connectionDetailsSchema } } }, async () => operations.connectionDetails());
 

@@ -67,4 +67,6 @@ export interface AdminOperations {
   collectGarbage(actor: string): Promise<unknown>;
   /** Keeps the current release and the keep-1 newest others, deletes the rest, then collects garbage. */
   prune(keep: number, actor: string, dryRun: boolean): Promise<unknown>;
+  /** Writes a backup to the absolute path `out` with no import running (backup/backup.ts). */
+  backup(out: string, withData: boolean, actor: string): Promise<unknown>;
 }

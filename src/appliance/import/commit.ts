@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../../kit/fs.js';
 import type { OpenedPayload } from '../../format/reader.js';
 import type { Db } from '../store/db.js';
 import { finishImport } from '../store/imports.js';
-import { artifactPage, currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, type ArtifactRow } from '../store/releases.js';
+import { artifactPage, clearNeedsReimport, currentRelease, insertRelease, listArtifacts, listReleases, makeCurrent, releaseDiskUse, type ArtifactRow } from '../store/releases.js';
 import type { TransferPlan } from '../../transfer/plan.js';
 
 /** Name of the release list at the top of the repository. */
@@ -24,6 +24,7 @@ export function commitRelease(db: Db, args: { importId: number; opened: OpenedPa
   db.transaction(() => {
     if (args.alreadyRecorded) {
       if (args.makeCurrent) makeCurrent(db, opened.toc.version);
+      clearNeedsReimport(db, opened.toc.version);
     } else {
       // A generator, not an array: 100,000 files are inserted one by one, never all in memory twice.
       function* artifacts(): Generator<Omit<ArtifactRow, 'releaseVersion'>> {
@@ -59,6 +60,7 @@ export function commitRelease(db: Db, args: { importId: number; opened: OpenedPa
 export function releasesDocument(db: Db, options: { files?: boolean } = {}): unknown {
   const current = currentRelease(db);
   const withFiles = options.files !== false;
+  const disk = releaseDiskUse(db);
   return {
     current: current?.version ?? null,
     releases: listReleases(db).map((r) => {
@@ -71,6 +73,9 @@ export function releasesDocument(db: Db, options: { files?: boolean } = {}): unk
         importedAt: r.importedAt,
         current: r.current,
         tocSha256: r.tocSha256,
+        needsReimport: r.needsReimport,
+        diskBytes: disk.get(r.version)?.bytes ?? 0,
+        exclusiveBytes: disk.get(r.version)?.exclusiveBytes ?? 0,
         ...(withFiles
           ? { files: of('file').map((f) => ({ path: `${r.version}/${f.target}`, size: f.size, sha256: f.digest.replace(/^sha256:/, '') })) }
           : { fileCount: countFiles(db, r.version) }),

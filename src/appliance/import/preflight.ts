@@ -39,7 +39,8 @@ export function decideVersion(db: Db, opened: OpenedPayload, allowDowngrade: boo
       hint: 'a release version names one content; build the changed bundle with a new version',
     });
   }
-  if (existing && existing.version === current?.version) return { action: 'same', current, existing };
+  // The current release again, or one restored without its data: a repair, the current release stays.
+  if (existing && (existing.version === current?.version || existing.needsReimport)) return { action: 'same', current, existing };
   if (!current) return { action: 'install', current, existing };
   if (semver.gt(version, current.version)) return { action: 'upgrade', current, existing };
   if (!allowDowngrade) {

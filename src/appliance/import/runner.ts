@@ -405,7 +405,7 @@ export class Importer extends EventEmitter {
         seconds: Math.round((Date.now() - started) / 10) / 100,
       });
 
-      if (decision.action === 'same' && (await this.releaseIntact(ctx, plan, toc.version))) {
+      if (decision.action === 'same' && !decision.existing?.needsReimport && (await this.releaseIntact(ctx, plan, toc.version))) {
         const result = summary('unchanged', 'none');
         finishImport(db, id, 'unchanged', result);
         this.options.onEvent(row.actor, 'import.unchanged', `${toc.name} ${toc.version} is already on the box; nothing pushed`, { importId: id });

@@ -84,4 +84,9 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (release_version, kind, target)
   );
   `,
+  // 3: a release restored from a backup without its data is recorded but not on the
+  //    registries: its .bin must be imported again (airgap restore).
+  `
+  ALTER TABLE releases ADD COLUMN needs_reimport INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -11,6 +11,8 @@ export interface ReleaseRow {
   importId: number;
   importedAt: string;
   current: boolean;
+  /** Restored from a backup without its data: recorded, not on the registries until its .bin is imported again. */
+  needsReimport: boolean;
 }
 
 export type ArtifactKind = 'image' | 'chart' | 'pack' | 'file';
@@ -26,24 +28,26 @@ export interface ArtifactRow {
 }
 
 const RELEASE_COLUMNS = `version, name, created, payload_sha256 AS payloadSha256, toc_sha256 AS tocSha256, key_id AS keyId,
-  import_id AS importId, imported_at AS importedAt, current`;
+  import_id AS importId, imported_at AS importedAt, current, needs_reimport AS needsReimport`;
 
-function toRelease(raw: Omit<ReleaseRow, 'current'> & { current: number }): ReleaseRow {
-  return { ...raw, current: raw.current === 1 };
+type RawRelease = Omit<ReleaseRow, 'current' | 'needsReimport'> & { current: number; needsReimport: number };
+
+function toRelease(raw: RawRelease): ReleaseRow {
+  return { ...raw, current: raw.current === 1, needsReimport: raw.needsReimport === 1 };
 }
 
 export function getRelease(db: Db, version: string): ReleaseRow | undefined {
-  const raw = db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases WHERE version = ?`).get(version) as (Omit<ReleaseRow, 'current'> & { current: number }) | undefined;
+  const raw = db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases WHERE version = ?`).get(version) as RawRelease | undefined;
   return raw ? toRelease(raw) : undefined;
 }
 
 export function currentRelease(db: Db): ReleaseRow | undefined {
-  const raw = db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases WHERE current = 1`).get() as (Omit<ReleaseRow, 'current'> & { current: number }) | undefined;
+  const raw = db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases WHERE current = 1`).get() as RawRelease | undefined;
   return raw ? toRelease(raw) : undefined;
 }
 
 export function listReleases(db: Db): ReleaseRow[] {
-  return (db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases ORDER BY imported_at`).all() as Array<Omit<ReleaseRow, 'current'> & { current: number }>).map(toRelease);
+  return (db.prepare(`SELECT ${RELEASE_COLUMNS} FROM releases ORDER BY imported_at`).all() as RawRelease[]).map(toRelease);
 }
 
 /**
@@ -72,7 +76,7 @@ export function artifactPage(db: Db, version: string, kind: ArtifactKind, after:
 }
 
 /**
- * Removes release `version` and its artifact rows, in one transaction. The current
+ * Removes release `version`, its artifact rows and its finished imports' blob journals, in one transaction. The current
  * release is never removed: returns false for it (and for a version not recorded).
  */
 export function deleteReleaseRows(db: Db, version: string): boolean {
@@ -81,6 +85,9 @@ export function deleteReleaseRows(db: Db, version: string): boolean {
     if (!row || row.current === 1) return false;
     db.prepare('DELETE FROM artifacts WHERE release_version = ?').run(version);
     db.prepare('DELETE FROM releases WHERE version = ?').run(version);
+    // Its imports' blob journals: they would still name repositories as holders of blobs
+    // (mount sources, disk use) that garbage collection takes away.
+    db.prepare("DELETE FROM import_blobs WHERE import_id IN (SELECT id FROM imports WHERE version = ? AND state NOT IN ('queued', 'running'))").run(version);
     return true;
   })();
 }
@@ -96,11 +103,59 @@ export function makeCurrent(db: Db, version: string): void {
  * becomes the current release. The caller's other statements (finishing the import) can
  * join the same transaction by running inside `db.transaction`.
  */
-export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current'>, artifacts: Iterable<Omit<ArtifactRow, 'releaseVersion'>>, makeCurrent: boolean): void {
+export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current' | 'needsReimport'>, artifacts: Iterable<Omit<ArtifactRow, 'releaseVersion'>>, makeCurrent: boolean): void {
   if (makeCurrent) db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();
   db.prepare(
     'INSERT INTO releases (version, name, created, payload_sha256, toc_sha256, key_id, import_id, imported_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   ).run(release.version, release.name, release.created, release.payloadSha256, release.tocSha256, release.keyId, release.importId, release.importedAt, makeCurrent ? 1 : 0);
   const insert = db.prepare('INSERT INTO artifacts (release_version, kind, target, digest, size, media_type, platforms) VALUES (?, ?, ?, ?, ?, ?, ?)');
   for (const a of artifacts) insert.run(release.version, a.kind, a.target, a.digest, a.size, a.mediaType, a.platforms ? JSON.stringify(a.platforms) : null);
+}
+
+/** Marks every release as restored without its data (airgap restore): each needs its .bin imported again. */
+export function markAllNeedReimport(db: Db): void {
+  db.prepare('UPDATE releases SET needs_reimport = 1').run();
+}
+
+/** Release `version` is on the registries again (a repair import committed). */
+export function clearNeedsReimport(db: Db, version: string): void {
+  db.prepare('UPDATE releases SET needs_reimport = 0 WHERE version = ?').run(version);
+}
+
+/** Disk use of one release: what it holds, and what deleting it gives back. */
+export interface ReleaseDiskUse {
+  /** Its blobs (each registry and digest once) and its files, bytes. */
+  bytes: number;
+  /** The part no other release holds: what `releases delete` gives back after GC, bytes. */
+  exclusiveBytes: number;
+}
+
+/**
+ * Disk use per release, from the blob journal of the imports that installed it (every
+ * blob of a release, pushed, mounted or already present, is journalled) and its file
+ * sizes. Manifests are left out (a few KB each). A blob two releases hold counts in
+ * both `bytes` and in neither `exclusiveBytes`. Returns a map keyed by version.
+ */
+export function releaseDiskUse(db: Db): Map<string, ReleaseDiskUse> {
+  const out = new Map<string, ReleaseDiskUse>();
+  for (const r of listReleases(db)) out.set(r.version, { bytes: 0, exclusiveBytes: 0 });
+  const blobs = db
+    .prepare(
+      `WITH held AS (
+         SELECT DISTINCT r.version, b.registry, b.digest, b.size FROM import_blobs b
+         JOIN imports i ON i.id = b.import_id AND i.state = 'imported'
+         JOIN releases r ON r.version = i.version)
+       SELECT h.version, SUM(h.size) AS bytes,
+              SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM held o WHERE o.registry = h.registry AND o.digest = h.digest AND o.version != h.version) THEN h.size ELSE 0 END) AS exclusiveBytes
+       FROM held h GROUP BY h.version`,
+    )
+    .all() as Array<{ version: string; bytes: number; exclusiveBytes: number }>;
+  for (const b of blobs) out.set(b.version, { bytes: b.bytes, exclusiveBytes: b.exclusiveBytes });
+  const files = db.prepare("SELECT release_version AS version, SUM(size) AS bytes FROM artifacts WHERE kind = 'file' GROUP BY release_version").all() as Array<{ version: string; bytes: number }>;
+  for (const f of files) {
+    const use = out.get(f.version);
+    // Each release has its own folder under repo/: its files are its own.
+    if (use) out.set(f.version, { bytes: use.bytes + f.bytes, exclusiveBytes: use.exclusiveBytes + f.bytes });
+  }
+  return out;
 }
