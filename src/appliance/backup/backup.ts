@@ -38,7 +38,7 @@ export class BackupError extends AirgapError {}
 export const BACKUP_FORMAT = 'airgap-backup';
 /** The layout version this code writes and reads. */
 export const BACKUP_FORMAT_VERSION = 1;
-/** The file of the appliance settings in the state dir (retention: daemon/retention.ts). */
+/** The settings file's name in the state dir and in state/ (config/config-file.ts). */
 export const CONFIG_FILE = 'config.yaml';
 
 /** backup.json: written first. */
@@ -124,9 +124,8 @@ export async function backupSources(layout: StateLayout, withData: boolean): Pro
   const rel = (p: string) => relative(layout.root, p);
   await walk(layout.pkiDir, `state/${rel(layout.pkiDir)}`, (name) => isTemp(name), out);
   await walk(layout.trustedKeysDir, `state/${rel(layout.trustedKeysDir)}`, (name) => isTemp(name), out);
-  const config = join(layout.root, CONFIG_FILE);
-  const configStat = await lstat(config).catch(() => undefined);
-  if (configStat?.isFile()) out.push({ path: `state/${CONFIG_FILE}`, from: config, size: configStat.size, mode: configStat.mode & 0o777 });
+  const configStat = await lstat(layout.configFile).catch(() => undefined);
+  if (configStat?.isFile()) out.push({ path: `state/${CONFIG_FILE}`, from: layout.configFile, size: configStat.size, mode: configStat.mode & 0o777 });
   if (withData) {
     for (const name of REGISTRY_NAMES) {
       const data = layout.registry(name).data;

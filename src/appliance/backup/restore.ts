@@ -10,8 +10,9 @@
  * what was aside is removed. A bad backup leaves the state dir as it was.
  */
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { mkdir, readdir, readFile, rename, rm, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -111,19 +112,24 @@ function checkHeader(header: BackupHeader): void {
   }
 }
 
-/** Whether the state dir records work: a release or a repo address. */
-function inUse(layout: StateLayout): Promise<{ releases: number; repoAddress: string | null } | undefined> {
-  return stat(layout.database).then(
-    () => {
-      const db = openDatabase(layout.database);
-      try {
-        return { releases: listReleases(db).length, repoAddress: repoAddress(db) };
-      } finally {
-        db.close();
-      }
-    },
-    () => undefined,
-  );
+/**
+ * Whether the state dir records work: a release or a repo address. Read-only: a refused
+ * restore changes nothing, not even the database's WAL. A database that cannot be read
+ * counts as in use (only --force replaces it).
+ */
+function inUse(layout: StateLayout): { releases: number; repoAddress: string | null } | undefined {
+  if (!existsSync(layout.database)) return undefined;
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(layout.database, { readonly: true, fileMustExist: true });
+    const releases = (db.prepare('SELECT COUNT(*) AS n FROM releases').get() as { n: number }).n;
+    const address = db.prepare("SELECT value FROM settings WHERE key = 'repo.address'").get() as { value: string } | undefined;
+    return { releases, repoAddress: address?.value ?? null };
+  } catch {
+    return { releases: 0, repoAddress: 'unknown (its database cannot be read)' };
+  } finally {
+    db?.close();
+  }
 }
 
 /** Names in the state dir a restore leaves where they are. */
@@ -141,7 +147,7 @@ const KEPT = new Set(['daemon.pid', 'inbox']);
 export async function restoreBackup(source: Readable, layout: StateLayout, options: RestoreOptions): Promise<RestoreResult> {
   await takeStateDir(layout);
   try {
-    const live = await inUse(layout);
+    const live = inUse(layout);
     if (live && (live.releases > 0 || live.repoAddress) && !options.force) {
       throw new BackupError('AG_STATE_EXISTS', `the state dir ${layout.root} is in use (${live.releases} release(s)${live.repoAddress ? `, repo address ${live.repoAddress}` : ''}); restore does not overwrite it`, {
         hint: 'restore into a fresh state dir (--state-dir), or pass --force to replace this one',

@@ -57,6 +57,7 @@ function renderStatus(s: ApplianceStatus): string {
   const lines = [
     `airgap ${s.version}: ${s.healthy ? 'healthy' : 'DEGRADED'}`,
     ...s.problems.map((p) => `  problem: ${printable(p)}`),
+    ...(s.warnings ?? []).map((w) => `  warning: ${printable(w)}`),
     table([
       ['daemon', `pid ${s.daemon.pid}, up ${formatDuration(s.daemon.uptimeSeconds)}, listening on ${s.daemon.address}`],
       ['state dir', s.daemon.stateDir],
@@ -66,6 +67,7 @@ function renderStatus(s: ApplianceStatus): string {
       ['repository', s.repository.url],
       ['certificate', `${s.certificate.subjectAltNames.join(', ')}; valid until ${s.certificate.notAfter.slice(0, 10)}`],
       ['database', `schema ${s.database.schemaVersion}, ${formatBytes(s.database.sizeBytes)}`],
+      ['retention', s.retention?.keep ? `keep ${s.retention.keep} releases after each import (config.yaml)` : 'every release stays (set retention.keep in config.yaml)'],
       ['registry volume', `${formatBytes(s.disk.usedBytes)} used of ${formatBytes(s.disk.totalBytes)}, ${formatBytes(s.disk.freeBytes)} free (${s.disk.path})`],
     ]),
     '',

@@ -4,6 +4,7 @@
  *
  *   <state-dir>/                      mode 0700
  *     airgap.db                       SQLite (WAL), mode 0600
+ *     config.yaml                     the admin's settings (retention), optional (config/config-file.ts)
  *     admin.sock                      the local admin API, mode 0600
  *     daemon.pid                      the running daemon's pid
  *     pki/ca.crt ca.key               the appliance CA (made once; key 0600)
@@ -35,6 +36,8 @@ export interface RegistryPaths {
 export interface StateLayout {
   root: string;
   database: string;
+  /** The admin's settings file (config/config-file.ts). */
+  configFile: string;
   adminSocket: string;
   daemonPid: string;
   pkiDir: string;
@@ -61,6 +64,7 @@ export function stateLayout(root: string): StateLayout {
   return {
     root,
     database: join(root, 'airgap.db'),
+    configFile: join(root, 'config.yaml'),
     adminSocket: join(root, 'admin.sock'),
     daemonPid: join(root, 'daemon.pid'),
     pkiDir,

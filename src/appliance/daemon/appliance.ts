@@ -29,6 +29,7 @@ import { recordEvent } from '../store/events.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
 import { makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
+import { readSettings } from '../config/config-file.js';
 import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
 import type { Writable } from 'node:stream';
 import { collectGarbage } from '../../kit/memory.js';
@@ -89,8 +90,10 @@ export class Appliance {
       onIdle: collectGarbage,
     });
     // An uploaded .bin is the appliance's copy: removed once its import has ended.
-    this.importer.on('finished', (row?: { source: string; file: string }) => {
+    this.importer.on('finished', (row?: { source: string; file: string; state: string }) => {
       if (row?.source === 'upload' && row.file.startsWith(`${layout.uploadsDir}/`)) void rm(row.file, { force: true });
+      // Synchronously here: the retention's prune takes its turn before the next queued import starts.
+      if (row?.state === 'imported') void this.applyRetention();
     });
   }
 
@@ -208,6 +211,29 @@ export class Appliance {
   /** Keeps the current release and the keep-1 newest others, deletes the rest, then collects garbage. Throws as prune. */
   prune(keep: number, actor: string, dryRun: boolean): Promise<PruneResult> {
     return this.importer.exclusive(() => this.changes.run(() => prune(this.maintenance(), keep, actor, dryRun)));
+  }
+
+  /**
+   * The retention policy of config.yaml (`retention.keep`), applied after each successful
+   * import: prune --keep N, with no import running (queued ones wait). Never throws: a
+   * bad config.yaml or a failed prune is an event (`retention.failed`).
+   */
+  async applyRetention(): Promise<PruneResult | undefined> {
+    const exclusive = this.importer.exclusive(async () => {
+      const settings = await readSettings(this.layout.configFile);
+      const keep = settings.retention.keep;
+      if (keep === null) return undefined;
+      return this.changes.run(() => prune(this.maintenance(), keep, 'retention', false));
+    });
+    try {
+      const result = await exclusive;
+      if (result?.deleted.length) this.event('retention', 'retention.applied', `retention (keep ${result.keep}) deleted ${result.deleted.join(', ')}`, { ...result });
+      return result;
+    } catch (err) {
+      this.options.log.error({ err }, 'the retention policy could not be applied');
+      this.event('retention', 'retention.failed', `the retention policy could not be applied: ${(err as Error).message}`, { code: (err as { code?: string }).code ?? null });
+      return undefined;
+    }
   }
 
   /** Collects garbage in both registries, with no import running. Throws as garbageCollect. */

@@ -10,13 +10,20 @@ import type { RegistryFleet, RegistryHealth } from '../registries/fleet.js';
 import type { ServerCertificateInfo } from '../security/pki.js';
 import { schemaVersion, type Db } from '../store/db.js';
 import { unfinishedImports } from '../store/imports.js';
-import { currentRelease, listReleases } from '../store/releases.js';
+import { currentRelease, listReleases, releaseDiskUse } from '../store/releases.js';
+import { readSettings } from '../config/config-file.js';
+import { formatBytes } from '../../kit/text.js';
+import { pruneList } from './maintenance.js';
 import { publicAddress, repoAddress, type Identity } from './setup.js';
 
 export interface ApplianceStatus {
   version: string;
   healthy: boolean;
   problems: string[];
+  /** What needs the admin soon but does not make the box unhealthy (a registry volume above 80 %, releases to import again). */
+  warnings: string[];
+  /** config.yaml's retention: keep N releases after each import, or null (every release stays). */
+  retention: { keep: number | null };
   daemon: { pid: number; startedAt: string; uptimeSeconds: number; stateDir: string; address: string };
   repoAddress: string | null;
   repository: { url: string };
@@ -44,6 +51,28 @@ export interface StatusSources {
   identity: Identity;
 }
 
+/** Used share of the registry volume above which status warns. */
+export const FULL_WARNING = 0.8;
+
+/**
+ * The warning for a registry volume above FULL_WARNING, with the command that helps:
+ * `airgap prune --keep N` for the N that frees what is needed to come back under the
+ * mark (or the most there is), with the bytes it frees; a box with one release needs a
+ * bigger disk.
+ */
+export function fullVolumeWarning(disk: { totalBytes: number; usedBytes: number }, releases: Array<{ version: string; current: boolean; importedAt: string }>, use: Map<string, { exclusiveBytes: number }>): string {
+  const head = `the registry volume is ${Math.round((disk.usedBytes / disk.totalBytes) * 100)}% full (${formatBytes(disk.usedBytes)} of ${formatBytes(disk.totalBytes)})`;
+  if (releases.length < 2) return `${head}: grow the disk, or run 'airgap gc' to give back what deleted releases left`;
+  const needed = disk.usedBytes - disk.totalBytes * FULL_WARNING;
+  let best: { keep: number; frees: number } | undefined;
+  for (let keep = releases.length - 1; keep >= 1; keep--) {
+    const frees = pruneList(releases, keep).deleted.reduce((n, v) => n + (use.get(v)?.exclusiveBytes ?? 0), 0);
+    best = { keep, frees };
+    if (frees >= needed) break;
+  }
+  return `${head}: 'airgap prune --keep ${best!.keep}' gives back about ${formatBytes(best!.frees)} (see first: 'airgap prune --keep ${best!.keep} --dry-run'); or grow the disk`;
+}
+
 /**
  * Health of every part: registries (answering `/v2/`), the registry volume (below 5 %
  * free is a problem), database, release, unfinished imports. Never throws for an
@@ -63,12 +92,25 @@ export async function readStatus(sources: StatusSources): Promise<ApplianceStatu
     usedBytes: (fs.blocks - fs.bfree) * fs.bsize,
   };
   if (disk.totalBytes > 0 && disk.freeBytes / disk.totalBytes < 0.05) problems.push(`the registry volume has only ${Math.round((disk.freeBytes / disk.totalBytes) * 100)}% free`);
+  const warnings: string[] = [];
+  const releases = listReleases(db);
+  if (disk.totalBytes > 0 && disk.usedBytes / disk.totalBytes > FULL_WARNING) warnings.push(fullVolumeWarning(disk, releases, releaseDiskUse(db)));
+  const restored = releases.filter((r) => r.needsReimport);
+  if (restored.length) warnings.push(`${restored.length} release(s) restored from a backup without their data (${restored.map((r) => r.version).join(', ')}): import their .bin files again ('airgap import FILE.bin')`);
+  let retention: ApplianceStatus['retention'] = { keep: null };
+  try {
+    retention = (await readSettings(layout.configFile)).retention;
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   const now = Date.now();
   const current = currentRelease(db);
   return {
     version: sources.version,
     healthy: problems.length === 0,
     problems,
+    warnings,
+    retention,
     daemon: {
       pid: process.pid,
       startedAt: sources.startedAt.toISOString(),
@@ -83,7 +125,7 @@ export async function readStatus(sources: StatusSources): Promise<ApplianceStatu
     registries,
     database: { path: layout.database, schemaVersion: schemaVersion(db), sizeBytes: (await stat(layout.database)).size },
     disk,
-    release: { current: current?.version ?? null, name: current?.name ?? null, installed: listReleases(db).length },
+    release: { current: current?.version ?? null, name: current?.name ?? null, installed: releases.length },
     imports: unfinishedImports(db)
       .sort((a, b) => (a.state === b.state ? a.id - b.id : a.state === 'running' ? -1 : 1))
       .map((i) => ({ id: i.id, state: i.state, stage: i.stage, file: i.file, version: i.version })),
