@@ -12,6 +12,7 @@
  *     registries/<name>/config.yml    CNCF distribution config of each bundled registry
  *     registries/<name>/htpasswd      its credentials, bcrypt (0600)
  *     registries/<name>/registry.pid  its pid, so a restarted daemon finds an orphan
+ *     registries/<name>/gc.pid        the pid of its garbage-collect run, while one runs
  *     registries/<name>/data/         its storage root
  *     repo/                           the file repository, served under /repo/
  *     charts/                         the classic Helm chart repository, served under /charts/
@@ -30,6 +31,8 @@ export interface RegistryPaths {
   config: string;
   htpasswd: string;
   pidFile: string;
+  /** The pid of a running `garbage-collect`: a daemon killed during GC stops it at its next start. */
+  gcPidFile: string;
   data: string;
 }
 
@@ -75,7 +78,7 @@ export function stateLayout(root: string): StateLayout {
     registriesDir,
     registry(name) {
       const dir = join(registriesDir, name);
-      return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), data: join(dir, 'data') };
+      return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), gcPidFile: join(dir, 'gc.pid'), data: join(dir, 'data') };
     },
     repoDir: join(root, 'repo'),
     chartsDir: join(root, 'charts'),

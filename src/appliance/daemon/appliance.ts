@@ -199,6 +199,7 @@ export class Appliance {
       log: this.options.log.child({ component: 'maintenance' }),
       clients: () => this.fleet.pushTargets(),
       garbageCollect: (name, timeoutMs) => this.fleet.garbageCollect(name, timeoutMs),
+      removeUploads: () => this.fleet.removeLeftoversSince(0),
       event: (actor, kind, message, data) => this.event(actor, kind, message, data),
     };
   }

@@ -38,15 +38,29 @@ export interface MaintenanceContext {
   log: Logger;
   /** Clients of the bundled registries (push account), closed by the caller's end of use. */
   clients(): Record<RegistryName, RegistryClient>;
-  garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number }>;
+  garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number; repositoriesRemoved: number }>;
+  /** Removes every upload session in the registries' storage (no import runs); returns how many. */
+  removeUploads(): Promise<number>;
   event(actor: string, kind: string, message: string, data?: Record<string, unknown>): void;
 }
 
 /** `airgap gc --json`. */
 export interface GcResult {
-  registries: Array<{ name: RegistryName; bytesBefore: number; bytesAfter: number; bytesReclaimed: number; seconds: number }>;
+  registries: Array<{ name: RegistryName; bytesBefore: number; bytesAfter: number; bytesReclaimed: number; seconds: number; repositoriesRemoved: number }>;
+  /** What failed imports left, removed before the registries' GC (collectLeftovers). */
+  leftovers: Leftovers;
   bytesReclaimed: number;
   seconds: number;
+}
+
+/** Counts of what collectLeftovers removed. */
+export interface Leftovers {
+  /** Upload sessions (`_uploads/<id>/`) and empty link files in the registries' storage. */
+  uploads: number;
+  /** Staging folders of the file repository (`.<version>.partial-<id>`, `.deleting-…`). */
+  stagingFolders: number;
+  /** Manifests no release names (a failed import's): deleted, so GC takes their blobs. */
+  manifests: number;
 }
 
 /** `airgap releases delete --json`. */
@@ -234,12 +248,81 @@ async function finishDelete(ctx: MaintenanceContext, version: string, actor: str
  */
 export async function garbageCollect(ctx: MaintenanceContext, actor: string): Promise<GcResult> {
   const started = Date.now();
+  const leftovers = await collectLeftovers(ctx);
   const registries: GcResult['registries'] = [];
   for (const name of REGISTRY_NAMES) {
     const r = await ctx.garbageCollect(name, GC_TIMEOUT_MS);
     registries.push({ name, ...r, bytesReclaimed: Math.max(0, r.bytesBefore - r.bytesAfter) });
   }
-  const result = { registries, bytesReclaimed: registries.reduce((n, r) => n + r.bytesReclaimed, 0), seconds: (Date.now() - started) / 1000 };
+  const result = { registries, leftovers, bytesReclaimed: registries.reduce((n, r) => n + r.bytesReclaimed, 0), seconds: (Date.now() - started) / 1000 };
   ctx.event(actor, 'gc.finished', `garbage collection gave back ${result.bytesReclaimed} bytes in ${result.seconds.toFixed(1)} s`, result);
   return result;
+}
+
+/** Every manifest revision in a registry's storage: `repository digest` pairs (CNCF distribution's filesystem layout). */
+async function storedManifests(data: string): Promise<Array<{ repository: string; digest: string }>> {
+  const root = join(data, 'docker', 'registry', 'v2', 'repositories');
+  const out: Array<{ repository: string; digest: string }> = [];
+  const walk = async (dir: string, repository: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (!e.isDirectory()) continue;
+      if (e.name === '_manifests') {
+        const revisions = join(dir, '_manifests', 'revisions');
+        for (const alg of await readdir(revisions).catch(() => [] as string[])) {
+          for (const hex of await readdir(join(revisions, alg)).catch(() => [] as string[])) {
+            if (await stat(join(revisions, alg, hex, 'link')).then((x) => x.isFile(), () => false)) out.push({ repository, digest: `${alg}:${hex}` });
+          }
+        }
+      } else if (!e.name.startsWith('_')) await walk(join(dir, e.name), repository ? `${repository}/${e.name}` : e.name);
+    }
+  };
+  await walk(root, '');
+  return out;
+}
+
+/**
+ * What failed or cancelled imports leave, removed with no import running (the caller
+ * holds Importer.exclusive): upload sessions in the registries, staging folders of the
+ * file repository, and manifests no release names (with what they named, GC then takes
+ * their blobs). A manifest a release names, or the child of an index a release names,
+ * always stays. The blob journal of an import waiting to resume is dropped: it checks
+ * every blob again. Throws RegistryError when a registry fails.
+ */
+export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftovers> {
+  // An import a stop interrupted, waiting to resume, would trust its journal for blobs this
+  // collection may take (its manifests are not pushed yet): it checks each blob again instead.
+  ctx.db.prepare("DELETE FROM import_blobs WHERE import_id IN (SELECT id FROM imports WHERE state IN ('queued', 'running'))").run();
+  const uploads = await ctx.removeUploads();
+  let stagingFolders = 0;
+  for (const name of await readdir(ctx.layout.repoDir).catch(() => [] as string[])) {
+    if (/^\..+\.partial-\d+$/.test(name) || name.startsWith('.deleting-')) {
+      await rm(join(ctx.layout.repoDir, name), { recursive: true, force: true });
+      stagingFolders++;
+    }
+  }
+  let manifests = 0;
+  const artifacts = listArtifacts(ctx.db, { files: false });
+  const clients = ctx.clients();
+  try {
+    for (const registry of REGISTRY_NAMES) {
+      const named = new Set(artifacts.filter((a) => registryOf(a) === registry).map((a) => `${repositoryOf(a.target)} ${a.digest}`));
+      // Most revisions are named outright; only the rest need the closure (index children).
+      const candidates = (await storedManifests(ctx.layout.registry(registry).data)).filter((m) => !named.has(`${m.repository} ${m.digest}`));
+      if (!candidates.length) continue;
+      const repositories = new Set(candidates.map((c) => c.repository));
+      const keep = new Set<string>();
+      for (const a of artifacts) {
+        if (registryOf(a) !== registry || !repositories.has(repositoryOf(a.target))) continue;
+        for (const d of await closure(clients[registry], repositoryOf(a.target), a.digest)) keep.add(`${repositoryOf(a.target)} ${d}`);
+      }
+      for (const c of candidates) {
+        if (keep.has(`${c.repository} ${c.digest}`)) continue;
+        if (await clients[registry].deleteManifest(c.repository, c.digest)) manifests++;
+      }
+    }
+  } finally {
+    for (const name of REGISTRY_NAMES) clients[name].close();
+  }
+  if (uploads || stagingFolders || manifests) ctx.log.info({ uploads, stagingFolders, manifests }, 'removed what failed imports left');
+  return { uploads, stagingFolders, manifests };
 }

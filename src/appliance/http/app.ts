@@ -283,6 +283,8 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
             version: { type: 'string' },
             healthy: { type: 'boolean' },
             problems: { type: 'array', items: { type: 'string' } },
+            warnings: { type: 'array', items: { type: 'string' } },
+            retention: open,
             daemon: open,
             repoAddress: { type: ['string', 'null'] },
             repository: open,

@@ -7,7 +7,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -22,6 +22,50 @@ import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from 
 import { RegistryClient } from '../../oci/client.js';
 
 /** Bytes of the regular files under `dir` (0 when it is missing). */
+/**
+ * Removes the repositories under `root` (CNCF distribution's `repositories/` folder) that
+ * hold no manifest revision (`_manifests/revisions/<alg>/<hex>/link`): their `_manifests`,
+ * `_layers` and `_uploads` folders, then parent folders left empty. A repository's folder
+ * may hold nested repositories (`apps/app` and `apps/app/sub`): only its own `_` folders
+ * go. Call only while the registry is stopped. Returns how many were removed.
+ */
+export async function removeEmptyRepositories(root: string): Promise<number> {
+  let removed = 0;
+  const hasRevision = async (repo: string): Promise<boolean> => {
+    const revisions = join(repo, '_manifests', 'revisions');
+    for (const alg of await readdir(revisions).catch(() => [] as string[])) {
+      for (const hex of await readdir(join(revisions, alg)).catch(() => [] as string[])) {
+        if (await stat(join(revisions, alg, hex, 'link')).then((s) => s.isFile(), () => false)) return true;
+      }
+    }
+    return false;
+  };
+  const walk = async (dir: string): Promise<boolean> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    const own = entries.filter((e) => e.isDirectory() && (e.name === '_manifests' || e.name === '_layers' || e.name === '_uploads'));
+    if (own.length && !(await hasRevision(dir))) {
+      for (const e of own) await rm(join(dir, e.name), { recursive: true, force: true });
+      removed++;
+    }
+    let empty = true;
+    for (const e of entries) {
+      if (!e.isDirectory()) {
+        empty = false;
+        continue;
+      }
+      if (e.name.startsWith('_')) {
+        if (await stat(join(dir, e.name)).then(() => true, () => false)) empty = false;
+        continue;
+      }
+      if (await walk(join(dir, e.name))) await rm(join(dir, e.name), { recursive: true, force: true }).catch(() => {});
+      else empty = false;
+    }
+    return empty;
+  };
+  await walk(root);
+  return removed;
+}
+
 async function treeBytes(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
@@ -139,16 +183,19 @@ export class RegistryFleet {
    * --delete-untagged: distribution would also take the children of multi-arch indexes).
    * Returns the storage's bytes before and after. Throws when GC fails (after the restart).
    */
-  async garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number }> {
+  async garbageCollect(name: RegistryName, timeoutMs: number): Promise<{ bytesBefore: number; bytesAfter: number; seconds: number; repositoriesRemoved: number }> {
     const paths = this.options.layout.registry(name);
     const bytesBefore = await treeBytes(paths.data);
     const started = Date.now();
     await this.registries[name].stop();
     let failure: Error | undefined;
     try {
+      // garbage-collect fails on a storage without these (a registry nothing was pushed to, or
+      // whose last repository went): with them empty it marks nothing and sweeps every blob.
+      for (const part of ['repositories', 'blobs']) await mkdir(join(paths.data, 'docker', 'registry', 'v2', part), { recursive: true, mode: 0o700 });
       // Its output is every blob and manifest it marks: no buffer limit to kill it part-way.
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn(this.options.config.registryBinary, ['garbage-collect', paths.config], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(this.options.config.registryBinary, ['garbage-collect', paths.config], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const ended = new Promise<void>((resolve, reject) => {
         let tail = '';
         child.stderr.on('data', (chunk: Buffer) => (tail = (tail + chunk.toString()).slice(-2000)));
         const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -159,9 +206,19 @@ export class RegistryFleet {
           else reject(new Error(`garbage-collect of the ${name} registry ended with ${signal ?? `code ${code}`}: ${tail.trim().split('\n').pop() ?? ''}`));
         });
       });
+      // A daemon killed meanwhile stops this run at its next start (stopOrphans), before the registry serves again.
+      if (child.pid) await writeFile(paths.gcPidFile, `${child.pid}\n`, { mode: 0o600 }).catch(() => {});
+      await ended;
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));
     }
+    await unlink(paths.gcPidFile).catch(() => {});
+    // Repositories with no manifest left (a deleted release's, a failed import's): out of
+    // _catalog, while the registry is stopped and cannot be writing into them.
+    const repositoriesRemoved = failure ? 0 : await removeEmptyRepositories(join(paths.data, 'docker', 'registry', 'v2', 'repositories')).catch((err: unknown) => {
+      this.options.log.warn({ err, registry: name }, 'could not remove empty repositories');
+      return 0;
+    });
     // Started again whatever GC did; a start that fails is tried again before giving up.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -173,7 +230,7 @@ export class RegistryFleet {
       }
     }
     if (failure) throw failure;
-    return { bytesBefore, bytesAfter: await treeBytes(paths.data), seconds: (Date.now() - started) / 1000 };
+    return { bytesBefore, bytesAfter: await treeBytes(paths.data), seconds: (Date.now() - started) / 1000, repositoriesRemoved };
   }
 
   /**
@@ -257,6 +314,11 @@ export class RegistryFleet {
         const paths = this.options.layout.registry(name);
         const orphan = await stopOrphan(paths.pidFile, paths.config);
         if (orphan) this.options.onEvent('registry.orphan_stopped', `stopped the ${name} registry (pid ${orphan}) an earlier daemon left running`, { registry: name, pid: orphan });
+        // A garbage collection a killed daemon left running: stopped before the registry serves
+        // again, or it would sweep blobs an import pushes meanwhile. What it swept is garbage;
+        // what it did not sweep waits for the next gc.
+        const gc = await stopOrphan(paths.gcPidFile, paths.config);
+        if (gc) this.options.onEvent('gc.orphan_stopped', `stopped the garbage collection of the ${name} registry (pid ${gc}) an earlier daemon left running`, { registry: name, pid: gc });
       }),
     );
   }
