@@ -89,6 +89,7 @@ async function refresh() {
   const health = [
     ['Current release', current ? `${status.release.name} ${current}` : 'none yet'],
     ['Health', status.healthy ? 'healthy' : `DEGRADED: ${status.problems.join('; ')}`],
+    ...(status.warnings || []).map((w) => ['Warning', w]),
     ...status.registries.map((r) => [`${r.name} registry`, `${r.url} · ${r.state}${r.healthy ? '' : ' (failing)'} · restarts ${r.restarts}`]),
     ['Registry volume', `${bytes(status.disk.usedBytes)} used of ${bytes(status.disk.totalBytes)}, ${bytes(status.disk.freeBytes)} free`],
     ['Certificate', `${status.certificate.subjectAltNames.join(', ')} · valid until ${status.certificate.notAfter.slice(0, 10)}`],
@@ -96,13 +97,74 @@ async function refresh() {
   ];
   $('health').replaceChildren(...health.flatMap(([k, v]) => [el('dt', k), el('dd', v, k === 'Health' ? (status.healthy ? 'ok' : 'bad') : undefined)]));
   renderConnection(connection);
-  fillRows($('releases'), releases.releases.slice().reverse().map((r) => [r.version, r.name, r.created.slice(0, 10), r.importedAt.replace('T', ' ').slice(0, 19), r.current ? 'current' : '']));
+  fillRows($('releases'), releases.releases.slice().reverse().map((r) => [
+    r.version, r.name, r.created.slice(0, 10), r.importedAt.replace('T', ' ').slice(0, 19),
+    r.current ? 'current' : r.needsReimport ? 'needs re-import' : '',
+    bytes(r.diskBytes || 0), r.current ? '' : bytes(r.exclusiveBytes || 0),
+    r.current ? '' : deleteButton(r),
+  ]));
+  const versions = releases.releases.map((r) => r.version);
+  for (const [id, pick] of [['diff-from', versions.length > 1 ? versions[versions.length - 2] : versions[0]], ['diff-to', releases.current || versions[versions.length - 1]]]) {
+    const select = $(id);
+    const chosen = select.value || pick;
+    select.replaceChildren(...versions.map((v) => { const o = el('option', v); o.value = v; return o; }));
+    if (chosen) select.value = chosen;
+  }
   const artifactRows = (list) => list.map((a) => [a.target, el('span', a.digest, 'digest'), bytes(a.size), a.releaseVersion]);
   fillRows($('images'), artifactRows(images.images));
   fillRows($('charts'), artifactRows(charts.charts));
   fillRows($('packs'), artifactRows(packs.packs));
   fillRows($('files'), artifactRows(files.files));
   fillRows($('events'), events.events.map((e) => [e.at.replace('T', ' ').slice(0, 19), e.actor, e.kind, e.message]));
+}
+
+/** A release's Delete button: asks first, saying what it frees, then deletes and collects garbage. */
+function deleteButton(r) {
+  const b = el('button', 'Delete');
+  b.type = 'button';
+  b.setAttribute('aria-label', `Delete release ${r.version}`);
+  b.addEventListener('click', async () => {
+    if (!confirm(`Delete release ${r.version}? It frees about ${bytes(r.exclusiveBytes || 0)}. Its images, charts, packs and files that no other release has are removed; garbage collection then runs (each registry stops for its turn).`)) return;
+    b.disabled = true;
+    $('release-action').className = '';
+    $('release-action').textContent = `Deleting ${r.version} and collecting garbage…`;
+    try {
+      const res = await api(`/releases/${encodeURIComponent(r.version)}/delete`, { method: 'POST' });
+      $('release-action').className = 'ok';
+      $('release-action').textContent = `Deleted ${res.version}: ${res.manifestsDeleted} manifests; garbage collection gave back ${bytes(res.gc.bytesReclaimed)}.`;
+    } catch (err) {
+      $('release-action').className = 'error';
+      $('release-action').textContent = `Delete failed: ${err.message}`;
+    }
+    await refresh().catch(() => {});
+  });
+  return b;
+}
+
+/** The comparison of two releases: per kind, what was added, removed and changed. */
+function renderDiff(d) {
+  const out = [el('p', `${d.from} → ${d.to}: ${bytes(d.bytesAddedOrChanged)} added or changed`)];
+  for (const kind of ['images', 'charts', 'packs', 'files']) {
+    const k = d[kind];
+    out.push(el('h4', `${kind}: ${k.added.length} added, ${k.removed.length} removed, ${k.changed.length} changed, ${k.unchanged} unchanged`));
+    const rows = [
+      ...k.added.map((i) => ['added', i.target, i.digest]),
+      ...k.removed.map((i) => ['removed', i.target, i.digest]),
+      ...k.changed.map((i) => ['changed', i.target, `${i.from} → ${i.to}`]),
+    ];
+    if (!rows.length) continue;
+    const table = el('table');
+    const tbody = el('tbody');
+    for (const cells of rows.slice(0, 200)) {
+      const tr = el('tr');
+      cells.forEach((c, i) => tr.append(el('td', c, i === 2 ? 'digest' : undefined)));
+      tbody.append(tr);
+    }
+    table.append(tbody);
+    out.push(table);
+    if (rows.length > 200) out.push(el('p', `… and ${rows.length - 200} more ('airgap diff --json' lists all)`, 'hint'));
+  }
+  $('diff').replaceChildren(...out);
 }
 
 function copyButton(text, label) {
@@ -258,6 +320,29 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('reveal').addEventListener('click', async () => renderConnection(await api('/connection?reveal=true')));
   for (const b of document.querySelectorAll('button[data-copy]')) b.addEventListener('click', () => copy($(b.dataset.copy).value, b));
   $('search').addEventListener('input', applySearch);
+  $('diff-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      renderDiff(await api(`/diff?from=${encodeURIComponent($('diff-from').value)}&to=${encodeURIComponent($('diff-to').value)}`));
+    } catch (err) {
+      $('diff').replaceChildren(el('p', `Compare failed: ${err.message}`, 'error'));
+    }
+  });
+  $('gc').addEventListener('click', async () => {
+    $('gc').disabled = true;
+    $('gc-result').className = '';
+    $('gc-result').textContent = 'Collecting garbage (each registry stops for its turn)…';
+    try {
+      const r = await api('/gc', { method: 'POST' });
+      $('gc-result').className = 'ok';
+      $('gc-result').textContent = `Gave back ${bytes(r.bytesReclaimed)} in ${r.seconds.toFixed(1)} s.`;
+    } catch (err) {
+      $('gc-result').className = 'error';
+      $('gc-result').textContent = `Garbage collection failed: ${err.message}`;
+    }
+    $('gc').disabled = false;
+    await refresh().catch(() => {});
+  });
   $('upload-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void startUpload($('upload-file').files[0]);

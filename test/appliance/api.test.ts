@@ -71,6 +71,10 @@ const ops: ConsoleOperations = {
     return fs.bavail * fs.bsize;
   },
   maxUploadBytes: 1_000_000,
+  deleteRelease: async (version, actor) => ({ version, actor }),
+  collectGarbage: async (actor) => ({ actor, bytesReclaimed: 0 }),
+  diff: (from, to) => ({ from, to }),
+  backupTo: async (sink) => void sink.end('backup'),
 };
 
 async function newApp() {

@@ -31,6 +31,15 @@ await writeFile(spec, stringify({
   files: [{ source: './manifests/', target: 'manifests/' }],
 }));
 const bin = (await buildBundle({ specPath: spec, out: work, privateKeyPath: keys.privateKeyPath })).path;
+await writeSyntheticLayout(join(work, 'images'), [{ ref: 'web-2', layers: [Buffer.alloc(200_000, 1), Buffer.alloc(100_000, 3)] }]);
+const spec2 = join(work, 'bundle-2.yaml');
+await writeFile(spec2, stringify({
+  apiVersion: 'airgap/v1', kind: 'Bundle', name: 'demo', version: '1.1.0',
+  images: [{ source: 'oci:./images:web-2', target: 'apps/web:1.1.0' }],
+  files: [{ source: './manifests/', target: 'manifests/' }],
+}));
+await mkdir(join(work, 'v2'));
+const bin2 = (await buildBundle({ specPath: spec2, out: join(work, 'v2'), privateKeyPath: keys.privateKeyPath })).path;
 
 const daemon = await startDaemon(t);
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
@@ -106,3 +115,42 @@ t.test('a cross-site POST from another origin is refused', async (t) => {
   await other.waitForURL(/\/api\/v1\/uploads$/);
   t.match(await other.locator('body').innerText(), /AG_CROSS_SITE/, 'refused for its origin, before any authentication');
 });
+
+t.test('compare two releases, download a backup, delete the older release (it says what it frees), run garbage collection', async (t) => {
+  const imported = await daemon.cli(['import', bin2]);
+  t.equal(imported.exitCode, 0, imported.stderr);
+  await page.reload();
+  await page.locator('#app-view').waitFor({ state: 'visible' });
+  await page.getByLabel('From').selectOption('1.0.0');
+  await page.getByLabel('To').selectOption('1.1.0');
+  await page.getByRole('button', { name: 'Compare' }).click();
+  await page.locator('#diff').getByText(/images: 1 added, 1 removed, 0 changed, 0 unchanged/).waitFor();
+  t.match(await page.locator('#diff').innerText(), /files: 0 added, 0 removed, 0 changed, \d+ unchanged/);
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download a backup' }).click()]);
+  t.match(download.suggestedFilename(), /^airgap-backup-\d{8}T\d{6}Z\.tar$/);
+  const saved = join(work, 'console-backup.tar');
+  await download.saveAs(saved);
+  const head = await readFile(saved);
+  t.equal(head.subarray(0, 11).toString(), 'backup.json', 'a backup: backup.json first');
+  t.ok(head.includes(Buffer.from('manifest.json')), 'and its manifest');
+
+  let asked = '';
+  page.once('dialog', (dialog) => {
+    asked = dialog.message();
+    void dialog.accept();
+  });
+  await page.getByRole('button', { name: 'Delete release 1.0.0' }).click();
+  await page.locator('#release-action').getByText(/Deleted 1\.0\.0: \d+ manifests; garbage collection gave back/).waitFor({ timeout: 60_000 });
+  t.match(asked, /Delete release 1\.0\.0\? It frees about \d/, 'the confirmation says what it frees');
+  const releases = JSON.parse((await daemon.cli(['releases', '--json'])).stdout) as { releases: Array<{ version: string }> };
+  t.same(releases.releases.map((r) => r.version), ['1.1.0']);
+  t.notOk(await page.getByRole('button', { name: 'Delete release 1.1.0' }).count(), 'the current release has no Delete button');
+
+  await page.getByRole('button', { name: 'Run garbage collection' }).click();
+  await page.locator('#gc-result').getByText(/Gave back .* in [\d.]+ s\./).waitFor({ timeout: 60_000 });
+  const events = JSON.parse((await daemon.cli(['status', '--json'])).stdout) as { healthy: boolean };
+  t.ok(events.healthy);
+  t.same(blocked, [], 'the CSP blocked nothing');
+});
+

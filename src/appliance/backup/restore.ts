@@ -22,6 +22,7 @@ import { syncDir } from '../../kit/fs.js';
 import { formatBytes } from '../../kit/text.js';
 import { REGISTRY_NAMES, type StateLayout } from '../config/state-layout.js';
 import { releaseStateDir, takeStateDir } from '../daemon/state-dir.js';
+import { stopOrphan } from '../registries/supervisor.js';
 import { openDatabase, type Db } from '../store/db.js';
 import { recordEvent } from '../store/events.js';
 import { currentRelease, listReleases, markAllNeedReimport } from '../store/releases.js';
@@ -152,6 +153,13 @@ export async function restoreBackup(source: Readable, layout: StateLayout, optio
       throw new BackupError('AG_STATE_EXISTS', `the state dir ${layout.root} is in use (${live.releases} release(s)${live.repoAddress ? `, repo address ${live.repoAddress}` : ''}); restore does not overwrite it`, {
         hint: 'restore into a fresh state dir (--state-dir), or pass --force to replace this one',
       });
+    }
+    // Registries (and a garbage collection) a killed daemon left running serve from what is
+    // about to be moved aside, and hold the ports the restored daemon needs.
+    for (const name of REGISTRY_NAMES) {
+      const paths = layout.registry(name);
+      await stopOrphan(paths.pidFile, paths.config);
+      await stopOrphan(paths.gcPidFile, paths.config);
     }
     // What an interrupted restore left.
     for (const name of await readdir(layout.root)) {

@@ -19,12 +19,9 @@ import { stateLayout } from '../config/state-layout.js';
 import type { BackupResult } from '../backup/backup.js';
 import type { RestoreResult } from '../backup/restore.js';
 import { callAdmin } from './admin-client.js';
+import { backupFileName } from './backup-file-name.js';
 import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
 
-/** The file name `--out DIR` gets: airgap-backup-20261202T081500Z.tar. */
-export function backupFileName(at: Date): string {
-  return `airgap-backup-${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}.tar`;
-}
 
 function renderRestore(r: RestoreResult): string {
   const lines = [

@@ -27,7 +27,7 @@ import { getCredential } from '../store/credentials.js';
 import { openDatabase, type Db } from '../store/db.js';
 import { recordEvent } from '../store/events.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
-import { makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
+import { checkNoInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
 import { readSettings } from '../config/config-file.js';
 import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
@@ -109,6 +109,7 @@ export class Appliance {
     await takeStateDir(layout);
     let db: Db | undefined;
     try {
+      await checkNoInterruptedWork(layout);
       await makeStateFolders(layout);
       db = openDatabase(layout.database);
       const { identity, caCreated } = await loadIdentity(db, layout, config);

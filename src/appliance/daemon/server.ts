@@ -9,7 +9,7 @@ import { chmod, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { AirgapError } from '../../kit/errors.js';
+import { AirgapError, UsageError } from '../../kit/errors.js';
 import { hostPort, httpsUrl } from '../config/address.js';
 import { Appliance, certificateNames } from './appliance.js';
 import { buildAdminApp, buildPublicApp, buildRedirectApp } from '../http/app.js';
@@ -17,7 +17,9 @@ import type { ServeConfig } from '../config/config.js';
 import { listEvents } from '../store/events.js';
 import { InboxWatcher } from './inbox.js';
 import { listImports, type ImportRow } from '../store/imports.js';
-import { listArtifacts, type ArtifactKind } from '../store/releases.js';
+import { listArtifacts, listReleases, type ArtifactKind } from '../store/releases.js';
+import { diffReleases, sideOf } from './release-diff.js';
+import type { Writable } from 'node:stream';
 import { releasesDocument } from '../import/commit.js';
 import type { Importer, ImportUpdate } from '../import/runner.js';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -92,6 +94,14 @@ function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOp
       return fs.bavail * fs.bsize;
     },
     maxUploadBytes: config.maxUploadBytes,
+    deleteRelease: (version, actor) => appliance.deleteRelease(version, actor),
+    collectGarbage: (actor) => appliance.collectGarbage(actor),
+    diff: (from, to) => {
+      const versions = listReleases(appliance.db).map((r) => r.version);
+      for (const v of [from, to]) if (!versions.includes(v)) throw new UsageError(`there is no release ${v} on the box`, { hint: `releases here: ${versions.join(', ') || 'none'}` });
+      return diffReleases(from, to, sideOf(listArtifacts(appliance.db, { version: from })), sideOf(listArtifacts(appliance.db, { version: to })));
+    },
+    backupTo: (sink, actor) => appliance.backupTo(sink as Writable, actor),
   };
 }
 

@@ -3,7 +3,7 @@
  * and delete a probe file) and the pid lock that keeps a second daemon out.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirgapError } from '../../kit/errors.js';
 import { unsafeOwnership } from '../../kit/fs.js';
@@ -100,6 +100,22 @@ export async function takeStateDir(layout: StateLayout): Promise<void> {
 /** Gives the state dir of `layout` up: removes the pid file. Never throws. */
 export async function releaseStateDir(layout: StateLayout): Promise<void> {
   await unlink(layout.daemonPid).catch(() => {});
+}
+
+/**
+ * Refuses a state dir that a restore left half-done (its staging folder `.restore-*` is
+ * there while nobody holds the lock), and removes the temp database a backup killed
+ * half-way left. Throws StateDirError AG_STATE_DIR with what to do.
+ */
+export async function checkNoInterruptedWork(layout: StateLayout): Promise<void> {
+  for (const name of await readdir(layout.root)) {
+    if (name.startsWith('.restore-')) {
+      throw new StateDirError('AG_STATE_DIR', `a restore into ${layout.root} was interrupted (${name} is still there)`, {
+        hint: "run 'airgap restore FILE' again with the same backup, then start the daemon",
+      });
+    }
+    if (/^\.backup-[0-9a-f]+\.db$/.test(name)) await rm(join(layout.root, name), { force: true });
+  }
 }
 
 /** Makes the folders the daemon writes to under the state dir (0700). Throws the file system's errors. */

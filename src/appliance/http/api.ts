@@ -16,6 +16,7 @@ import { registerApplianceRoutes } from './routes/appliance.js';
 import { registerContentRoutes } from './routes/content.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerImportRoutes } from './routes/imports.js';
+import { registerMaintenanceRoutes } from './routes/maintenance.js';
 import { registerSessionRoutes } from './routes/session.js';
 import { registerUploadRoutes } from './routes/uploads.js';
 
@@ -46,6 +47,7 @@ export async function registerApi(app: FastifyInstance, ops: ConsoleOperations, 
     registerEventRoutes(api, ops);
     registerImportRoutes(api, ops, uploads);
     registerUploadRoutes(api, uploads);
+    registerMaintenanceRoutes(api, ops);
 
     api.get('/openapi.json', { schema: { hide: true } }, async () => (app as FastifyInstance & { swagger(): unknown }).swagger());
   }, { prefix: '/api/v1' });

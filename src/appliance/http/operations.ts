@@ -37,6 +37,14 @@ export interface ConsoleOperations {
   freeBytes(dir: string): Promise<number>;
   /** Largest upload accepted, bytes. */
   maxUploadBytes: number;
+  /** Deletes a release (never the current one), then collects garbage (daemon/maintenance.ts). */
+  deleteRelease(version: string, actor: string): Promise<unknown>;
+  /** Collects garbage in both registries. */
+  collectGarbage(actor: string): Promise<unknown>;
+  /** What changes from release `from` to release `to`; throws UsageError for a version not on the box. */
+  diff(from: string, to: string): unknown;
+  /** Streams a backup of the state (no data) into `sink`; rejects when it fails (the stream is then cut). */
+  backupTo(sink: NodeJS.WritableStream, actor: string): Promise<void>;
 }
 
 /** What the admin API needs of the appliance. */

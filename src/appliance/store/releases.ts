@@ -144,10 +144,10 @@ export function releaseDiskUse(db: Db): Map<string, ReleaseDiskUse> {
       `WITH held AS (
          SELECT DISTINCT r.version, b.registry, b.digest, b.size FROM import_blobs b
          JOIN imports i ON i.id = b.import_id AND i.state = 'imported'
-         JOIN releases r ON r.version = i.version)
-       SELECT h.version, SUM(h.size) AS bytes,
-              SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM held o WHERE o.registry = h.registry AND o.digest = h.digest AND o.version != h.version) THEN h.size ELSE 0 END) AS exclusiveBytes
-       FROM held h GROUP BY h.version`,
+         JOIN releases r ON r.version = i.version),
+       holders AS (SELECT registry, digest, COUNT(*) AS n FROM held GROUP BY registry, digest)
+       SELECT h.version, SUM(h.size) AS bytes, SUM(CASE WHEN o.n = 1 THEN h.size ELSE 0 END) AS exclusiveBytes
+       FROM held h JOIN holders o ON o.registry = h.registry AND o.digest = h.digest GROUP BY h.version`,
     )
     .all() as Array<{ version: string; bytes: number; exclusiveBytes: number }>;
   for (const b of blobs) out.set(b.version, { bytes: b.bytes, exclusiveBytes: b.exclusiveBytes });
