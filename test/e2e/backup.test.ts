@@ -55,6 +55,7 @@ async function build(version: string, app: string): Promise<string> {
 const v1 = await build('1.0.0', 'app-1');
 const v2 = await build('1.1.0', 'app-2');
 const v3 = await build('1.2.0', 'app-3');
+const v4 = await build('1.3.0', 'app-1');
 
 // The registry binary through a gate: `garbage-collect` waits for the file GATE, so a test
 // can hold a collection open; everything else is the real docker-registry at once.
@@ -232,26 +233,40 @@ t.test('restore refuses a state dir in use without --force; backup works with th
   t.equal((await stat(offline)).mode & 0o777, 0o600);
 });
 
-t.test('retention: config.yaml keep 1 deletes the older release after the next import, and its disk comes back', async (t) => {
+t.test('prune to one: the registry storage falls by what only the older release held; the kept one pulls whole', async (t) => {
   daemon = await startDaemon(root, { stateDir: stateA, ports, env: daemonEnv });
+  await importOk(daemon, v3);
+  const older = (await releasesOf(daemon)).releases.find((r) => r.version === '1.1.0')!;
+  t.ok(older.exclusiveBytes < older.diskBytes - shared.length, `1.1.0 frees ${older.exclusiveBytes} of its ${older.diskBytes} bytes: the shared layer and busybox stay with 1.2.0`);
+  const before = await treeBytes(imagesData(stateA));
+  const r = await daemon.cli(['prune', '--keep', '1', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const pruned = JSON.parse(r.stdout) as { deleted: string[]; gc: { registries: Array<{ name: string; bytesReclaimed: number }> } };
+  t.same(pruned.deleted, ['1.1.0']);
+  t.same(pruned.gc.registries.map((g) => g.name), ['images', 'packs'], 'garbage-collect ran on both registries');
+  const fell = before - (await treeBytes(imagesData(stateA)));
+  // What 1.1.0 alone held: its own layer and its manifests and config in the registry; its files were in repo/.
+  t.ok(fell >= onlyV2.length && fell <= older.exclusiveBytes, `the registry storage fell by ${fell} bytes (1.1.0 alone held ${older.exclusiveBytes}, files included)`);
+  t.notOk((await tagsOf('apps/app')).includes('1.1.0'), "1.1.0's tag is gone");
+  await pull('apps/app:1.2.0');
+  await pull('library/busybox:1.35');
+  t.pass('1.2.0 pulls whole');
+});
+
+t.test('retention: config.yaml keep 1 deletes the older release after the next import', async (t) => {
   await writeFile(join(stateA, 'config.yaml'), 'retention:\n  keep: 1\n');
   const status = JSON.parse((await daemon.cli(['status', '--json'])).stdout) as { retention: { keep: number } };
   t.same(status.retention, { keep: 1 });
-  const frees = (await releasesOf(daemon)).releases.find((r) => r.version === '1.1.0')!.exclusiveBytes;
   const mark = await lastEventId(stateA);
-  const before = await treeBytes(imagesData(stateA));
-  // The retention may run before this test looks: the storage is measured before the import, plus what it pushed.
-  const pushed = ((await importOk(daemon, v3)) as unknown as { bytesPushed: number }).bytesPushed;
+  await importOk(daemon, v4);
   await waitFor(async () => (await eventsSince(stateA, mark)).some((e) => e.kind === 'retention.applied' || e.kind === 'retention.failed'), 60);
   const events = await eventsSince(stateA, mark);
   t.ok(events.some((e) => e.kind === 'retention.applied'), events.map((e) => `${e.kind}: ${e.message}`).join('\n'));
   t.ok(events.some((e) => e.kind === 'gc.finished'), 'garbage-collect ran');
-  t.same((await releasesOf(daemon)).releases.map((r) => r.version), ['1.2.0']);
-  t.notOk((await tagsOf('apps/app')).includes('1.1.0'), "1.1.0's tag is gone");
-  const fell = before + pushed - (await treeBytes(imagesData(stateA)));
-  t.ok(fell >= onlyV2.length && fell <= frees + 20_000, `the registry storage fell by ${fell} bytes; 1.1.0 alone held ${frees}`);
-  await pull('apps/app:1.2.0');
-  t.pass('1.2.0 pulls whole');
+  t.same((await releasesOf(daemon)).releases.map((r) => r.version), ['1.3.0']);
+  t.notOk((await tagsOf('apps/app')).includes('1.2.0'), "1.2.0's tag is gone");
+  await pull('apps/app:1.3.0');
+  t.pass('1.3.0 pulls whole');
   await writeFile(join(stateA, 'config.yaml'), 'retention:\n  kepe: 1\n');
   const bad = await daemon.cli(['status']);
   t.equal(bad.exitCode, 1, 'a config.yaml with a typo is a problem status reports');
