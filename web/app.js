@@ -328,6 +328,38 @@ document.addEventListener('DOMContentLoaded', async () => {
       $('diff').replaceChildren(el('p', `Compare failed: ${err.message}`, 'error'));
     }
   });
+  $('backup-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('backup-result').className = '';
+    $('backup-result').textContent = 'Writing the backup…';
+    try {
+      const res = await fetch('/api/v1/backup', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': csrfToken || '' },
+        body: JSON.stringify({ password: $('backup-password').value }),
+      });
+      if (!res.ok) {
+        const body = await res.json().catch(() => null);
+        throw new Error(body && body.message ? body.message : `HTTP ${res.status}`);
+      }
+      const name = (/filename="([^"]+)"/.exec(res.headers.get('content-disposition') || '') || [])[1] || 'airgap-backup.tar';
+      const url = URL.createObjectURL(await res.blob());
+      const a = el('a');
+      a.href = url;
+      a.download = name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      $('backup-password').value = '';
+      $('backup-result').className = 'ok';
+      $('backup-result').textContent = `Saved ${name}. It holds every password and the CA key: keep it safe.`;
+    } catch (err) {
+      $('backup-result').className = 'error';
+      $('backup-result').textContent = `Backup failed: ${err.message}`;
+    }
+  });
   $('gc').addEventListener('click', async () => {
     $('gc').disabled = true;
     $('gc-result').className = '';

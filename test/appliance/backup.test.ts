@@ -180,6 +180,9 @@ t.test('restore with data: the files are back, nothing needs importing', async (
 t.test('a state dir in use is replaced only with --force, and then whole', async (t) => {
   const busy = await makeState(join(work, 'busy'));
   await writeFile(join(busy.root, 'airgap.db-wal'), 'a stale WAL of another database');
+  await mkdir(busy.inboxDir, { recursive: true });
+  await writeFile(join(busy.inboxDir, 'keep.bin'), 'a .bin waiting');
+  await writeFile(join(busy.root, '.firstboot-done'), '');
   const before = await snapshot(busy.root);
   await t.rejects(restoreBackup(createReadStream(stateOnly), busy, { force: false }), { code: 'AG_STATE_EXISTS', message: /is in use \(2 release\(s\), repo address 10\.0\.0\.5\)/ });
   t.same(await snapshot(busy.root), before, 'nothing changed');
@@ -188,7 +191,8 @@ t.test('a state dir in use is replaced only with --force, and then whole', async
   const after = await snapshot(busy.root);
   t.notOk(after['airgap.db-wal'] === before['airgap.db-wal'], "the old database's WAL is gone with it");
   t.notOk(Object.keys(after).some((p) => p.startsWith('repo/') || p.startsWith('registries/')), "without data, the old box's registries and files go too");
-  t.same((await readdir(busy.root)).filter((n) => n.startsWith('.')), []);
+  t.same((await readdir(busy.root)).filter((n) => n.startsWith('.')), ['.firstboot-done'], 'no staging or aside folder left');
+  t.ok(after['inbox/keep.bin'] !== undefined && after['.firstboot-done'] !== undefined, 'what a restore does not know stays: the inbox, the first-boot marker');
 });
 
 t.test('bad backups are refused and the state dir stays as it was', async (t) => {
@@ -217,6 +221,15 @@ t.test('bad backups are refused and the state dir stays as it was', async (t) =>
     ['an entry after the manifest', await rebuilt((l) => [...l, { ...l[2]!, name: 'state/pki/extra.crt' }]), 'AG_BACKUP_DAMAGED', /after manifest\.json/],
     ['an entry the manifest does not list', await rebuilt((l) => [...l.slice(0, -1), { ...l[2]!, name: 'state/trusted-keys/planted.pub' }, l.at(-1)!]), 'AG_BACKUP_DAMAGED', /lists 7 entries, the file holds 8/],
     ['no manifest', await rebuilt((l) => l.slice(0, -1)), 'AG_BACKUP_DAMAGED', /truncated/],
+    ['a manifest that lists one entry twice and leaves another out', await rebuilt((l) => {
+      const m = { ...manifest, entries: manifest.entries.map((e, i) => (i === 2 ? manifest.entries[1]! : e)) };
+      return [...l.slice(0, -1), { ...l.at(-1)!, body: Buffer.from(JSON.stringify(m)) }];
+    }), 'AG_BACKUP_DAMAGED', /missing|twice/],
+    ['a header that announces other counts', await rebuilt((l) => {
+      const h = { ...JSON.parse(l[0]!.body.toString()), files: 99 };
+      const m = { ...manifest, files: 99 };
+      return [{ ...l[0]!, body: Buffer.from(JSON.stringify(h)) }, ...l.slice(1, -1), { ...l.at(-1)!, body: Buffer.from(JSON.stringify(m)) }];
+    }), 'AG_BACKUP_DAMAGED', /announces 99 entries/],
     ['a damaged database', await rebuilt((l) => {
       const db = Buffer.from(l[1]!.body);
       db.fill(0x5a, 100, 4096);
@@ -240,16 +253,24 @@ t.test('a state dir that only a first start made (no release, no address) is rep
   t.same(await readFile(fresh.caCert), await readFile(source.caCert), 'the backup CA replaced the one the first start made');
 });
 
-t.test('a link in the state dir is not followed into the backup', async (t) => {
+t.test('a link or a sub-folder in the PKI or trusted keys is not taken into the backup', async (t) => {
   const linked = await makeState(join(work, 'linked'));
   await symlink('/etc/hostname', join(linked.trustedKeysDir, 'link.pub'));
+  await mkdir(join(linked.trustedKeysDir, 'retired'));
+  await writeFile(join(linked.trustedKeysDir, 'retired', 'old.pub'), 'OLD KEY\n');
   const out = join(work, 'linked.tar');
   await writeBackupFile(linked, out, { withData: false, airgapVersion: '9.9.9' });
-  t.notOk((await entries(out)).some((e) => e.name.endsWith('link.pub')));
+  const names = (await entries(out)).map((e) => e.name);
+  t.notOk(names.some((n) => n.endsWith('link.pub')));
+  t.notOk(names.some((n) => n.includes('retired')), 'a sub-folder of trusted-keys is not state (restore would refuse it)');
+  const target = stateLayout(join(work, 'from-linked'));
+  await restoreBackup(createReadStream(out), target, { force: false });
+  t.pass('and the backup restores');
 });
 
 t.test('writing a backup where it cannot be written says where, and leaves no partial file', async (t) => {
   await t.rejects(writeBackupFile(source, join(work, 'no-such-dir', 'b.tar'), { withData: false, airgapVersion: '9.9.9' }), { code: 'AG_BACKUP_OUT', message: /no such folder/ });
+  await t.rejects(writeBackupFile(source, join(source.repoDir, 'b.tar'), { withData: false, airgapVersion: '9.9.9' }), { code: 'AG_BACKUP_OUT', message: /inside the state dir/ }, 'never under repo/, where it would be served');
   t.same((await readdir(work)).filter((n) => n.includes('.partial')), []);
 });
 

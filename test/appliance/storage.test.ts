@@ -1,13 +1,14 @@
 /**
  * What the maintenance parts do to the files of a state dir, with real files: empty
- * repositories removed from a registry's storage (nested ones kept), and a start refused
- * after an interrupted restore.
+ * repositories removed from a registry's storage (nested ones kept), the restore's swap
+ * and its rollback after a crash at each step, and the clean-up at start.
  */
 import t from 'tap';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { removeEmptyRepositories } from '../../src/appliance/registries/fleet.js';
-import { checkNoInterruptedWork } from '../../src/appliance/daemon/state-dir.js';
+import { finishInterruptedWork } from '../../src/appliance/daemon/state-dir.js';
+import { rollBackInterruptedSwap, swapIn } from '../../src/appliance/backup/swap.js';
 import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -34,11 +35,59 @@ t.test('repositories with no manifest revision go; one with a revision stays, an
   t.equal(await removeEmptyRepositories(join(root, 'missing')), 0, 'no storage yet: nothing to do');
 });
 
-t.test('a start after an interrupted restore is refused; a killed backup\'s temp database is removed', async (t) => {
+t.test("a start after an interrupted restore: its staging folder goes; a killed backup's temp database goes", async (t) => {
   const layout = stateLayout(await tempDir(t, 'airgap-interrupted-'));
   await writeFile(join(layout.root, '.backup-0a1b2c.db'), 'x');
-  await checkNoInterruptedWork(layout);
-  t.notOk(await exists(join(layout.root, '.backup-0a1b2c.db')));
-  await mkdir(join(layout.root, '.restore-123abc'));
-  await t.rejects(checkNoInterruptedWork(layout), { code: 'AG_STATE_DIR', message: /restore .* was interrupted/ });
+  await mkdir(join(layout.root, '.restore-123abc', 'pki'), { recursive: true });
+  t.same(await finishInterruptedWork(layout), { restoreRolledBack: false });
+  t.same(await readdir(layout.root), []);
+});
+
+t.test('a swap a crash interrupted is rolled back whole, wherever it stopped', async (t) => {
+  const work = await tempDir(t, 'airgap-swap-');
+  // Each step the swap takes, cut after `steps` renames: the rollback gives back the old state.
+  const old = { 'airgap.db': 'old db', 'pki/ca.crt': 'old ca', 'repo/1.0.0/a': 'old file', '.firstboot-done': 'x', 'inbox/x.bin': 'bin' };
+  const restored = { 'airgap.db': 'new db', 'pki/ca.crt': 'new ca', 'config.yaml': 'retention: {keep: 2}' };
+  const write = async (root: string, files: Record<string, string>) => {
+    for (const [p, text] of Object.entries(files)) {
+      await mkdir(join(root, p, '..'), { recursive: true });
+      await writeFile(join(root, p), text);
+    }
+  };
+  const read = async (root: string): Promise<Record<string, string>> => {
+    const out: Record<string, string> = {};
+    const walk = async (d: string) => {
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        if (e.isDirectory()) await walk(join(d, e.name));
+        else out[relative(root, join(d, e.name))] = await readFile(join(d, e.name), 'utf8');
+      }
+    };
+    await walk(root);
+    return out;
+  };
+  // A finished swap: the restored parts, and what a restore does not know stays.
+  const done = join(work, 'done');
+  await write(done, old);
+  await write(join(done, '.restore-s'), restored);
+  await swapIn(done, join(done, '.restore-s'));
+  await rm(join(done, '.restore-s'), { recursive: true });
+  t.same(await read(done), { 'airgap.db': 'new db', 'pki/ca.crt': 'new ca', 'config.yaml': 'retention: {keep: 2}', '.firstboot-done': 'x', 'inbox/x.bin': 'bin' });
+  // Crashes: the journal is written, then some of the renames happened (as in swapIn's order).
+  const names = { aside: ['airgap.db', 'pki', 'repo'], restored: ['pki', 'config.yaml', 'airgap.db'] };
+  for (let steps = 0; steps <= 5; steps++) {
+    const root = join(work, `crash-${steps}`);
+    await write(root, old);
+    await write(join(root, '.restore-s'), restored);
+    const aside = join(root, '.replaced-x');
+    await mkdir(aside);
+    await writeFile(join(aside, '.swap.json'), JSON.stringify(names));
+    const moves: Array<[string, string]> = [
+      ...names.aside.map((n): [string, string] => [join(root, n), join(aside, n)]),
+      [join(root, '.restore-s', 'pki'), join(root, 'pki')],
+      [join(root, '.restore-s', 'config.yaml'), join(root, 'config.yaml')],
+    ];
+    for (const [from, to] of moves.slice(0, steps)) await rename(from, to);
+    t.equal(await rollBackInterruptedSwap(root), true, `cut after ${steps} renames: rolled back`);
+    t.same(await read(root), old, `cut after ${steps} renames: the old state, whole`);
+  }
 });

@@ -28,7 +28,7 @@ const onlyV1 = randomBytes(300_000);
 const onlyV2 = randomBytes(200_000);
 const onlyV3 = randomBytes(100_000);
 await makeBusyboxLayout(join(work, 'images'), work);
-const images = await writeSyntheticLayout(join(work, 'images'), [
+await writeSyntheticLayout(join(work, 'images'), [
   { ref: 'app-1', layers: [shared, onlyV1] },
   { ref: 'app-2', layers: [shared, onlyV2] },
   { ref: 'app-3', layers: [shared, onlyV3] },

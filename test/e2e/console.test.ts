@@ -68,14 +68,14 @@ page.on('console', (message) => {
 t.test('a wrong password is refused', async (t) => {
   await page.goto(consoleUrl);
   await page.getByLabel('Username').fill(details.console.username);
-  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByLabel('Password', { exact: true }).fill('not-the-password');
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByText('Wrong username or password.').waitFor();
   t.ok(await page.locator('#app-view').isHidden(), 'the dashboard stays hidden');
 });
 
 t.test('log in, see the registry URL, upload a .bin and watch it become current', async (t) => {
-  await page.getByLabel('Password').fill(details.console.password);
+  await page.getByLabel('Password', { exact: true }).fill(details.console.password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.locator('#app-view').waitFor({ state: 'visible' });
   await page.getByText('No release yet').waitFor();
@@ -121,13 +121,17 @@ t.test('compare two releases, download a backup, delete the older release (it sa
   t.equal(imported.exitCode, 0, imported.stderr);
   await page.reload();
   await page.locator('#app-view').waitFor({ state: 'visible' });
-  await page.getByLabel('From').selectOption('1.0.0');
-  await page.getByLabel('To').selectOption('1.1.0');
+  await page.getByLabel('From', { exact: true }).selectOption('1.0.0');
+  await page.getByLabel('To', { exact: true }).selectOption('1.1.0');
   await page.getByRole('button', { name: 'Compare' }).click();
   await page.locator('#diff').getByText(/images: 1 added, 1 removed, 0 changed, 0 unchanged/).waitFor();
   t.match(await page.locator('#diff').innerText(), /files: 0 added, 0 removed, 0 changed, \d+ unchanged/);
 
-  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download a backup' }).click()]);
+  await page.getByLabel('Console password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Download a backup' }).click();
+  await page.locator('#backup-result').getByText(/Backup failed: the console password is wrong/).waitFor();
+  await page.getByLabel('Console password').fill(details.console.password);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download a backup' }).click()]);
   t.match(download.suggestedFilename(), /^airgap-backup-\d{8}T\d{6}Z\.tar$/);
   const saved = join(work, 'console-backup.tar');
   await download.saveAs(saved);

@@ -277,7 +277,7 @@ t.test('upgrade: pushes only the blobs that changed; the new release becomes cur
   const status = JSON.parse((await daemon.cli(['status', '--json'])).stdout) as { release: { current: string; installed: number }; imports: unknown[] };
   t.same([status.release.current, status.release.installed, status.imports.length], ['1.1.0', 2, 0], 'status shows the current release and no import in progress');
   t.match((await daemon.cli(['status'])).stdout, /release +demo 1\.1\.0 \(2 on the box\)/);
-  t.match((await daemon.cli(['releases'])).stdout, new RegExp(`^\\* +1\\.1\\.0 +demo .* 3 +1 +1 +${Object.keys(files).length}$`, 'm'), 'the table: images, charts, packs and the count of files');
+  t.match((await daemon.cli(['releases'])).stdout, new RegExp(`^\\* +1\\.1\\.0 +demo .* 3 +1 +1 +${Object.keys(files).length} +[\\d.]+ [kMG]?B +- *$`, 'm'), 'the table: images, charts, packs, the count of files, disk use; the current release frees nothing');
   const images = JSON.parse((await daemon.cli(['images', '--json'])).stdout) as { images: Array<{ target: string; releases: string[] }> };
   t.same(images.images.find((i) => i.target === 'library/busybox:1.35')?.releases, ['1.0.0', '1.1.0'], 'one line per image, with the releases that carry it');
 });

@@ -22,7 +22,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
@@ -122,8 +122,9 @@ const isTemp = (name: string) => name.startsWith('.') && (name.endsWith('.tmp') 
 export async function backupSources(layout: StateLayout, withData: boolean): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
   const rel = (p: string) => relative(layout.root, p);
-  await walk(layout.pkiDir, `state/${rel(layout.pkiDir)}`, (name) => isTemp(name), out);
-  await walk(layout.trustedKeysDir, `state/${rel(layout.trustedKeysDir)}`, (name) => isTemp(name), out);
+  // The PKI and the trusted keys are flat folders (restore takes nothing deeper): a sub-folder there is not state.
+  await walk(layout.pkiDir, `state/${rel(layout.pkiDir)}`, (name, isDir) => isDir || isTemp(name), out);
+  await walk(layout.trustedKeysDir, `state/${rel(layout.trustedKeysDir)}`, (name, isDir) => isDir || isTemp(name), out);
   const configStat = await lstat(layout.configFile).catch(() => undefined);
   if (configStat?.isFile()) out.push({ path: `state/${CONFIG_FILE}`, from: layout.configFile, size: configStat.size, mode: configStat.mode & 0o777 });
   if (withData) {
@@ -201,6 +202,8 @@ export interface WriteBackupOptions {
 export async function writeBackup(layout: StateLayout, sink: Writable, options: WriteBackupOptions): Promise<BackupManifest> {
   const snapshot = join(layout.root, `.backup-${randomBytes(6).toString('hex')}.db`);
   try {
+    // Made 0600 before SQLite writes into it: it holds every credential.
+    await (await open(snapshot, 'wx', 0o600)).close();
     let schemaVersion: number;
     if (options.db) {
       await options.db.backup(snapshot);
@@ -271,6 +274,11 @@ export async function writeBackup(layout: StateLayout, sink: Writable, options: 
  * AG_BACKUP_OUT when the folder of `out` cannot be written.
  */
 export async function writeBackupFile(layout: StateLayout, out: string, options: WriteBackupOptions): Promise<BackupResult> {
+  const inside = relative(layout.root, out);
+  if (!inside.startsWith('..') && !isAbsolute(inside)) {
+    // Under repo/ it would be served with the CA key in it; anywhere else a restore replaces it.
+    throw new BackupError('AG_BACKUP_OUT', `the backup cannot be written inside the state dir ${layout.root}`, { hint: 'write it elsewhere (/root/, a mounted disk) and copy it off the box' });
+  }
   const temp = join(dirname(out), `.${basename(out)}.partial-${randomBytes(4).toString('hex')}`);
   const fh = await open(temp, 'wx', 0o600).catch((cause: NodeJS.ErrnoException) => {
     throw new BackupError('AG_BACKUP_OUT', `cannot write the backup in ${dirname(out)}: ${cause.code === 'ENOENT' ? 'no such folder' : cause.message}`, {
@@ -281,7 +289,16 @@ export async function writeBackupFile(layout: StateLayout, out: string, options:
   const digest = hashTap();
   try {
     const written = pipeline(digest, fh.createWriteStream());
-    const manifest = await writeBackup(layout, digest, options);
+    // Awaited below, or its failure is swallowed here once writeBackup has failed first.
+    written.catch(() => {});
+    let manifest: BackupManifest;
+    try {
+      manifest = await writeBackup(layout, digest, options);
+    } catch (err) {
+      digest.destroy(err as Error);
+      await written.catch(() => {});
+      throw err;
+    }
     await written;
     const sync = await open(temp, 'r');
     await sync.sync();

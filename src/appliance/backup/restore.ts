@@ -12,14 +12,13 @@
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { mkdir, readdir, readFile, rename, rm, statfs } from 'node:fs/promises';
+import { mkdir, readFile, rm, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import tarStream from 'tar-stream';
-import { syncDir } from '../../kit/fs.js';
-import { formatBytes } from '../../kit/text.js';
+import { formatBytes, printable } from '../../kit/text.js';
 import { REGISTRY_NAMES, type StateLayout } from '../config/state-layout.js';
 import { releaseStateDir, takeStateDir } from '../daemon/state-dir.js';
 import { stopOrphan } from '../registries/supervisor.js';
@@ -27,11 +26,12 @@ import { openDatabase, type Db } from '../store/db.js';
 import { recordEvent } from '../store/events.js';
 import { currentRelease, listReleases, markAllNeedReimport } from '../store/releases.js';
 import { repoAddress } from '../daemon/setup.js';
+import { rollBackInterruptedSwap, swapIn } from './swap.js';
 import { BACKUP_FORMAT, BACKUP_FORMAT_VERSION, BackupError, CONFIG_FILE, type BackupEntry, type BackupHeader, type BackupManifest } from './backup.js';
 
 /** backup.json is a few hundred bytes; manifest.json lists every entry (about 150 bytes each). */
 const HEADER_LIMIT = 64 * 1024;
-const MANIFEST_LIMIT = 512 * 1024 * 1024;
+const MANIFEST_LIMIT = 256 * 1024 * 1024;
 /** Kept free after a restore, bytes. */
 const RESTORE_RESERVE = 64 * 1024 * 1024;
 
@@ -106,7 +106,7 @@ function checkHeader(header: BackupHeader): void {
     throw new BackupError('AG_BACKUP_FORMAT', 'this file is not an airgap backup (backup.json names another format)', { hint: "make one with 'airgap backup --out FILE'" });
   }
   if (header.formatVersion !== BACKUP_FORMAT_VERSION) {
-    throw new BackupError('AG_BACKUP_FORMAT', `the backup has layout ${header.formatVersion}; this airgap reads layout ${BACKUP_FORMAT_VERSION}`, { hint: `restore it with airgap ${header.airgapVersion} or newer` });
+    throw new BackupError('AG_BACKUP_FORMAT', `the backup has layout ${header.formatVersion}; this airgap reads layout ${BACKUP_FORMAT_VERSION}`, { hint: `restore it with airgap ${printable(String(header.airgapVersion))} or newer` });
   }
   if (typeof header.withData !== 'boolean' || !Number.isSafeInteger(header.bytes) || header.bytes < 0) {
     throw new BackupError('AG_BACKUP_DAMAGED', "the backup's backup.json is incomplete", { hint: 'use another backup' });
@@ -133,9 +133,6 @@ function inUse(layout: StateLayout): { releases: number; repoAddress: string | n
   }
 }
 
-/** Names in the state dir a restore leaves where they are. */
-const KEPT = new Set(['daemon.pid', 'inbox']);
-
 /**
  * Restores the backup read from `source` into the state dir `layout` (see the module
  * comment for the steps). Takes the state dir's lock for its run, so no daemon starts
@@ -148,6 +145,9 @@ const KEPT = new Set(['daemon.pid', 'inbox']);
 export async function restoreBackup(source: Readable, layout: StateLayout, options: RestoreOptions): Promise<RestoreResult> {
   await takeStateDir(layout);
   try {
+    // A restore a crash interrupted in its swap is rolled back first: the old state is back
+    // (and counts as in use below), then this one starts over.
+    await rollBackInterruptedSwap(layout.root);
     const live = inUse(layout);
     if (live && (live.releases > 0 || live.repoAddress) && !options.force) {
       throw new BackupError('AG_STATE_EXISTS', `the state dir ${layout.root} is in use (${live.releases} release(s)${live.repoAddress ? `, repo address ${live.repoAddress}` : ''}); restore does not overwrite it`, {
@@ -161,16 +161,12 @@ export async function restoreBackup(source: Readable, layout: StateLayout, optio
       await stopOrphan(paths.pidFile, paths.config);
       await stopOrphan(paths.gcPidFile, paths.config);
     }
-    // What an interrupted restore left.
-    for (const name of await readdir(layout.root)) {
-      if (name.startsWith('.restore-') || name.startsWith('.replaced-')) await rm(join(layout.root, name), { recursive: true, force: true });
-    }
     const staging = join(layout.root, `.restore-${randomBytes(6).toString('hex')}`);
     await mkdir(staging, { mode: 0o700 });
     try {
       const { header, manifest } = await extract(source, staging, options);
       const result = await prepareDatabase(join(staging, 'airgap.db'), header, layout.root, staging);
-      await swapIn(layout, staging);
+      await swapIn(layout.root, staging);
       return { ...result, replaced: live !== undefined && (live.releases > 0 || live.repoAddress !== null), files: manifest.entries.length };
     } finally {
       await rm(staging, { recursive: true, force: true });
@@ -260,6 +256,9 @@ function checkManifest(header: BackupHeader, manifest: BackupManifest, seen: Map
   const bad = (why: string) => new BackupError('AG_BACKUP_DAMAGED', `the backup does not match its manifest: ${why}`, { hint: 'it was changed or damaged; use another backup' });
   if (manifest.format !== header.format || manifest.createdAt !== header.createdAt || manifest.withData !== header.withData || !Array.isArray(manifest.entries)) throw bad('manifest.json and backup.json differ');
   if (manifest.entries.length !== seen.size) throw bad(`it lists ${manifest.entries.length} entries, the file holds ${seen.size}`);
+  if (new Set(manifest.entries.map((e) => e.path)).size !== manifest.entries.length) throw bad('it lists an entry twice');
+  const bytes = [...seen.values()].reduce((n, e) => n + e.size, 0);
+  if (header.files !== seen.size || header.bytes !== bytes) throw bad(`backup.json announces ${header.files} entries of ${header.bytes} bytes; the file holds ${seen.size} of ${bytes}`);
   for (const e of manifest.entries) {
     const got = seen.get(e.path);
     if (!got) throw bad(`${JSON.stringify(e.path)} is missing`);
@@ -322,28 +321,4 @@ async function prepareDatabase(path: string, header: BackupHeader, root: string,
   } finally {
     db.close();
   }
-}
-
-/**
- * Moves what the state dir holds aside (but the lock, the inbox and the staging folder),
- * renames the restored parts in (the database last: a restore cut short before it
- * leaves a state dir with no database, which restore takes again without --force), then
- * removes what was aside.
- */
-async function swapIn(layout: StateLayout, staging: string): Promise<void> {
-  const aside = join(layout.root, `.replaced-${randomBytes(6).toString('hex')}`);
-  await mkdir(aside, { mode: 0o700 });
-  const stagingName = basename(staging);
-  // The database first: from here on the state dir has none until the restored one is in.
-  for (const name of ['airgap.db', 'airgap.db-wal', 'airgap.db-shm']) await rename(join(layout.root, name), join(aside, name)).catch(() => {});
-  for (const name of await readdir(layout.root)) {
-    if (KEPT.has(name) || name === stagingName || name === basename(aside)) continue;
-    await rename(join(layout.root, name), join(aside, name));
-  }
-  const restored = (await readdir(staging)).filter((n) => n !== 'airgap.db');
-  for (const name of restored) await rename(join(staging, name), join(layout.root, name));
-  await syncDir(layout.root).catch(() => {});
-  await rename(join(staging, 'airgap.db'), layout.database);
-  await syncDir(layout.root).catch(() => {});
-  await rm(aside, { recursive: true, force: true });
 }

@@ -233,7 +233,7 @@ half-way finishes the delete when it starts again.`,
       print(ctx.stdout, table([
         ['', 'version', 'name', 'created', 'imported', 'images', 'charts', 'packs', 'files', 'disk', 'frees', ''],
         ...doc.releases.map((r) => [
-          r.current ? '*' : '', printable(r.version), printable(r.name), r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '),
+          r.current ? '*' : '', r.version, r.name, r.created.slice(0, 10), r.importedAt.slice(0, 19).replace('T', ' '),
           String(r.images.length), String(r.charts.length), String(r.packs.length), String(r.fileCount ?? r.files?.length ?? 0),
           formatBytes(r.diskBytes ?? 0), r.current ? '-' : formatBytes(r.exclusiveBytes ?? 0), r.needsReimport ? 'needs re-import' : '',
         ]),

@@ -12,6 +12,7 @@
 import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { AirgapError } from '../../kit/errors.js';
 import { Mutex } from '../../kit/mutex.js';
 import { SpaceReserve } from '../../kit/space-reserve.js';
 import type { ServeConfig } from '../config/config.js';
@@ -27,7 +28,7 @@ import { getCredential } from '../store/credentials.js';
 import { openDatabase, type Db } from '../store/db.js';
 import { recordEvent } from '../store/events.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
-import { checkNoInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
+import { finishInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
 import { readSettings } from '../config/config-file.js';
 import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
@@ -109,11 +110,12 @@ export class Appliance {
     await takeStateDir(layout);
     let db: Db | undefined;
     try {
-      await checkNoInterruptedWork(layout);
+      const interrupted = await finishInterruptedWork(layout);
       await makeStateFolders(layout);
       db = openDatabase(layout.database);
       const { identity, caCreated } = await loadIdentity(db, layout, config);
       const appliance = new Appliance(options, layout, db, identity);
+      if (interrupted.restoreRolledBack) appliance.event('daemon', 'restore.rolled_back', 'a restore a stop interrupted was rolled back: the state is what it was before it; run the restore again');
       if (caCreated) appliance.event('daemon', 'pki.ca_created', 'made the appliance CA', { fingerprintSha256: new X509Certificate(identity.tls.caPem).fingerprint256 });
       await appliance.fleet.writeFiles();
       await writeReleasesJson(db, layout.repoDir);
@@ -232,6 +234,8 @@ export class Appliance {
       if (result?.deleted.length) this.event('retention', 'retention.applied', `retention (keep ${result.keep}) deleted ${result.deleted.join(', ')}`, { ...result });
       return result;
     } catch (err) {
+      // The daemon stopping is no failure of the policy: the next import applies it.
+      if ((err as { code?: string }).code === 'AG_DAEMON_DOWN') return undefined;
       this.options.log.error({ err }, 'the retention policy could not be applied');
       this.event('retention', 'retention.failed', `the retention policy could not be applied: ${(err as Error).message}`, { code: (err as { code?: string }).code ?? null });
       return undefined;
@@ -249,22 +253,31 @@ export class Appliance {
    * running. Records a `backup.written` event. Throws as writeBackupFile.
    */
   backup(out: string, withData: boolean, actor: string): Promise<BackupResult> {
-    return this.importer.exclusive(() =>
-      this.changes.run(async () => {
-        const result = await writeBackupFile(this.layout, out, { withData, airgapVersion: this.options.version, db: this.db });
-        this.event(actor, 'backup.written', `wrote a backup${withData ? ' with data' : ''} to ${out} (${result.bytes} bytes)`, { ...result });
-        return result;
-      }),
-    );
+    const write = async () => {
+      const result = await writeBackupFile(this.layout, out, { withData, airgapVersion: this.options.version, db: this.db });
+      this.event(actor, 'backup.written', `wrote a backup${withData ? ' with data' : ''} to ${out} (${result.bytes} bytes)`, { ...result });
+      return result;
+    };
+    // The state alone is consistent as it is (SQLite's online backup): imports go on. With
+    // the data, the registries' storage and the repositories must hold still.
+    return withData ? this.importer.exclusive(() => this.changes.run(write)) : write();
   }
 
+  private downloading = false;
+
   /**
-   * Streams a backup of the state (no data) into `sink`, for the console's download.
+   * Streams a backup of the state (no data) into `sink`, for the console's download; one
+   * at a time (BackupError AG_BACKUP_BUSY). Recorded as an event before the first byte.
    * Imports keep running: the database snapshot is SQLite's online backup. Throws as writeBackup.
    */
-  async backupTo(sink: Writable, actor: string): Promise<void> {
-    const manifest = await writeBackup(this.layout, sink, { withData: false, airgapVersion: this.options.version, db: this.db });
-    this.event(actor, 'backup.downloaded', `a backup of the state was downloaded (${manifest.files} files)`, { createdAt: manifest.createdAt, files: manifest.files });
+  backupTo(sink: Writable, actor: string): Promise<void> {
+    // Thrown at once (not as a rejection), so the console answers 409 before any byte.
+    if (this.downloading) throw new AirgapError('AG_BACKUP_BUSY', 'a backup is being downloaded already', { hint: 'wait for it to finish' });
+    this.downloading = true;
+    this.event(actor, 'backup.downloaded', `${actor} downloads a backup of the state (CA key and passwords included)`);
+    return writeBackup(this.layout, sink, { withData: false, airgapVersion: this.options.version, db: this.db })
+      .then(() => undefined)
+      .finally(() => (this.downloading = false));
   }
 
   /** Finishes work a stop interrupted (a release delete); call once the registries run. Never throws: a failure is an event. */

@@ -61,6 +61,8 @@ export interface Leftovers {
   stagingFolders: number;
   /** Manifests no release names (a failed import's): deleted, so GC takes their blobs. */
   manifests: number;
+  /** Tags a failed import had moved off a kept release, pointed back at it first. */
+  tagsRestored: number;
 }
 
 /** `airgap releases delete --json`. */
@@ -291,7 +293,9 @@ async function storedManifests(data: string): Promise<Array<{ repository: string
 export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftovers> {
   // An import a stop interrupted, waiting to resume, would trust its journal for blobs this
   // collection may take (its manifests are not pushed yet): it checks each blob again instead.
-  ctx.db.prepare("DELETE FROM import_blobs WHERE import_id IN (SELECT id FROM imports WHERE state IN ('queued', 'running'))").run();
+  // A failed import's journal would name repositories as holders of blobs (mount sources,
+  // the free-space check) that this collection takes away. Only committed releases' stay.
+  ctx.db.prepare("DELETE FROM import_blobs WHERE import_id IN (SELECT id FROM imports WHERE state != 'imported')").run();
   const uploads = await ctx.removeUploads();
   let stagingFolders = 0;
   for (const name of await readdir(ctx.layout.repoDir).catch(() => [] as string[])) {
@@ -301,6 +305,7 @@ export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftove
     }
   }
   let manifests = 0;
+  let tagsRestored = 0;
   const artifacts = listArtifacts(ctx.db, { files: false });
   const clients = ctx.clients();
   try {
@@ -310,6 +315,10 @@ export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftove
       const candidates = (await storedManifests(ctx.layout.registry(registry).data)).filter((m) => !named.has(`${m.repository} ${m.digest}`));
       if (!candidates.length) continue;
       const repositories = new Set(candidates.map((c) => c.repository));
+      // A failed import may have left a tag a kept release carries on its own manifest: each
+      // such tag points at the kept release's digest again (the current release's first)
+      // before that manifest goes, or distribution would drop the tag with it.
+      tagsRestored += await restoreKeptTags(ctx, clients[registry], artifacts.filter((a) => registryOf(a) === registry && repositories.has(repositoryOf(a.target))));
       const keep = new Set<string>();
       for (const a of artifacts) {
         if (registryOf(a) !== registry || !repositories.has(repositoryOf(a.target))) continue;
@@ -323,6 +332,27 @@ export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftove
   } finally {
     for (const name of REGISTRY_NAMES) clients[name].close();
   }
-  if (uploads || stagingFolders || manifests) ctx.log.info({ uploads, stagingFolders, manifests }, 'removed what failed imports left');
-  return { uploads, stagingFolders, manifests };
+  if (uploads || stagingFolders || manifests || tagsRestored) ctx.log.info({ uploads, stagingFolders, manifests, tagsRestored }, 'removed what failed imports left');
+  return { uploads, stagingFolders, manifests, tagsRestored };
+}
+
+/**
+ * Points each tag of `artifacts` (kept releases' images, charts or packs in one registry)
+ * at the digest of the release that wins it: the current release, else the newest
+ * import. Returns how many tags it moved. Throws RegistryError.
+ */
+async function restoreKeptTags(ctx: MaintenanceContext, client: RegistryClient, artifacts: ArtifactRow[]): Promise<number> {
+  const order = new Map(listReleases(ctx.db).sort((x, y) => Number(y.current) - Number(x.current) || y.importedAt.localeCompare(x.importedAt)).map((r, i) => [r.version, i]));
+  const winners = new Map<string, ArtifactRow>();
+  for (const a of artifacts) {
+    const held = winners.get(a.target);
+    if (!held || (order.get(a.releaseVersion) ?? 0) < (order.get(held.releaseVersion) ?? 0)) winners.set(a.target, a);
+  }
+  let moved = 0;
+  for (const [target, a] of winners) {
+    if ((await client.tagDigest(repositoryOf(target), tagOf(target))) === a.digest) continue;
+    await client.retag(repositoryOf(target), tagOf(target), a.digest);
+    moved++;
+  }
+  return moved;
 }

@@ -9,6 +9,7 @@ import { AirgapError } from '../../kit/errors.js';
 import { unsafeOwnership } from '../../kit/fs.js';
 import { pidAlive } from '../../kit/pids.js';
 import type { StateLayout } from '../config/state-layout.js';
+import { rollBackInterruptedSwap } from '../backup/swap.js';
 
 /** The state dir cannot be used (AG_STATE_DIR) or another daemon holds it (AG_DAEMON_RUNNING). */
 export class StateDirError extends AirgapError {}
@@ -103,19 +104,18 @@ export async function releaseStateDir(layout: StateLayout): Promise<void> {
 }
 
 /**
- * Refuses a state dir that a restore left half-done (its staging folder `.restore-*` is
- * there while nobody holds the lock), and removes the temp database a backup killed
- * half-way left. Throws StateDirError AG_STATE_DIR with what to do.
+ * Cleans up after work a crash interrupted before this start: a restore stopped in its
+ * swap is rolled back (the old state is back whole; backup/swap.ts), a restore stopped
+ * while it extracted leaves only its staging folder (removed), and a backup killed
+ * half-way its temp database (removed). Returns whether a restore was rolled back.
+ * Throws the file system's errors.
  */
-export async function checkNoInterruptedWork(layout: StateLayout): Promise<void> {
+export async function finishInterruptedWork(layout: StateLayout): Promise<{ restoreRolledBack: boolean }> {
+  const restoreRolledBack = await rollBackInterruptedSwap(layout.root);
   for (const name of await readdir(layout.root)) {
-    if (name.startsWith('.restore-')) {
-      throw new StateDirError('AG_STATE_DIR', `a restore into ${layout.root} was interrupted (${name} is still there)`, {
-        hint: "run 'airgap restore FILE' again with the same backup, then start the daemon",
-      });
-    }
     if (/^\.backup-[0-9a-f]+\.db$/.test(name)) await rm(join(layout.root, name), { force: true });
   }
+  return { restoreRolledBack };
 }
 
 /** Makes the folders the daemon writes to under the state dir (0700). Throws the file system's errors. */

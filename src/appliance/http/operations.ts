@@ -43,7 +43,7 @@ export interface ConsoleOperations {
   collectGarbage(actor: string): Promise<unknown>;
   /** What changes from release `from` to release `to`; throws UsageError for a version not on the box. */
   diff(from: string, to: string): unknown;
-  /** Streams a backup of the state (no data) into `sink`; rejects when it fails (the stream is then cut). */
+  /** Streams a backup of the state (no data) into `sink`; throws at once when one runs already, rejects when it fails (the stream is then cut). */
   backupTo(sink: NodeJS.WritableStream, actor: string): Promise<void>;
 }
 

@@ -106,9 +106,13 @@ function jsonAt(value: unknown, depth: number): string {
  */
 async function* releasesJsonChunks(db: Db): AsyncGenerator<string> {
   const releases = listReleases(db);
+  const disk = releaseDiskUse(db);
   yield `{\n  "current": ${JSON.stringify(currentRelease(db)?.version ?? null)},\n  "releases": [`;
   for (const [i, r] of releases.entries()) {
-    const head = { version: r.version, name: r.name, created: r.created, importedAt: r.importedAt, current: r.current, tocSha256: r.tocSha256 };
+    const head = {
+      version: r.version, name: r.name, created: r.created, importedAt: r.importedAt, current: r.current, tocSha256: r.tocSha256,
+      needsReimport: r.needsReimport, diskBytes: disk.get(r.version)?.bytes ?? 0, exclusiveBytes: disk.get(r.version)?.exclusiveBytes ?? 0,
+    };
     yield `${i ? ',' : ''}\n    {\n${Object.entries(head).map(([k, v]) => `      ${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n')},\n      "files": `;
     let after = '';
     let any = false;

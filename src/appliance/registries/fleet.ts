@@ -31,17 +31,22 @@ import { RegistryClient } from '../../oci/client.js';
  */
 export async function removeEmptyRepositories(root: string): Promise<number> {
   let removed = 0;
+  // Only "not there" means empty: any other error (EIO, EACCES) stops the removal.
+  const missing = <T>(fallback: T) => (err: NodeJS.ErrnoException): T => {
+    if (err.code === 'ENOENT') return fallback;
+    throw err;
+  };
   const hasRevision = async (repo: string): Promise<boolean> => {
     const revisions = join(repo, '_manifests', 'revisions');
-    for (const alg of await readdir(revisions).catch(() => [] as string[])) {
-      for (const hex of await readdir(join(revisions, alg)).catch(() => [] as string[])) {
-        if (await stat(join(revisions, alg, hex, 'link')).then((s) => s.isFile(), () => false)) return true;
+    for (const alg of await readdir(revisions).catch(missing([] as string[]))) {
+      for (const hex of await readdir(join(revisions, alg)).catch(missing([] as string[]))) {
+        if (await stat(join(revisions, alg, hex, 'link')).then((s) => s.isFile(), missing(false))) return true;
       }
     }
     return false;
   };
   const walk = async (dir: string): Promise<boolean> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(missing([]));
     const own = entries.filter((e) => e.isDirectory() && (e.name === '_manifests' || e.name === '_layers' || e.name === '_uploads'));
     if (own.length && !(await hasRevision(dir))) {
       for (const e of own) await rm(join(dir, e.name), { recursive: true, force: true });

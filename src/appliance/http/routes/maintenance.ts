@@ -1,10 +1,12 @@
 /**
  * /api/v1 release maintenance: POST /releases/:version/delete, POST /gc, GET /diff and
- * GET /backup (docs/cli.md: the same operations as `airgap releases delete`, `airgap
+ * POST /backup (docs/cli.md: the same operations as `airgap releases delete`, `airgap
  * gc`, `airgap diff` and `airgap backup`, recorded under the console user's name).
  */
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { AirgapError } from '../../../kit/errors.js';
+import { verifyPasswordAsync } from '../../security/credentials.js';
 import { backupFileName } from '../../cli/backup-file-name.js';
 import type { ConsoleOperations } from '../operations.js';
 import { openObject, responses } from './schemas.js';
@@ -12,7 +14,7 @@ import { openObject, responses } from './schemas.js';
 const versionParams = { type: 'object', properties: { version: { type: 'string', minLength: 1, maxLength: 128 } }, required: ['version'] } as const;
 
 /** Adds the maintenance routes to `api`. */
-export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<ConsoleOperations, 'deleteRelease' | 'collectGarbage' | 'diff' | 'backupTo' | 'recordEvent'>): void {
+export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<ConsoleOperations, 'deleteRelease' | 'collectGarbage' | 'diff' | 'backupTo' | 'consoleAccount'>): void {
   api.post('/releases/:version/delete', { schema: { tags: ['maintenance'], params: versionParams, response: responses(openObject) } }, async (request) =>
     ops.deleteRelease((request.params as { version: string }).version, request.consoleUser!),
   );
@@ -30,8 +32,22 @@ export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<Consol
     return ops.diff(from, to);
   });
 
-  // The state (no data): every password and the CA key, so only for the console account, and recorded.
-  api.get('/backup', { schema: { tags: ['maintenance'] } }, async (request, reply) => {
+  // The state (no data) holds every password and the CA key: a POST (so the session's CSRF
+  // token is needed), with the console password typed again, a few wrong ones a minute.
+  const failures: number[] = [];
+  api.post('/backup', {
+    schema: {
+      tags: ['maintenance'],
+      body: { type: 'object', properties: { password: { type: 'string', minLength: 1, maxLength: 1024 } }, required: ['password'], additionalProperties: false },
+    },
+  }, async (request, reply) => {
+    const now = Date.now();
+    while (failures.length && failures[0]! < now - 60_000) failures.shift();
+    if (failures.length >= 5) throw new AirgapError('AG_TOO_MANY_LOGINS', 'too many wrong passwords for a backup; wait a minute');
+    if (!(await verifyPasswordAsync((request.body as { password: string }).password, ops.consoleAccount().passwordHash))) {
+      failures.push(now);
+      throw new AirgapError('AG_PASSWORD', 'the console password is wrong', { hint: 'type the password you log in with' });
+    }
     const body = new PassThrough();
     ops.backupTo(body, request.consoleUser!).catch((err: unknown) => {
       request.log.error({ err }, 'the backup download failed');
@@ -40,7 +56,6 @@ export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<Consol
     return reply
       .type('application/x-tar')
       .header('content-disposition', `attachment; filename="${backupFileName(new Date())}"`)
-      .header('cache-control', 'no-store')
       .send(body);
   });
 }
