@@ -226,7 +226,7 @@ t.test('bad backups are refused and the state dir stays as it was', async (t) =>
       return [...l.slice(0, -1), { ...l.at(-1)!, body: Buffer.from(JSON.stringify(m)) }];
     }), 'AG_BACKUP_DAMAGED', /missing|twice/],
     ['a header that announces other counts', await rebuilt((l) => {
-      const h = { ...JSON.parse(l[0]!.body.toString()), files: 99 };
+      const h = { ...(JSON.parse(l[0]!.body.toString()) as Record<string, unknown>), files: 99 };
       const m = { ...manifest, files: 99 };
       return [{ ...l[0]!, body: Buffer.from(JSON.stringify(h)) }, ...l.slice(1, -1), { ...l.at(-1)!, body: Buffer.from(JSON.stringify(m)) }];
     }), 'AG_BACKUP_DAMAGED', /announces 99 entries/],
