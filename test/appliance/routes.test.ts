@@ -160,6 +160,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     collectGarbage: async () => ({}),
     prune: async () => ({}),
     backup: async () => ({}),
+    nodeConfig: () => ({ files: [] }),
   };
   const admin = await buildAdminApp({ log, operations });
   const connection = await admin.inject({ url: '/v1/connection' });

@@ -11,7 +11,8 @@
  * Each verb's flags are one table that the parser and `--help` both read.
  * `setup` and `status` talk to the running daemon over its admin socket.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { defineCommand, EXIT, print, type Command } from '../../kit/cli.js';
 import { UsageError } from '../../kit/errors.js';
 import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
@@ -148,7 +149,9 @@ docker-registry processes (images and charts on --registry-port, packs on
   const setup = defineCommand({
     name: 'setup',
     summary: 'set the repo address; print URLs, credentials and the base64 CA',
-    usage: 'airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)',
+    usage: `airgap setup <repo-ip> [--json] [--state-dir DIR]     (also: airgap-setup <repo-ip>)
+       airgap setup <repo-ip> --cert FILE --key FILE [--ca FILE]   # the site's certificate
+       airgap setup <repo-ip> --renew                              # re-issue the appliance-made one`,
     description: `<repo-ip> is the address clients use to reach this appliance: an IPv4 or IPv6
 address or a DNS name. The first run makes the server certificate for it (the CA
 and the credentials were made when the daemon first started); a new address
@@ -156,14 +159,43 @@ re-issues the certificate from the same CA and restarts the registries. A repeat
 run changes nothing and prints the same details.
 
 Prints the repository, registry and console URLs with their usernames and
-passwords, and the registry CA certificate in base64 (one line).`,
+passwords, and the registry CA certificate in base64 (one line).
+
+--cert FILE --key FILE [--ca FILE] installs the site's own certificate for both
+registries and the HTTPS port: FILE is PEM, the certificate first, then any
+intermediates; --ca is the CA clients trust (without it, the root the --cert file
+carries). It is refused, with the reason, unless the key belongs to it, it chains to
+the CA, its SAN covers <repo-ip> and it is valid now; the running certificate then
+stays. The CA printed is then the site's. The appliance never renews a site
+certificate: status warns 30 days before it expires.
+
+--renew re-issues the appliance-made server certificate now (the CA stays; it is also
+re-issued at start within 30 days of its expiry).`,
     args: { min: 1, max: 1 },
-    options: { ...jsonOption(), ...stateDirOption() },
+    options: {
+      cert: { type: 'string', value: 'FILE', description: "the site's server certificate (PEM; intermediates after it)" },
+      key: { type: 'string', value: 'FILE', description: 'its private key (PEM, not encrypted)' },
+      ca: { type: 'string', value: 'FILE', description: 'the CA that issued it, which clients trust (PEM)' },
+      renew: { type: 'boolean', description: 're-issue the appliance-made server certificate now' },
+      ...jsonOption(),
+      ...stateDirOption(),
+    },
     environment: stateDirEnvironment,
     async run({ values, positionals }, ctx) {
       parseRepoAddress(positionals[0]!); // a bad address is a usage error (exit 2) before any daemon is asked
       const stateDir = resolveStateDir(values['state-dir'], { ...host, env: ctx.env });
-      const result = await callAdmin<SetupResult>(stateDir, 'POST', '/v1/setup', { repoAddress: positionals[0] }, { onWait: (m) => print(ctx.stderr, m) });
+      if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together', { hint: 'airgap setup <repo-ip> --cert server.pem --key server.key --ca site-ca.pem' });
+      if (values.ca !== undefined && values.cert === undefined) throw new UsageError('--ca goes with --cert and --key');
+      if (values.renew && values.cert !== undefined) throw new UsageError('--renew re-issues the appliance-made certificate; it does not go with --cert');
+      const pem = async (flag: string, path: string) => {
+        const file = resolve(ctx.env.PWD && !path.startsWith('/') ? ctx.env.PWD : host.cwd, path);
+        const s = await stat(file).catch(() => undefined);
+        if (!s?.isFile()) throw new UsageError(`--${flag}: there is no file ${file}`);
+        if (s.size > 1024 * 1024) throw new UsageError(`--${flag}: ${file} is larger than 1 MiB; a PEM file is a few KB`);
+        return readFile(file, 'utf8');
+      };
+      const site = values.cert !== undefined ? { certPem: await pem('cert', values.cert), keyPem: await pem('key', values.key!), ...(values.ca !== undefined ? { caPem: await pem('ca', values.ca) } : {}) } : undefined;
+      const result = await callAdmin<SetupResult>(stateDir, 'POST', '/v1/setup', { repoAddress: positionals[0], ...(values.renew ? { renew: true } : {}), ...(site ? { site } : {}) }, { onWait: (m) => print(ctx.stderr, m) });
       for (const warning of result.warnings) print(ctx.stderr, `airgap: warning: ${printable(warning)}`);
       const c = result.changed;
       const done = [c.repoAddress ? 'repo address set' : '', c.certificate ? 'server certificate issued' : '', c.registriesRestarted.length ? `${c.registriesRestarted.join(' and ')} registries restarted` : ''].filter(Boolean);

@@ -23,6 +23,7 @@ import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
 import { DISCOVER_DESCRIPTION, DISCOVER_USAGE, runDiscover } from '../../build/commands.js';
 import { diffCommand } from './diff.js';
+import { nodeConfigCommand } from './node-config-command.js';
 
 /** What the CLI prints when an import enters a stage (the original installer's wording). */
 const STAGE_LINES: Record<string, string> = {
@@ -334,6 +335,7 @@ and digest, with the releases that carry it.`),
     artifactCommand('packs', ['pack'], 'list packs on the box (pack registry)', `Lists the packs in the pack registry: one line per target and digest, with the
 releases that carry it.`),
     diffCommand(stateDirOf),
+    nodeConfigCommand(stateDirOf, host.cwd),
     pruneCommand,
     gcCommand,
   ];

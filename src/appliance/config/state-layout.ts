@@ -8,7 +8,8 @@
  *     admin.sock                      the local admin API, mode 0600
  *     daemon.pid                      the running daemon's pid
  *     pki/ca.crt ca.key               the appliance CA (made once; key 0600)
- *     pki/server.crt server.key       the server certificate (SAN: repo address, host name)
+ *     pki/server.crt server.key       the server certificate (SAN: repo address, host name), or the site's
+ *     pki/site-ca.crt                 the site's CA, when the server certificate is the site's (setup --cert)
  *     registries/<name>/config.yml    CNCF distribution config of each bundled registry
  *     registries/<name>/htpasswd      its credentials, bcrypt (0600)
  *     registries/<name>/registry.pid  its pid, so a restarted daemon finds an orphan
@@ -48,6 +49,8 @@ export interface StateLayout {
   caKey: string;
   serverCert: string;
   serverKey: string;
+  /** The site's CA: there when the server certificate is the site's (setup --cert). */
+  siteCaCert: string;
   registriesDir: string;
   registry(name: RegistryName): RegistryPaths;
   repoDir: string;
@@ -75,6 +78,7 @@ export function stateLayout(root: string): StateLayout {
     caKey: join(pkiDir, 'ca.key'),
     serverCert: join(pkiDir, 'server.crt'),
     serverKey: join(pkiDir, 'server.key'),
+    siteCaCert: join(pkiDir, 'site-ca.crt'),
     registriesDir,
     registry(name) {
       const dir = join(registriesDir, name);

@@ -27,10 +27,12 @@ import type { TlsMaterial } from '../security/pki.js';
 import { getCredential } from '../store/credentials.js';
 import { openDatabase, type Db } from '../store/db.js';
 import { recordEvent } from '../store/events.js';
-import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupResult } from './setup.js';
+import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupOptions, type SetupResult } from './setup.js';
 import { finishInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
 import { readSettings } from '../config/config-file.js';
+import { nodeConfigFiles, upstreamOf, type NodeConfigFile } from './node-config.js';
+import { imageSources } from '../store/releases.js';
 import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
 import type { Writable } from 'node:stream';
 import { collectGarbage } from '../../kit/memory.js';
@@ -172,6 +174,21 @@ export class Appliance {
     return connectionDetails(this.options.config, publicAddress(this.options.config, this.repoAddress()), this.identity);
   }
 
+  /** Every file a node needs to pull from this appliance (daemon/node-config.ts), from the live setup. */
+  nodeConfig(): { files: NodeConfigFile[]; imageRegistry: string; packRegistry: string; upstreams: string[] } {
+    const details = this.connectionDetails();
+    const hostOf = (url: string) => new URL(url).host;
+    const input = {
+      imageRegistry: hostOf(details.imageRegistry.url),
+      packRegistry: hostOf(details.packRegistry.url),
+      imageCredential: this.identity.credentials.imageRegistry,
+      packCredential: this.identity.credentials.packRegistry,
+      caPem: this.identity.tls.caPem,
+      upstreams: [...new Set(imageSources(this.db).map(upstreamOf).filter((u): u is string => u !== undefined))],
+    };
+    return { files: nodeConfigFiles(input), imageRegistry: input.imageRegistry, packRegistry: input.packRegistry, upstreams: input.upstreams };
+  }
+
   /** The console account with the scrypt hash of its password (the console checks the hash). */
   consoleAccount(): { username: string; passwordHash: string } {
     const row = getCredential(this.db, 'console')!;
@@ -184,12 +201,13 @@ export class Appliance {
   }
 
   /** `airgap setup <repo-ip>`, one at a time; see applySetup in setup.ts for what it does and throws. */
-  setup(input: string, actor = 'cli'): Promise<SetupResult> {
+  setup(input: string, actor = 'cli', options: SetupOptions = {}): Promise<SetupResult> {
     return this.changes.run(() =>
       applySetup(
         { db: this.db, layout: this.layout, config: this.options.config, identity: this.identity, fleet: this.fleet, event: (...args) => this.event(...args), ...(this.options.onTlsChange ? { onTlsChange: this.options.onTlsChange } : {}) },
         input,
         actor,
+        options,
       ),
     );
   }

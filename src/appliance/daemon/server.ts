@@ -228,7 +228,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       log: log.child({ listener: 'admin' }),
       operations: {
         status: () => appliance.status(),
-        setup: (address, actor) => appliance.setup(address, actor),
+        setup: (address, actor, options) => appliance.setup(address, actor, options),
         events: (limit) => listEvents(appliance.db, { limit }),
         queueImport: async (request, actor) => {
           const file = await checkImportFile(request.file);
@@ -246,6 +246,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
         collectGarbage: (actor) => appliance.collectGarbage(actor),
         prune: (keep, actor, dryRun) => appliance.prune(keep, actor, dryRun),
         backup: (out, withData, actor) => appliance.backup(out, withData, actor),
+        nodeConfig: () => appliance.nodeConfig(),
       },
     });
     apps.push(adminApp);

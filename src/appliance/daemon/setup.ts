@@ -4,14 +4,14 @@
  * from it, and applying a new repo address (re-issue the certificate when its SAN must
  * change, rewrite the registry files, restart the registries whose files changed).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { addressWarnings, httpsUrl, isWildcardAddress, parseRepoAddress } from '../config/address.js';
 import type { ServeConfig } from '../config/config.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { RegistryFleet } from '../registries/fleet.js';
 import { ensureCredentials, type AccountName, type Credential } from '../security/credentials.js';
-import { caBase64, ensurePki, type ServerCertificateInfo, type TlsMaterial } from '../security/pki.js';
+import { caBase64, certificateCovers, ensurePki, installSiteCertificate, PkiError, usesSiteCertificate, validateSiteCertificate, type ServerCertificateInfo, type SiteCertificateInput, type TlsMaterial } from '../security/pki.js';
 import type { Db } from '../store/db.js';
 import { getSetting, setSetting } from '../store/settings.js';
 
@@ -112,6 +112,14 @@ export function connectionDetails(config: ServeConfig, address: string, identity
   };
 }
 
+/** What `airgap setup` may ask besides the address. */
+export interface SetupOptions {
+  /** Install the site's certificate, key and CA (validated first). */
+  site?: SiteCertificateInput | undefined;
+  /** Re-issue the appliance-made server certificate now (refused when the site's is installed). */
+  renew?: boolean | undefined;
+}
+
 /** What applySetup works on. */
 export interface SetupContext {
   db: Db;
@@ -127,17 +135,37 @@ export interface SetupContext {
 
 /**
  * `airgap setup <repo-ip>`: validates the address `input`, stores it, re-issues the
- * server certificate when its SAN must change (the CA stays), rewrites registry files
+ * server certificate when its SAN must change (the CA stays) or `options.renew` asks, or
+ * installs the site's certificate (`options.site`, validated before anything changes;
+ * PkiError AG_SITE_CERT with the reason), rewrites registry files
  * and restarts only the registries whose config or certificate changed. Idempotent;
  * the caller runs one at a time. Throws UsageError for a bad address,
  * RegistryStartError when a registry does not come back (the error says which and why).
  */
-export async function applySetup(context: SetupContext, input: string, actor: string): Promise<SetupResult> {
+export async function applySetup(context: SetupContext, input: string, actor: string, options: SetupOptions = {}): Promise<SetupResult> {
   const { db, layout, config, identity, fleet } = context;
   const address = parseRepoAddress(input);
   const warnings = await addressWarnings(address);
+  // Everything that can refuse runs before anything changes: the running certificate stays.
+  const site = options.site ? validateSiteCertificate(options.site, address.value) : undefined;
+  const siteInstalled = await usesSiteCertificate(layout);
+  if (!site && siteInstalled) {
+    if (options.renew) {
+      throw new PkiError('AG_SITE_CERT', "the server certificate is the site's: the appliance does not renew it", { hint: 'renew it at the site CA, then install it: airgap setup <repo-ip> --cert FILE --key FILE --ca FILE' });
+    }
+    if (!certificateCovers(new X509Certificate(identity.tls.certPem), address.value)) {
+      throw new PkiError('AG_SITE_CERT', `the site certificate does not cover ${address.value} (its SAN: ${identity.certificate.subjectAltNames.join(', ')})`, {
+        hint: 'install one that does: airgap setup <repo-ip> --cert FILE --key FILE --ca FILE',
+      });
+    }
+  }
   const addressChanged = setSetting(db, REPO_ADDRESS, address.value);
-  const pki = await ensurePki(layout, certificateNames(config, address.value));
+  let pki: { tls: TlsMaterial; server: ServerCertificateInfo; serverCertIssued: boolean };
+  if (site) {
+    pki = { tls: await installSiteCertificate(layout, site), server: site.info, serverCertIssued: site.info.fingerprintSha256 !== identity.certificate.fingerprintSha256 };
+  } else {
+    pki = await ensurePki(layout, certificateNames(config, address.value), { renew: options.renew === true });
+  }
   identity.tls = pki.tls;
   identity.certificate = pki.server;
   if (pki.serverCertIssued) context.onTlsChange?.(pki.tls);
@@ -147,10 +175,12 @@ export async function applySetup(context: SetupContext, input: string, actor: st
   const { attempted: restart, restarted, failed } = await fleet.restartStale();
   const changed = { repoAddress: addressChanged, certificate: pki.serverCertIssued, registriesRestarted: restarted };
   if (addressChanged || pki.serverCertIssued || restart.length) {
-    context.event(actor, 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? ': new server certificate' : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}${failed ? ' (a restart failed)' : ''}`, {
+    context.event(actor, 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? `: new server certificate (${site ? "the site's" : 'from the appliance CA'})` : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}${failed ? ' (a restart failed)' : ''}`, {
       ...changed,
       repoAddress: address.value,
       subjectAltNames: pki.server.subjectAltNames,
+      certificateSource: pki.server.source,
+      fingerprintSha256: pki.server.fingerprintSha256,
     });
   }
   if (failed) throw failed.reason;

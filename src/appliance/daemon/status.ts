@@ -51,6 +51,9 @@ export interface StatusSources {
   identity: Identity;
 }
 
+/** Days before the server certificate's expiry from which status warns. */
+export const CERTIFICATE_WARNING_DAYS = 30;
+
 /** Used share of the registry volume above which status warns. */
 export const FULL_WARNING = 0.8;
 
@@ -95,6 +98,13 @@ export async function readStatus(sources: StatusSources): Promise<ApplianceStatu
   const warnings: string[] = [];
   const releases = listReleases(db);
   if (disk.totalBytes > 0 && disk.usedBytes / disk.totalBytes > FULL_WARNING) warnings.push(fullVolumeWarning(disk, releases, releaseDiskUse(db)));
+  const certificate = sources.identity.certificate;
+  const daysLeft = (Date.parse(certificate.notAfter) - Date.now()) / 86_400_000;
+  const renewWith = certificate.source === 'site'
+    ? `renew it at the site's CA and install it: airgap setup ${repo ?? '<repo-ip>'} --cert FILE --key FILE --ca FILE`
+    : `airgap setup ${repo ?? '<repo-ip>'} --renew (a start within 30 days of it also renews it)`;
+  if (daysLeft <= 0) problems.push(`the ${certificate.source === 'site' ? 'site' : 'server'} certificate expired on ${certificate.notAfter.slice(0, 10)}: ${renewWith}`);
+  else if (daysLeft <= CERTIFICATE_WARNING_DAYS) warnings.push(`the ${certificate.source === 'site' ? 'site' : 'server'} certificate expires on ${certificate.notAfter.slice(0, 10)}, in ${Math.floor(daysLeft)} days: ${renewWith}`);
   const restored = releases.filter((r) => r.needsReimport);
   if (restored.length) warnings.push(`${restored.length} release(s) restored from a backup without their data (${restored.map((r) => r.version).join(', ')}): import their .bin files again ('airgap import FILE.bin')`);
   let retention: ApplianceStatus['retention'] = { keep: null };

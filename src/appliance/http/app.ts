@@ -304,7 +304,21 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
 
   app.post('/v1/setup', {
     schema: {
-      body: { type: 'object', properties: { repoAddress: { type: 'string', minLength: 1, maxLength: 255 } }, required: ['repoAddress'], additionalProperties: false },
+      body: {
+        type: 'object',
+        properties: {
+          repoAddress: { type: 'string', minLength: 1, maxLength: 255 },
+          renew: { type: 'boolean', default: false },
+          site: {
+            type: 'object',
+            properties: { certPem: { type: 'string', maxLength: 1_048_576 }, keyPem: { type: 'string', maxLength: 1_048_576 }, caPem: { type: 'string', maxLength: 1_048_576 } },
+            required: ['certPem', 'keyPem'],
+            additionalProperties: false,
+          },
+        },
+        required: ['repoAddress'],
+        additionalProperties: false,
+      },
       response: {
         200: {
           type: 'object',
@@ -321,7 +335,10 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
         500: errorSchema,
       },
     },
-  }, async (request) => operations.setup((request.body as { repoAddress: string }).repoAddress, 'cli'));
+  }, async (request) => {
+    const body = request.body as { repoAddress: string; renew: boolean; site?: { certPem: string; keyPem: string; caPem?: string } };
+    return operations.setup(body.repoAddress, 'cli', { renew: body.renew, site: body.site });
+  });
 
   app.get('/v1/events', {
     schema: {
@@ -432,6 +449,9 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     const body = request.body as { out: string; withData: boolean; actor?: string };
     return operations.backup(body.out, body.withData, body.actor ?? 'cli');
   });
+
+  // The pull account's password is in some of the files: root's socket only (and the console, the repository account).
+  app.get('/v1/node-config', { schema: { response: { 200: open } } }, async () => operations.nodeConfig());
 
   // The socket is root's (0600): the same secrets `airgap setup` prints, for `airgap push --release`.
   app.get('/v1/connection', { schema: { response: { 200: connectionDetailsSchema } } }, async () => operations.connectionDetails());

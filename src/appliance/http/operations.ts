@@ -3,7 +3,7 @@
  * (server.ts) and tests fake. Routes call these and nothing else of the daemon.
  */
 import type { ApplianceStatus } from '../daemon/status.js';
-import type { ConnectionDetails, SetupResult } from '../daemon/setup.js';
+import type { ConnectionDetails, SetupOptions, SetupResult } from '../daemon/setup.js';
 import type { ImportUpdate } from '../import/runner.js';
 import type { ApplianceEvent } from '../store/events.js';
 import type { ImportRow } from '../store/imports.js';
@@ -50,7 +50,7 @@ export interface ConsoleOperations {
 /** What the admin API needs of the appliance. */
 export interface AdminOperations {
   status(): Promise<ApplianceStatus>;
-  setup(repoAddress: string, actor: string): Promise<SetupResult>;
+  setup(repoAddress: string, actor: string, options?: SetupOptions): Promise<SetupResult>;
   events(limit: number): ApplianceEvent[];
   /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
   queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
@@ -75,6 +75,8 @@ export interface AdminOperations {
   collectGarbage(actor: string): Promise<unknown>;
   /** Keeps the current release and the keep-1 newest others, deletes the rest, then collects garbage. */
   prune(keep: number, actor: string, dryRun: boolean): Promise<unknown>;
+  /** Every file a node needs (daemon/node-config.ts). */
+  nodeConfig(): unknown;
   /** Writes a backup to the absolute path `out` with no import running (backup/backup.ts). */
   backup(out: string, withData: boolean, actor: string): Promise<unknown>;
 }

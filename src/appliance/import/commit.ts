@@ -27,8 +27,9 @@ export function commitRelease(db: Db, args: { importId: number; opened: OpenedPa
       clearNeedsReimport(db, opened.toc.version);
     } else {
       // A generator, not an array: 100,000 files are inserted one by one, never all in memory twice.
-      function* artifacts(): Generator<Omit<ArtifactRow, 'releaseVersion'>> {
-        for (const a of plan.artifacts) yield { kind: a.kind, target: a.target, digest: a.digest, size: a.size, mediaType: a.mediaType, platforms: a.kind === 'image' ? a.platforms : null };
+      const sources = new Map(opened.toc.images.map((i) => [i.target, i.source]));
+      function* artifacts(): Generator<Omit<ArtifactRow, 'releaseVersion'> & { source?: string | null }> {
+        for (const a of plan.artifacts) yield { kind: a.kind, target: a.target, digest: a.digest, size: a.size, mediaType: a.mediaType, platforms: a.kind === 'image' ? a.platforms : null, source: a.kind === 'image' ? (sources.get(a.target) ?? null) : null };
         for (const f of plan.files) yield { kind: 'file', target: f.target, digest: `sha256:${f.sha256}`, size: f.size, mediaType: null, platforms: null };
       }
       insertRelease(

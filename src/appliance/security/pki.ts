@@ -52,6 +52,8 @@ export interface ServerCertificateInfo {
   subjectAltNames: string[];
   notAfter: string;
   fingerprintSha256: string;
+  /** Who issued it: the appliance's own CA, or the site's (setup --cert). */
+  source: 'appliance' | 'site';
 }
 
 export interface EnsurePkiResult {
@@ -98,8 +100,8 @@ function wantedSans(names: string[]): string[] {
   return names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`));
 }
 
-function info(cert: X509Certificate): ServerCertificateInfo {
-  return { subjectAltNames: sanList(cert), notAfter: new Date(cert.validTo).toISOString(), fingerprintSha256: cert.fingerprint256 };
+function info(cert: X509Certificate, source: ServerCertificateInfo['source'] = 'appliance'): ServerCertificateInfo {
+  return { subjectAltNames: sanList(cert), notAfter: new Date(cert.validTo).toISOString(), fingerprintSha256: cert.fingerprint256, source };
 }
 
 async function makeCa(layout: StateLayout): Promise<void> {
@@ -173,7 +175,7 @@ async function readCa(layout: StateLayout): Promise<{ caPem: string; caKeyPem: s
  * Returns the PEMs (server.crt carries the chain: server, then CA) and what was done.
  * Throws PkiError AG_CA_UNREADABLE when the CA files are damaged or half there.
  */
-export async function ensurePki(layout: StateLayout, names: string[]): Promise<EnsurePkiResult> {
+export async function ensurePki(layout: StateLayout, names: string[], options: { renew?: boolean } = {}): Promise<EnsurePkiResult> {
   const haveCert = await exists(layout.caCert);
   const haveKey = await exists(layout.caKey);
   // Only a key left by an interrupted first run is replaced: no client can trust a CA
@@ -188,11 +190,13 @@ export async function ensurePki(layout: StateLayout, names: string[]): Promise<E
   if (caCreated) await makeCa(layout);
   else if (!haveKey) await readCa(layout); // throws AG_CA_UNREADABLE with the hint
   const { caPem, caKeyPem, ca } = await readCa(layout);
+  if (await exists(layout.siteCaCert)) return { ...(await readSitePki(layout)), caCreated };
 
   const want = wantedSans(names);
   let serverCertIssued = false;
   const current = await readServerCertificate(layout, ca);
   const fresh =
+    !options.renew &&
     current !== undefined &&
     new Date(current.validTo).getTime() - Date.now() > RENEW_DAYS * DAY_MS &&
     JSON.stringify(sanList(current)) === JSON.stringify(want);
@@ -203,6 +207,32 @@ export async function ensurePki(layout: StateLayout, names: string[]): Promise<E
   const certPem = await readFile(layout.serverCert, 'utf8');
   const keyPem = await readFile(layout.serverKey, 'utf8');
   return { tls: { caPem, certPem, keyPem }, caCreated, serverCertIssued, server: info(new X509Certificate(certPem)) };
+}
+
+/**
+ * The installed site PKI (site-ca.crt there): never re-issued here. Throws PkiError
+ * AG_SITE_CERT when its files are damaged or the key no longer matches.
+ */
+async function readSitePki(layout: StateLayout): Promise<Omit<EnsurePkiResult, 'caCreated'>> {
+  try {
+    const caPem = await readFile(layout.siteCaCert, 'utf8');
+    const certPem = await readFile(layout.serverCert, 'utf8');
+    const keyPem = await readFile(layout.serverKey, 'utf8');
+    const cert = new X509Certificate(certPem);
+    new X509Certificate(caPem);
+    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) throw new Error('server.key does not belong to server.crt');
+    return { tls: { caPem, certPem, keyPem }, serverCertIssued: false, server: info(cert, 'site') };
+  } catch (cause) {
+    throw new PkiError('AG_SITE_CERT', `the site certificate in ${layout.pkiDir} is damaged: ${(cause as Error).message}`, {
+      cause,
+      hint: `install it again (airgap setup <repo-ip> --cert FILE --key FILE --ca FILE), or remove ${layout.siteCaCert} to go back to the appliance's own certificate`,
+    });
+  }
+}
+
+/** Whether the state dir's server certificate is the site's (setup --cert). */
+export function usesSiteCertificate(layout: StateLayout): Promise<boolean> {
+  return exists(layout.siteCaCert);
 }
 
 async function readServerCertificate(layout: StateLayout, ca: X509Certificate): Promise<X509Certificate | undefined> {
@@ -219,4 +249,120 @@ async function readServerCertificate(layout: StateLayout, ca: X509Certificate): 
 /** The CA certificate as one base64 line (of the PEM text), ready to paste into an installer. */
 export function caBase64(caPem: string): string {
   return Buffer.from(caPem, 'utf8').toString('base64');
+}
+
+/** The site's certificate, key and CA as given to `airgap setup --cert --key [--ca]` (PEM text). */
+export interface SiteCertificateInput {
+  certPem: string;
+  keyPem: string;
+  caPem?: string | undefined;
+}
+
+/** A site certificate that passed validateSiteCertificate: what is installed. */
+export interface SiteCertificate {
+  /** The server certificate and the intermediates up to the trust anchor (not the anchor itself when self-signed). */
+  chainPem: string;
+  keyPem: string;
+  /** The trust anchor clients get (airgap-setup prints it in base64). */
+  caPem: string;
+  info: ServerCertificateInfo;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+function pemCertificates(text: string, what: string): X509Certificate[] {
+  const blocks = text.match(PEM_CERT) ?? [];
+  if (!blocks.length) throw new PkiError('AG_SITE_CERT', `${what} holds no PEM certificate`, { hint: 'give PEM files (-----BEGIN CERTIFICATE-----); convert DER with: openssl x509 -inform der -in FILE -out FILE.pem' });
+  return blocks.map((pem, i) => {
+    try {
+      return new X509Certificate(pem);
+    } catch (cause) {
+      throw new PkiError('AG_SITE_CERT', `certificate ${i + 1} of ${what} cannot be read: ${(cause as Error).message}`, { cause });
+    }
+  });
+}
+
+const pemOf = (cert: X509Certificate) => `${cert.toString().trim()}\n`;
+
+/** Whether the SAN of `cert` covers `address` (an IP, or a DNS name; `*.` matches one label, RFC 6125 6.4.3). */
+export function certificateCovers(cert: X509Certificate, address: string): boolean {
+  const sans = sanList(cert);
+  if (isIP(address)) {
+    const want = isIP(address) === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+    return sans.includes(`IP:${want}`);
+  }
+  const name = address.toLowerCase().replace(/\.$/, '');
+  return sans.some((s) => {
+    if (!s.startsWith('DNS:')) return false;
+    const pattern = s.slice(4).toLowerCase().replace(/\.$/, '');
+    if (pattern === name) return true;
+    if (!pattern.startsWith('*.')) return false;
+    const rest = pattern.slice(2);
+    const dot = name.indexOf('.');
+    return dot > 0 && name.slice(dot + 1) === rest && rest.includes('.');
+  });
+}
+
+/**
+ * Checks a site certificate before anything is installed (issue 17): the key belongs to
+ * the certificate and is not encrypted, the certificate is a server certificate (not a
+ * CA; serverAuth when it names its uses), its SAN covers `repoAddress`, it chains to the
+ * given CA or to the root its file carries (each signature checked), and every
+ * certificate of that chain is valid at `now`. Returns what to install. Throws PkiError
+ * AG_SITE_CERT with the reason.
+ */
+export function validateSiteCertificate(input: SiteCertificateInput, repoAddress: string, now = new Date()): SiteCertificate {
+  const refuse = (why: string, hint?: string) => new PkiError('AG_SITE_CERT', `the site certificate is refused: ${why}`, { hint: hint ?? 'fix it and run airgap setup again; the running certificate stays' });
+  const given = pemCertificates(input.certPem, 'the --cert file');
+  const leaf = given[0]!;
+  let key;
+  try {
+    key = createPrivateKey(input.keyPem);
+  } catch (cause) {
+    const encrypted = /ENCRYPTED/.test(input.keyPem);
+    throw refuse(encrypted ? 'the key is encrypted' : `the key cannot be read: ${(cause as Error).message}`, encrypted ? 'decrypt it first: openssl pkey -in KEY -out KEY.plain (then keep that file 0600)' : undefined);
+  }
+  if (!leaf.checkPrivateKey(key)) throw refuse('the key does not belong to the certificate', 'give the key the certificate was issued for (openssl x509 -noout -pubkey and openssl pkey -pubout print the same public key)');
+  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw refuse('the RSA key is shorter than 2048 bits');
+  if (leaf.ca) throw refuse('it is a CA certificate, not a server certificate');
+  if (leaf.keyUsage && leaf.keyUsage.length && !leaf.keyUsage.includes('1.3.6.1.5.5.7.3.1')) throw refuse('its extended key usage does not include serverAuth');
+  if (!certificateCovers(leaf, repoAddress)) {
+    throw refuse(`its SAN (${sanList(leaf).join(', ') || 'none'}) does not cover the repo address ${repoAddress}`, `issue it with ${isIP(repoAddress) ? `IP:${repoAddress}` : `DNS:${repoAddress}`} in its subjectAltName`);
+  }
+  const anchors = input.caPem ? pemCertificates(input.caPem, 'the --ca file') : given.slice(1).filter((c) => c.checkIssued(c) && c.verify(c.publicKey));
+  if (!anchors.length) throw refuse('no CA to check it against', 'give the CA with --ca FILE, or a --cert file that carries its chain up to the root');
+  const pool = [...given.slice(1), ...anchors];
+  const chain = [leaf];
+  let anchor: X509Certificate | undefined;
+  for (let cert = leaf; chain.length <= 10; ) {
+    const trusted = anchors.find((a) => cert.checkIssued(a) && cert.verify(a.publicKey));
+    if (trusted) {
+      anchor = trusted;
+      break;
+    }
+    const issuer = pool.find((c) => c !== cert && !chain.includes(c) && cert.checkIssued(c) && cert.verify(c.publicKey));
+    if (!issuer) break;
+    chain.push(issuer);
+    cert = issuer;
+  }
+  if (!anchor) throw refuse(`it does not chain to ${input.caPem ? 'the given CA' : 'the root its file carries'} (issuer: ${chain.at(-1)!.issuer.replace(/\n/g, ', ')})`, 'give the CA that issued it with --ca, with any intermediates in the --cert file after the certificate');
+  for (const cert of [...chain, anchor]) {
+    if (new Date(cert.validFrom) > now) throw refuse(`${cert === leaf ? 'it' : `its chain (${cert.subject.replace(/\n/g, ', ')})`} is not valid before ${new Date(cert.validFrom).toISOString()}`);
+    if (new Date(cert.validTo) < now) throw refuse(`${cert === leaf ? 'it' : `its chain (${cert.subject.replace(/\n/g, ', ')})`} expired on ${new Date(cert.validTo).toISOString()}`);
+  }
+  // Served: the certificate and its intermediates; the anchor too when it is not a self-signed root.
+  const served = anchor.checkIssued(anchor) ? chain : [...chain, anchor];
+  return { chainPem: served.map(pemOf).join(''), keyPem: key.export({ type: 'pkcs8', format: 'pem' }).toString(), caPem: pemOf(anchor), info: info(leaf, 'site') };
+}
+
+/**
+ * Installs a validated site certificate as the server certificate (server.crt, server.key)
+ * and its CA as site-ca.crt, which marks the state dir as using the site's PKI: ensurePki
+ * then never re-issues it. Key first, the CA last. Throws the file system's errors.
+ */
+export async function installSiteCertificate(layout: StateLayout, site: SiteCertificate): Promise<TlsMaterial> {
+  await writeFileAtomic(layout.serverKey, site.keyPem, 0o600);
+  await writeFileAtomic(layout.serverCert, site.chainPem, 0o644);
+  await writeFileAtomic(layout.siteCaCert, site.caPem, 0o644);
+  return { caPem: site.caPem, certPem: site.chainPem, keyPem: site.keyPem };
 }

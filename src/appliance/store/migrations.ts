@@ -89,4 +89,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE releases ADD COLUMN needs_reimport INTEGER NOT NULL DEFAULT 0;
   `,
+  // 4: where each image came from (the TOC's informative source): node-config mirrors
+  //    the upstream registries so images keep their original names on the nodes.
+  `
+  ALTER TABLE artifacts ADD COLUMN source TEXT;
+  `,
 ];

@@ -103,13 +103,13 @@ export function makeCurrent(db: Db, version: string): void {
  * becomes the current release. The caller's other statements (finishing the import) can
  * join the same transaction by running inside `db.transaction`.
  */
-export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current' | 'needsReimport'>, artifacts: Iterable<Omit<ArtifactRow, 'releaseVersion'>>, makeCurrent: boolean): void {
+export function insertRelease(db: Db, release: Omit<ReleaseRow, 'current' | 'needsReimport'>, artifacts: Iterable<Omit<ArtifactRow, 'releaseVersion'> & { source?: string | null }>, makeCurrent: boolean): void {
   if (makeCurrent) db.prepare('UPDATE releases SET current = 0 WHERE current = 1').run();
   db.prepare(
     'INSERT INTO releases (version, name, created, payload_sha256, toc_sha256, key_id, import_id, imported_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   ).run(release.version, release.name, release.created, release.payloadSha256, release.tocSha256, release.keyId, release.importId, release.importedAt, makeCurrent ? 1 : 0);
-  const insert = db.prepare('INSERT INTO artifacts (release_version, kind, target, digest, size, media_type, platforms) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  for (const a of artifacts) insert.run(release.version, a.kind, a.target, a.digest, a.size, a.mediaType, a.platforms ? JSON.stringify(a.platforms) : null);
+  const insert = db.prepare('INSERT INTO artifacts (release_version, kind, target, digest, size, media_type, platforms, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+  for (const a of artifacts) insert.run(release.version, a.kind, a.target, a.digest, a.size, a.mediaType, a.platforms ? JSON.stringify(a.platforms) : null, a.source ?? null);
 }
 
 /** Marks every release as restored without its data (airgap restore): each needs its .bin imported again. */
@@ -158,4 +158,9 @@ export function releaseDiskUse(db: Db): Map<string, ReleaseDiskUse> {
     if (use) out.set(f.version, { bytes: use.bytes + f.bytes, exclusiveBytes: use.exclusiveBytes + f.bytes });
   }
   return out;
+}
+
+/** Where the images of every release came from (the TOC's `source`, as bundle.yaml wrote it), each once. */
+export function imageSources(db: Db): string[] {
+  return (db.prepare("SELECT DISTINCT source FROM artifacts WHERE kind = 'image' AND source IS NOT NULL ORDER BY source").all() as Array<{ source: string }>).map((r) => r.source);
 }

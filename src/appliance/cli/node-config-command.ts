@@ -1,0 +1,61 @@
+/**
+ * `airgap node-config --out DIR [--json]`: writes every file a node needs to pull from the
+ * appliance, for containerd, CRI-O/podman, RKE2/K3s, Docker and Kubernetes, with a README
+ * that says where each goes (docs/cli.md, "airgap node-config"; daemon/node-config.ts).
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { defineCommand, EXIT, print, type CliContext } from '../../kit/cli.js';
+import { AirgapError, UsageError } from '../../kit/errors.js';
+import { printable } from '../../kit/text.js';
+import type { NodeConfigFile } from '../daemon/node-config.js';
+import { callAdmin } from './admin-client.js';
+import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
+
+/** The node-config verb; `stateDirOf` resolves --state-dir, `cwd` a relative --out. */
+export function nodeConfigCommand(stateDirOf: (flag: string | undefined, ctx: CliContext) => string, cwd: string) {
+  return defineCommand({
+    name: 'node-config',
+    summary: 'write the files nodes need to pull from the appliance (containerd, CRI-O, RKE2, Docker, Kubernetes)',
+    usage: 'airgap node-config --out DIR [--json] [--state-dir DIR]',
+    description: `Writes into DIR, from the live setup (addresses, the registries' pull accounts, the
+CA) and the upstream registries the releases' images came from (mirrored to the
+appliance, so images keep their original names on the nodes):
+  containerd/certs.d/<host:port>/{hosts.toml,ca.crt}   (and <upstream>/hosts.toml)
+  containers/registries.conf.d/50-airgap.conf, containers/certs.d/<host:port>/ca.crt,
+  containers/auth.json                                   CRI-O and podman
+  rke2/registries.yaml, rke2/airgap-ca.crt               RKE2 and K3s
+  docker/certs.d/<host:port>/ca.crt
+  kubernetes/pull-secret.yaml, kubernetes/ca-configmap.yaml
+  README.md                                              where each file goes
+Files with a password in them are 0600, DIR 0700. Running it again writes the same
+files over the old ones.`,
+    args: { min: 0, max: 0 },
+    options: {
+      out: { type: 'string', value: 'DIR', description: 'the folder to write into (made when missing); required' },
+      ...jsonOption('print {dir, imageRegistry, packRegistry, upstreams, files: [{path, mode, bytes}]}'),
+      ...stateDirOption(),
+    },
+    environment: stateDirEnvironment,
+    async run({ values }, ctx) {
+      if (!values.out) throw new UsageError('--out DIR is required', { hint: 'airgap node-config --out ./node-config' });
+      const dir = resolve(ctx.env.PWD && !values.out.startsWith('/') ? ctx.env.PWD : cwd, values.out);
+      const config = await callAdmin<{ files: NodeConfigFile[]; imageRegistry: string; packRegistry: string; upstreams: string[] }>(stateDirOf(values['state-dir'], ctx), 'GET', '/v1/node-config');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chmod(dir, 0o700);
+      for (const f of config.files) {
+        const path = resolve(dir, f.path);
+        // The daemon's paths are its own; still, nothing lands outside DIR.
+        if (!path.startsWith(dir + sep)) throw new AirgapError('AG_DAEMON_PROTOCOL', `the daemon sent a path outside the folder: ${f.path}`);
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        await writeFile(path, f.content, { mode: f.mode });
+        await chmod(path, f.mode);
+      }
+      const report = { dir, imageRegistry: config.imageRegistry, packRegistry: config.packRegistry, upstreams: config.upstreams, files: config.files.map((f) => ({ path: f.path, mode: `0${f.mode.toString(8)}`, bytes: Buffer.byteLength(f.content) })) };
+      print(ctx.stdout, values.json
+        ? JSON.stringify(report, null, 2)
+        : [`Wrote ${config.files.length} files into ${printable(dir)} for ${config.imageRegistry} and ${config.packRegistry}${config.upstreams.length ? `, mirroring ${config.upstreams.join(', ')}` : ''}.`, `Where each goes: ${printable(join(dir, 'README.md'))}`].join('\n'));
+      return EXIT.ok;
+    },
+  });
+}
