@@ -2,7 +2,8 @@
 # Installs the system packages the appliance and its tests use, when any is missing:
 # docker-registry, skopeo, umoci, busybox-static, openssl, curl, shellcheck, chromium, packer,
 # python3 (its http.server is the tests' static Helm chart repository), and the node-side
-# clients node-config's files are tested with: podman and containerd (ctr).
+# clients node-config's files are tested with: podman and containerd (ctr), and Prometheus
+# (prometheus and promtool) for /metrics.
 # With --ova, also what `make ova-smoke` builds and boots the appliance with: debootstrap,
 # sfdisk, mkfs.ext4, GRUB's BIOS images, qemu-img, qemu-system-x86_64 and genisoimage.
 # Debian/Ubuntu only; needs root (or sudo) the first time. Idempotent: does nothing when all are there.
@@ -27,6 +28,7 @@ command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v python3 >/dev/null 2>&1 || need="$need python3"
 command -v podman >/dev/null 2>&1 || need="$need podman"
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need="$need containerd"
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
 # The console's browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
 [ -x /usr/bin/chromium ] || need="$need chromium"

@@ -31,6 +31,7 @@ import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress
 import { finishInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
 import { readSettings } from '../config/config-file.js';
+import { renderMetrics } from './metrics.js';
 import { nodeConfigFiles, upstreamOf, type NodeConfigFile } from './node-config.js';
 import { imageSources } from '../store/releases.js';
 import { writeBackup, writeBackupFile, type BackupResult } from '../backup/backup.js';
@@ -311,6 +312,12 @@ export class Appliance {
   /** Health of every part. Never throws for an unhealthy part: it is reported. */
   status(): Promise<ApplianceStatus> {
     return readStatus({ config: this.options.config, layout: this.layout, db: this.db, fleet: this.fleet, version: this.options.version, startedAt: this.startedAt, identity: this.identity });
+  }
+
+  /** The Prometheus text of GET /metrics (daemon/metrics.ts). Never throws for an unhealthy part. */
+  async metrics(): Promise<string> {
+    const status = await this.status();
+    return renderMetrics({ db: this.db, version: this.options.version, registries: status.registries, disk: status.disk, certificate: this.identity.certificate });
   }
 
   /** Stops the registries, closes the database and releases the state dir. Idempotent. */

@@ -209,6 +209,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       caPem: () => appliance.tls.caPem,
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },
       api: consoleOperations(appliance, config),
+      metrics: { render: () => appliance.metrics(), credential: () => appliance.credential('console') },
       ...(webDir ? { webDir } : {}),
     });
     apps.push(publicApp);

@@ -74,18 +74,18 @@ function escapeHtml(text: string): string {
 
 
 /** Checks basic auth against `expected` in constant time; answers 401 with a challenge otherwise. */
-function basicAuthHook(realm: string, expected: () => Credential) {
+function basicAuthHook(realm: string, expected: () => Credential, refusal = 'the repository needs its username and password (airgap-setup prints them)') {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const given = parseBasicAuth(request.headers.authorization);
     const want = expected();
     const userOk = given !== undefined && secretsEqual(given.username, want.username);
     const passOk = given !== undefined && secretsEqual(given.password, want.password);
     if (userOk && passOk) return;
-    if (given) request.log.warn({ username: given.username }, 'repository login refused');
+    if (given) request.log.warn({ username: given.username, realm }, 'login refused');
     return reply
       .status(401)
       .header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`)
-      .send({ code: 'AG_UNAUTHORIZED', message: 'the repository needs its username and password (airgap-setup prints them)' });
+      .send({ code: 'AG_UNAUTHORIZED', message: refusal });
   };
 }
 
@@ -129,6 +129,8 @@ export interface PublicAppOptions {
   api?: ConsoleOperations;
   /** The console's static files (web/), served at /. */
   webDir?: string;
+  /** GET /metrics (Prometheus text format), behind the console account (Basic). */
+  metrics?: { render: () => Promise<string>; credential: () => Credential };
 }
 
 /** The HTTPS app: file repository, CA, landing page. */
@@ -154,6 +156,14 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
       hideUntagged: true,
     });
     await registerApi(app, options.api, { secureCookie: options.tls !== undefined });
+  }
+
+  if (options.metrics) {
+    const { render, credential } = options.metrics;
+    await app.register(async (scope) => {
+      scope.addHook('onRequest', basicAuthHook('airgap metrics', credential, 'the metrics need the console username and password (airgap-setup prints them)'));
+      scope.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await render()));
+    });
   }
 
   if (options.webDir) {
