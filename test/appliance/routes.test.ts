@@ -142,7 +142,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
         warnings: [],
       };
     },
-    events: (limit) => Array.from({ length: limit }, (_, i) => ({ id: i, at: 'now', actor: 'daemon', kind: 'k', message: 'm' })),
+    events: (limit) => Array.from({ length: limit }, (_, i) => ({ id: i, at: 'now', actor: 'daemon', kind: 'k', message: 'm', origin: 'local', outcome: 'success' as const })),
     async queueImport(request) {
       throw new AirgapError('AG_NOT_FOUND', `there is no file ${request.file}`);
     },
@@ -161,6 +161,7 @@ t.test('admin API: validation, error shapes, the setup contract', async (t) => {
     prune: async () => ({}),
     backup: async () => ({}),
     nodeConfig: () => ({ files: [] }),
+    followEvents: () => () => {},
   };
   const admin = await buildAdminApp({ log, operations });
   const connection = await admin.inject({ url: '/v1/connection' });

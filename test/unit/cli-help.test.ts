@@ -39,6 +39,7 @@ const FIRST_USAGE_LINES: Record<string, string> = {
   prune: 'airgap prune --keep N [--dry-run] [--json] [--state-dir DIR]',
   packs: 'airgap packs [--json] [--state-dir DIR]',
   'node-config': 'airgap node-config --out DIR [--json] [--state-dir DIR]',
+  events: 'airgap events [--since TIME] [--follow] [--json] [--state-dir DIR]',
   backup: 'airgap backup --out FILE|DIR [--with-data] [--json] [--state-dir DIR]',
   restore: 'airgap restore FILE [--force] [--json] [--state-dir DIR]',
 };
@@ -103,7 +104,7 @@ t.test('airgap --help lists the commands, the environment and the exit codes', a
     t.ok(expected.has(name), `${name} is declared by a verb`);
   }
   for (const name of expected) t.match(env, new RegExp(`^  ${escape(name)} `, 'm'), `${name} is listed`);
-  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[push, serve, setup, status, import, releases, images, packs, diff, node-config, prune, gc, backup, restore\]/, 'with the verbs that read it');
+  t.match(env.replace(/\s+/g, ' '), / AIRGAP_STATE_DIR [^[]*\[push, serve, setup, status, import, releases, images, packs, diff, node-config, events, prune, gc, backup, restore\]/, 'with the verbs that read it');
   const exits = r.stdout.slice(r.stdout.indexOf('\nExit codes:\n'));
   t.same(Object.values(EXIT), [0, 1, 2, 130]);
   for (const code of Object.values(EXIT)) t.match(exits, new RegExp(`^  ${code} +\\S`, 'm'), `exit code ${code}`);

@@ -24,6 +24,7 @@ import {
   DEFAULT_MAX_UPLOAD_BYTES,
   DEFAULT_REGISTRY_STALL_SECONDS,
   DEFAULT_REGISTRY_BINARY,
+  DEFAULT_SYSLOG_SOCKET,
   LOG_LEVELS,
   resolveServeConfig,
   resolveStateDir,
@@ -116,6 +117,7 @@ docker-registry processes (images and charts on --registry-port, packs on
       { name: 'AIRGAP_REGISTRY_BIN', description: 'the docker-registry program to run, looked up on PATH', default: DEFAULT_REGISTRY_BINARY },
       { name: 'AIRGAP_MAX_UPLOAD_BYTES', description: 'largest .bin the web console and API accept, in bytes', default: `${DEFAULT_MAX_UPLOAD_BYTES / 1024 ** 3} GiB` },
       { name: 'AIRGAP_STALL_SECONDS', description: 'seconds a registry may leave its health check unanswered before it is killed and restarted', default: String(DEFAULT_REGISTRY_STALL_SECONDS) },
+      { name: 'AIRGAP_SYSLOG_SOCKET', description: 'the syslog socket events go to (journald reads it; no socket, no sending)', default: DEFAULT_SYSLOG_SOCKET },
     ],
     async run({ values }, ctx) {
       const config = resolveServeConfig({

@@ -24,6 +24,7 @@ import type { ArtifactRow } from '../store/releases.js';
 import { DISCOVER_DESCRIPTION, DISCOVER_USAGE, runDiscover } from '../../build/commands.js';
 import { diffCommand } from './diff.js';
 import { nodeConfigCommand } from './node-config-command.js';
+import { eventsCommand } from './events-command.js';
 
 /** What the CLI prints when an import enters a stage (the original installer's wording). */
 const STAGE_LINES: Record<string, string> = {
@@ -336,6 +337,7 @@ and digest, with the releases that carry it.`),
 releases that carry it.`),
     diffCommand(stateDirOf),
     nodeConfigCommand(stateDirOf, host.cwd),
+    eventsCommand(stateDirOf),
     pruneCommand,
     gcCommand,
   ];

@@ -34,6 +34,8 @@ export interface ServeConfig {
   maxUploadBytes: number;
   /** A running registry whose health check goes unanswered this long is killed and restarted, seconds. */
   registryStallSeconds: number;
+  /** The syslog socket events are sent to (journald's /dev/log), AIRGAP_SYSLOG_SOCKET. */
+  syslogSocket: string;
 }
 
 export interface ServeFlags {
@@ -85,6 +87,9 @@ export const DEFAULT_REGISTRY_BINARY = 'docker-registry';
 /** Seconds a running registry may leave its health check unanswered before it is restarted (AIRGAP_STALL_SECONDS). */
 export const DEFAULT_REGISTRY_STALL_SECONDS = 30;
 
+/** Where events go to the system journal without AIRGAP_SYSLOG_SOCKET (journald's syslog socket). */
+export const DEFAULT_SYSLOG_SOCKET = '/dev/log';
+
 /** Largest .bin the console accepts without AIRGAP_MAX_UPLOAD_BYTES: 100 GiB. */
 export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 ** 3;
 
@@ -113,6 +118,7 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     allowUnsigned: flags.allowUnsigned === true,
     maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES,
     registryStallSeconds: /^[1-9]\d*$/.test(host.env.AIRGAP_STALL_SECONDS ?? '') ? Number(host.env.AIRGAP_STALL_SECONDS) : DEFAULT_REGISTRY_STALL_SECONDS,
+    syslogSocket: host.env.AIRGAP_SYSLOG_SOCKET || DEFAULT_SYSLOG_SOCKET,
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {

@@ -26,7 +26,8 @@ import type { AccountName, Credential } from '../security/credentials.js';
 import type { TlsMaterial } from '../security/pki.js';
 import { getCredential } from '../store/credentials.js';
 import { openDatabase, type Db } from '../store/db.js';
-import { recordEvent } from '../store/events.js';
+import { recordEvent, type ApplianceEvent } from '../store/events.js';
+import { openJournal, type JournalSink } from './journal.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupOptions, type SetupResult } from './setup.js';
 import { finishInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
 import { readStatus, type ApplianceStatus } from './status.js';
@@ -145,11 +146,28 @@ export class Appliance {
     this.options.log.info({ event: kind, ...data }, message);
     if (this.closed) return;
     try {
-      recordEvent(this.db, { actor, kind, message, ...(data ? { data } : {}) });
+      const recorded = recordEvent(this.db, { actor, kind, message, ...(data ? { data } : {}) });
+      this.journal?.write(recorded);
+      for (const listener of this.eventListeners) listener(recorded);
     } catch (err) {
       // Called from process exit handlers and timers: a full disk must not take the daemon down.
       this.options.log.error({ err, event: kind }, 'could not record the event in the database');
     }
+  }
+
+  private readonly eventListeners = new Set<(event: ApplianceEvent) => void>();
+  /** The system journal, when the box has a syslog socket (daemon/journal.ts). */
+  private journal: JournalSink | undefined;
+
+  /** Calls `listener` with each event recorded from now on; returns the unsubscribe function. */
+  onEvent(listener: (event: ApplianceEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /** Starts sending events to the system journal, when there is a syslog socket. Never throws. */
+  async openJournal(): Promise<void> {
+    this.journal = await openJournal(this.options.config.syslogSocket, this.options.log).catch(() => undefined);
   }
 
   /** Stops the registries a killed daemon left running on this state dir (they hold our ports). */
@@ -327,6 +345,8 @@ export class Appliance {
     await this.fleet.stop();
     this.event('daemon', 'daemon.stopped', 'the daemon stopped');
     this.closed = true;
+    this.eventListeners.clear();
+    await this.journal?.close();
     this.db.close();
     await releaseStateDir(this.layout);
   }

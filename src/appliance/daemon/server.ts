@@ -195,6 +195,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
     await appliance.close();
   };
   try {
+    await appliance.openJournal();
     await appliance.stopOrphans();
     for (const [port, flag] of ports) await assertPortFree(config.address, port, flag);
     await appliance.startRegistries();
@@ -230,7 +231,8 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       operations: {
         status: () => appliance.status(),
         setup: (address, actor, options) => appliance.setup(address, actor, options),
-        events: (limit) => listEvents(appliance.db, { limit }),
+        events: (limit, options) => listEvents(appliance.db, { limit, ...options }),
+        followEvents: (onEvent) => appliance.onEvent(onEvent),
         queueImport: async (request, actor) => {
           const file = await checkImportFile(request.file);
           const row = appliance.importer.enqueue({ file, source: 'cli', actor, options: { allowDowngrade: request.allowDowngrade } });

@@ -350,12 +350,46 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
     return operations.setup(body.repoAddress, 'cli', { renew: body.renew, site: body.site });
   });
 
-  app.get('/v1/events', {
-    schema: {
-      querystring: limitQuery(50),
-      response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } },
+  const eventsQuery = {
+    type: 'object',
+    properties: {
+      limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 50 },
+      since: { type: 'string', minLength: 1, maxLength: 64 },
+      afterId: { type: 'integer', minimum: 0 },
     },
-  }, async (request) => ({ events: operations.events((request.query as { limit: number }).limit) }));
+    additionalProperties: false,
+  } as const;
+  // Without since/afterId: the newest, newest first. With them: oldest first (docs/cli.md, airgap events).
+  app.get('/v1/events', {
+    schema: { querystring: eventsQuery, response: { 200: { type: 'object', properties: { events: { type: 'array', items: open } } } } },
+  }, async (request) => {
+    const q = request.query as { limit: number; since?: string; afterId?: number };
+    if (q.since !== undefined && Number.isNaN(Date.parse(q.since))) throw new AirgapError('AG_USAGE', `since must be an ISO 8601 time, not '${q.since.slice(0, 64)}'`);
+    return { events: operations.events(q.limit, { ...(q.since ? { since: new Date(q.since).toISOString() } : {}), ...(q.afterId !== undefined ? { afterId: q.afterId } : {}) }) };
+  });
+
+  // NDJSON: each event recorded after `afterId`, as it is recorded, until the client goes.
+  app.get('/v1/events/follow', {
+    schema: { querystring: { type: 'object', properties: { afterId: { type: 'integer', minimum: 0, default: 0 } }, additionalProperties: false } },
+  }, async (request, reply) => {
+    const stream = new PassThrough();
+    let last = (request.query as { afterId: number }).afterId;
+    const send = (event: { id: number }) => {
+      if (event.id <= last) return;
+      last = event.id;
+      if (!stream.writableNeedDrain) stream.write(`${JSON.stringify(event)}\n`);
+    };
+    // Subscribed first, then the backlog: nothing recorded in between is lost or sent twice.
+    const unsubscribe = operations.followEvents(send);
+    for (;;) {
+      const page = operations.events(1000, { afterId: last });
+      for (const e of page) send(e);
+      if (page.length < 1000) break;
+    }
+    request.raw.on('close', unsubscribe);
+    stream.on('close', unsubscribe);
+    return reply.type('application/x-ndjson').send(stream);
+  });
 
   app.post('/v1/imports', {
     schema: {

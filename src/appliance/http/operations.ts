@@ -51,7 +51,10 @@ export interface ConsoleOperations {
 export interface AdminOperations {
   status(): Promise<ApplianceStatus>;
   setup(repoAddress: string, actor: string, options?: SetupOptions): Promise<SetupResult>;
-  events(limit: number): ApplianceEvent[];
+  /** Events: the newest `limit` (newest first), or with `since`/`afterId` the oldest after them (oldest first). */
+  events(limit: number, options?: { since?: string; afterId?: number }): ApplianceEvent[];
+  /** Calls `onEvent` with each event recorded from now on; returns the unsubscribe function. */
+  followEvents(onEvent: (event: ApplianceEvent) => void): () => void;
   /** Queues an import of an absolute path; throws AirgapError when the file is not there. */
   queueImport(request: { file: string; allowDowngrade: boolean }, actor: string): Promise<{ import: ImportRow; queuePosition: number }>;
   listImports(limit: number): ImportRow[];

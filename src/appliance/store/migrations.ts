@@ -94,4 +94,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE artifacts ADD COLUMN source TEXT;
   `,
+  // 5: the audit trail: where each event came from and how it ended; events by kind.
+  `
+  ALTER TABLE events ADD COLUMN origin TEXT;
+  ALTER TABLE events ADD COLUMN outcome TEXT;
+  CREATE INDEX events_kind ON events (kind);
+  `,
 ];

@@ -21,7 +21,7 @@ export function registerApplianceRoutes(api: FastifyInstance, ops: Pick<ConsoleO
     const details = ops.connectionDetails();
     const reveal = (request.query as { reveal: boolean }).reveal;
     if (reveal) {
-      ops.recordEvent(request.consoleUser!, 'console.passwords_revealed', `${request.consoleUser} revealed the passwords`);
+      ops.recordEvent(request.consoleUser!, 'console.passwords_revealed', `${request.consoleUser} revealed the passwords from ${request.ip}`, { client: request.ip });
       return details;
     }
     const hide = <T extends { password: string }>(c: T) => ({ ...c, password: null });
