@@ -75,6 +75,7 @@ const ops: ConsoleOperations = {
   collectGarbage: async (actor) => ({ actor, bytesReclaimed: 0 }),
   diff: (from, to) => ({ from, to }),
   backupTo: async (sink) => void sink.end('backup'),
+  nodeConfigFiles: () => [{ path: 'README.md', content: 'x', mode: 0o644 }],
 };
 
 async function newApp() {

@@ -107,3 +107,25 @@ t.test("containerd's ctr pulls with --hosts-dir at the generated certs.d, by bot
     t.match(listed.stdout, new RegExp(`${ref.replace(/[.:/]/g, (c) => `\\${c}`)}\\s+\\S+\\s+${busyboxDigest.replace(':', '\\:')}`), `${ref} by its digest`);
   }
 });
+
+t.test('the same files under the repository for nodes to fetch with curl, and as a tar from the console', async (t) => {
+  const details = JSON.parse((await daemon.cli(['setup', '127.0.0.1', '--json'])).stdout) as { repository: { url: string; username: string; password: string }; console: { username: string; password: string }; caCertificateBase64: string };
+  const ca = join(work, 'ca.crt');
+  await writeFile(ca, Buffer.from(details.caCertificateBase64, 'base64'));
+  const repo = `${details.repository.username}:${details.repository.password}`;
+  const denied = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', ca, `${details.repository.url}/node-config/containers/auth.json`]);
+  t.equal(denied.stdout, '401', 'the repository account is needed');
+  const hosts = await execa('curl', ['-sf', '--cacert', ca, '-u', repo, `${details.repository.url}/node-config/containerd/certs.d/${appliance}/hosts.toml`]);
+  t.equal(hosts.stdout + '\n', await readFile(join(out, `containerd/certs.d/${appliance}/hosts.toml`), 'utf8'), 'a file, as node-config wrote it');
+  const listing = JSON.parse((await execa('curl', ['-sf', '--cacert', ca, '-u', repo, `${details.repository.url}/node-config/`])).stdout) as { files: Array<{ path: string }> };
+  t.ok(listing.files.some((f) => f.path === 'rke2/registries.yaml'), 'the list of files');
+  const tarFile = join(work, 'from-repo.tar');
+  await execa('curl', ['-sf', '--cacert', ca, '-u', repo, '-o', tarFile, `${details.repository.url}/node-config.tar`]);
+  t.match((await execa('tar', ['tvf', tarFile])).stdout, /-rw------- .* node-config\/containers\/auth\.json/, 'the tar keeps the modes');
+  const consoleTar = join(work, 'from-console.tar');
+  await execa('curl', ['-sf', '--cacert', ca, '-u', `${details.console.username}:${details.console.password}`, '-o', consoleTar, `${details.repository.url}/api/v1/node-config`]);
+  t.match((await execa('tar', ['tf', consoleTar])).stdout, /node-config\/README\.md/);
+  const events = (await daemon.cli(['events', '--json'])).stdout;
+  t.match(events, /"kind":"console\.node_config_downloaded"/, 'the console download is recorded');
+});
+

@@ -213,3 +213,24 @@ Then restart rke2-server or rke2-agent (k3s, k3s-agent).
     kubectl apply -n NAMESPACE -f kubernetes/ca-configmap.yaml   # the CA for workloads, as ConfigMap airgap-ca
 `;
 }
+
+/** The files as one uncompressed tar (a folder `node-config/`), modes kept: the console's and the repository's download. */
+export async function nodeConfigTar(files: NodeConfigFile[]): Promise<Buffer> {
+  const { default: tarStream } = await import('tar-stream');
+  const pack = tarStream.pack();
+  const mtime = new Date();
+  const dirs = new Set<string>();
+  for (const f of files) {
+    const parts = f.path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = `node-config/${parts.slice(0, i).join('/')}`;
+      if (!dirs.has(dir)) pack.entry({ name: `${dir}/`, type: 'directory', mode: 0o700, mtime });
+      dirs.add(dir);
+    }
+    pack.entry({ name: `node-config/${f.path}`, mode: f.mode, mtime }, f.content);
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

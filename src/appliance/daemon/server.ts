@@ -102,6 +102,7 @@ function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOp
       return diffReleases(from, to, sideOf(listArtifacts(appliance.db, { version: from })), sideOf(listArtifacts(appliance.db, { version: to })));
     },
     backupTo: (sink, actor) => appliance.backupTo(sink as Writable, actor),
+    nodeConfigFiles: () => appliance.nodeConfig().files,
   };
 }
 
@@ -211,6 +212,7 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },
       api: consoleOperations(appliance, config),
       metrics: { render: () => appliance.metrics(), credential: () => appliance.credential('console') },
+      nodeConfig: () => appliance.nodeConfig().files,
       ...(webDir ? { webDir } : {}),
     });
     apps.push(publicApp);

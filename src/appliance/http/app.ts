@@ -14,6 +14,7 @@ import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import { registerApi } from './api.js';
 import { errorSchema, limitQuery, openObject, parseBasicAuth } from './common.js';
+import { nodeConfigTar, type NodeConfigFile } from '../daemon/node-config.js';
 import type { AdminOperations, ConsoleOperations } from './operations.js';
 import { registerCaRoute } from './routes/ca.js';
 import { registerSecurityHeaders } from './security-headers.js';
@@ -131,6 +132,8 @@ export interface PublicAppOptions {
   webDir?: string;
   /** GET /metrics (Prometheus text format), behind the console account (Basic). */
   metrics?: { render: () => Promise<string>; credential: () => Credential };
+  /** The files of `airgap node-config`, served under /node-config/ behind the repository account. */
+  nodeConfig?: () => NodeConfigFile[];
 }
 
 /** The HTTPS app: file repository, CA, landing page. */
@@ -163,6 +166,24 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
     await app.register(async (scope) => {
       scope.addHook('onRequest', basicAuthHook('airgap metrics', credential, 'the metrics need the console username and password (airgap-setup prints them)'));
       scope.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await render()));
+    });
+  }
+
+  if (options.nodeConfig) {
+    const files = options.nodeConfig;
+    await app.register(async (scope) => {
+      // The repository account nodes already have: each file for curl, or all of them as a tar.
+      scope.addHook('onRequest', basicAuthHook('airgap repository', options.repositoryCredential));
+      scope.get('/node-config/', { schema: { hide: true } }, async () => ({ files: files().map((f) => ({ path: f.path, mode: `0${f.mode.toString(8)}`, bytes: Buffer.byteLength(f.content) })) }));
+      scope.get('/node-config.tar', { schema: { hide: true } }, async (_request, reply) =>
+        reply.type('application/x-tar').header('content-disposition', 'attachment; filename="airgap-node-config.tar"').send(await nodeConfigTar(files())),
+      );
+      scope.get('/node-config/*', { schema: { hide: true } }, async (request, reply) => {
+        const path = (request.params as { '*': string })['*'];
+        const file = files().find((f) => f.path === path);
+        if (!file) return reply.callNotFound();
+        return reply.type(path.endsWith('.json') ? 'application/json' : 'text/plain; charset=utf-8').send(file.content);
+      });
     });
   }
 

@@ -8,6 +8,7 @@ import type { ImportUpdate } from '../import/runner.js';
 import type { ApplianceEvent } from '../store/events.js';
 import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
+import type { NodeConfigFile } from '../daemon/node-config.js';
 
 /** What the console API needs of the appliance. */
 export interface ConsoleOperations {
@@ -43,6 +44,8 @@ export interface ConsoleOperations {
   collectGarbage(actor: string): Promise<unknown>;
   /** What changes from release `from` to release `to`; throws UsageError for a version not on the box. */
   diff(from: string, to: string): unknown;
+  /** The files of `airgap node-config` (daemon/node-config.ts). */
+  nodeConfigFiles(): NodeConfigFile[];
   /** Streams a backup of the state (no data) into `sink`; throws at once when one runs already, rejects when it fails (the stream is then cut). */
   backupTo(sink: NodeJS.WritableStream, actor: string): Promise<void>;
 }

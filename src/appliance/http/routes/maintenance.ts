@@ -1,12 +1,13 @@
 /**
- * /api/v1 release maintenance: POST /releases/:version/delete, POST /gc, GET /diff and
- * POST /backup (docs/cli.md: the same operations as `airgap releases delete`, `airgap
+ * /api/v1 release maintenance: POST /releases/:version/delete, POST /gc, GET /diff,
+ * POST /backup and GET /node-config (docs/cli.md: the same operations as `airgap releases delete`, `airgap
  * gc`, `airgap diff` and `airgap backup`, recorded under the console user's name).
  */
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { AirgapError } from '../../../kit/errors.js';
 import { verifyPasswordAsync } from '../../security/credentials.js';
+import { nodeConfigTar } from '../../daemon/node-config.js';
 import { backupFileName } from '../../cli/backup-file-name.js';
 import type { ConsoleOperations } from '../operations.js';
 import { openObject, responses } from './schemas.js';
@@ -14,10 +15,16 @@ import { openObject, responses } from './schemas.js';
 const versionParams = { type: 'object', properties: { version: { type: 'string', minLength: 1, maxLength: 128 } }, required: ['version'] } as const;
 
 /** Adds the maintenance routes to `api`. */
-export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<ConsoleOperations, 'deleteRelease' | 'collectGarbage' | 'diff' | 'backupTo' | 'consoleAccount'>): void {
+export function registerMaintenanceRoutes(api: FastifyInstance, ops: Pick<ConsoleOperations, 'deleteRelease' | 'collectGarbage' | 'diff' | 'backupTo' | 'consoleAccount' | 'nodeConfigFiles' | 'recordEvent'>): void {
   api.post('/releases/:version/delete', { schema: { tags: ['maintenance'], params: versionParams, response: responses(openObject) } }, async (request) =>
     ops.deleteRelease((request.params as { version: string }).version, request.consoleUser!),
   );
+
+  // The files of `airgap node-config` as a tar: the pull accounts' passwords are in it, so the download is recorded.
+  api.get('/node-config', { schema: { tags: ['maintenance'] } }, async (request, reply) => {
+    ops.recordEvent(request.consoleUser!, 'console.node_config_downloaded', `${request.consoleUser} downloaded the node configuration from ${request.ip}`, { client: request.ip });
+    return reply.type('application/x-tar').header('content-disposition', 'attachment; filename="airgap-node-config.tar"').send(await nodeConfigTar(ops.nodeConfigFiles()));
+  });
 
   api.post('/gc', { schema: { tags: ['maintenance'], response: responses(openObject) } }, async (request) => ops.collectGarbage(request.consoleUser!));
 
