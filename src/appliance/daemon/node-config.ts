@@ -56,6 +56,9 @@ export function upstreamOf(source: string): string | undefined {
   const slash = ref.indexOf('/');
   const first = slash < 0 ? '' : ref.slice(0, slash);
   const host = first && (first.includes('.') || first.includes(':') || first === 'localhost') ? first.toLowerCase() : 'docker.io';
+  // A registry host name or address with an optional port, nothing else: it becomes a folder
+  // name and a TOML/YAML key in the node files (a bundle's source is informative, not trusted).
+  if (!/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/.test(host)) return undefined;
   return host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host;
 }
 
