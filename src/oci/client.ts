@@ -22,7 +22,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, t
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { rootCertificates } from 'node:tls';
+import { checkServerIdentity, rootCertificates, type PeerCertificate } from 'node:tls';
 import { AirgapError, RegistryError, type ErrorCode } from '../kit/errors.js';
 import { sha256Digest } from '../kit/digest.js';
 import { productVersion } from '../kit/version.js';
@@ -54,6 +54,12 @@ export interface RegistryClientOptions {
    * to trusts it next to the system's roots.
    */
   caPem?: string;
+  /**
+   * The name the registry's certificate must be checked against when it is not the host
+   * of `registry` (a client on loopback to a server whose certificate names only its
+   * public address). An IP or a DNS name; RFC 6125 matching (tls.checkServerIdentity).
+   */
+  serverName?: string;
   credentials?: Credentials;
   /** What repository scopes ask for: `pull`, or `pull,push` for a client that pushes. Default pull. */
   access?: 'pull' | 'push';
@@ -282,7 +288,7 @@ export class RegistryClient implements PushTarget {
     this.baseUrl = base.origin;
     this.label = options.label ?? this.baseUrl;
     this.caPem = options.caPem;
-    this.agent = this.makeAgent(this.base.protocol, options.maxSockets ?? 8, this.caPem ? [this.caPem] : undefined);
+    this.agent = this.makeAgent(this.base.protocol, options.maxSockets ?? 8, this.caPem ? [this.caPem] : undefined, options.serverName);
     this.userAgent = options.userAgent ?? `airgap/${productVersion()}`;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.retries = options.retries ?? 4;
@@ -296,10 +302,10 @@ export class RegistryClient implements PushTarget {
   }
 
   /** `ca` undefined: the system's roots. */
-  private makeAgent(protocol: string, maxSockets: number, ca: string[] | undefined): HttpAgent | HttpsAgent {
+  private makeAgent(protocol: string, maxSockets: number, ca: string[] | undefined, serverName?: string): HttpAgent | HttpsAgent {
     return protocol === 'http:'
       ? new HttpAgent({ keepAlive: true, maxSockets })
-      : new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) });
+      : new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}), ...(serverName ? { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(serverName, cert) } : {}) });
   }
 
   private agentFor(url: URL): HttpAgent | HttpsAgent {

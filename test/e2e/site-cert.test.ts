@@ -29,6 +29,8 @@ async function issue(name: string, san: string, days = 10): Promise<void> {
   await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', String(days), '-extfile', `${name}.ext`]);
 }
 await issue('site', 'IP:127.0.0.1,DNS:localhost');
+// For a name only: the daemon's own clients reach the registries on loopback and must check the repo address.
+await issue('named', 'DNS:airgap.example.site');
 await issue('other', 'IP:127.0.0.1');
 await issue('elsewhere', 'IP:10.9.9.9');
 // An expired certificate for the right address, from the same CA (openssl 3.0's x509 cannot backdate).
@@ -116,3 +118,19 @@ t.test('the site certificate stays across a restart; setup again changes nothing
   t.match(other.stderr, /does not cover 10\.9\.9\.9/);
   t.equal((JSON.parse((await again.cli(['status', '--json'])).stdout) as { repoAddress: string }).repoAddress, '127.0.0.1', 'and changes nothing');
 });
+
+t.test("a certificate that names only the repo address (no loopback): the registries still answer the daemon", async (t) => {
+  const daemon2 = await startDaemon(t);
+  const r = await daemon2.cli(['setup', 'airgap.example.site', '--cert', file('named.crt'), '--key', file('named.key'), '--ca', file('ca.crt')]);
+  t.equal(r.exitCode, 0, r.stderr);
+  const status = JSON.parse((await daemon2.cli(['status', '--json'])).stdout) as { healthy: boolean; problems: string[]; certificate: { source: string } };
+  t.ok(status.healthy, `healthy: ${status.problems.join('; ')}`);
+  t.equal(status.certificate.source, 'site');
+  const s = await execa('openssl', ['s_client', '-connect', `127.0.0.1:${daemon2.ports.registry}`, '-servername', 'airgap.example.site', '-verify_hostname', 'airgap.example.site', '-CAfile', file('ca.crt')], { input: '', reject: false, timeout: 20_000 });
+  t.match(s.stdout, /Verify return code: 0 \(ok\)/, 'the registry serves it, valid for the name');
+  const refused = await daemon2.cli(['setup', 'airgap.example.site', '--cert', file('named.crt'), '--key', file('named.key'), '--ca', file('site.crt')]);
+  t.equal(refused.exitCode, 1, 'a --ca that is not a CA certificate is refused');
+  t.match(refused.stderr, /is not a CA certificate|does not chain/);
+  t.match((await daemon2.cli(['events', '--json'])).stdout, /"kind":"setup\.refused"/, 'the refusal is recorded');
+});
+

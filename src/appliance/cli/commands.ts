@@ -193,7 +193,7 @@ re-issued at start within 30 days of its expiry).`,
         const file = resolve(ctx.env.PWD && !path.startsWith('/') ? ctx.env.PWD : host.cwd, path);
         const s = await stat(file).catch(() => undefined);
         if (!s?.isFile()) throw new UsageError(`--${flag}: there is no file ${file}`);
-        if (s.size > 1024 * 1024) throw new UsageError(`--${flag}: ${file} is larger than 1 MiB; a PEM file is a few KB`);
+        if (s.size > 64 * 1024) throw new UsageError(`--${flag}: ${file} is larger than 64 KiB; a PEM file is a few KB`);
         return readFile(file, 'utf8');
       };
       const site = values.cert !== undefined ? { certPem: await pem('cert', values.cert), keyPem: await pem('key', values.key!), ...(values.ca !== undefined ? { caPem: await pem('ca', values.ca) } : {}) } : undefined;

@@ -3,7 +3,9 @@
  * appliance, for containerd, CRI-O/podman, RKE2/K3s, Docker and Kubernetes, with a README
  * that says where each goes (docs/cli.md, "airgap node-config"; daemon/node-config.ts).
  */
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, rename, writeFile } from 'node:fs/promises';
+import { unsafeOwnership } from '../../kit/fs.js';
 import { dirname, join, resolve, sep } from 'node:path';
 import { defineCommand, EXIT, print, type CliContext } from '../../kit/cli.js';
 import { AirgapError, UsageError } from '../../kit/errors.js';
@@ -42,14 +44,23 @@ files over the old ones.`,
       const dir = resolve(ctx.env.PWD && !values.out.startsWith('/') ? ctx.env.PWD : cwd, values.out);
       const config = await callAdmin<{ files: NodeConfigFile[]; imageRegistry: string; packRegistry: string; upstreams: string[] }>(stateDirOf(values['state-dir'], ctx), 'GET', '/v1/node-config');
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      // Passwords go in there: a folder another user owns or can write could hand them over (or a link).
+      const unsafe = await unsafeOwnership(dir);
+      if (unsafe) throw new UsageError(`--out ${dir} ${unsafe.problem}; the files hold the registries' passwords`, { hint: `choose a folder of your own, or run '${unsafe.fix}'` });
       await chmod(dir, 0o700);
       for (const f of config.files) {
         const path = resolve(dir, f.path);
         // The daemon's paths are its own; still, nothing lands outside DIR.
         if (!path.startsWith(dir + sep)) throw new AirgapError('AG_DAEMON_PROTOCOL', `the daemon sent a path outside the folder: ${f.path}`);
         await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-        await writeFile(path, f.content, { mode: f.mode });
-        await chmod(path, f.mode);
+        for (let parent = dirname(path); parent !== dir; parent = dirname(parent)) {
+          if (!(await lstat(parent)).isDirectory()) throw new UsageError(`${parent} is not a folder (a link?); node-config writes only real folders under --out`);
+        }
+        // A new file (never opened through a link someone left), then renamed over the old one.
+        const temp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+        await writeFile(temp, f.content, { mode: f.mode, flag: 'wx' });
+        await chmod(temp, f.mode);
+        await rename(temp, path);
       }
       const report = { dir, imageRegistry: config.imageRegistry, packRegistry: config.packRegistry, upstreams: config.upstreams, files: config.files.map((f) => ({ path: f.path, mode: `0${f.mode.toString(8)}`, bytes: Buffer.byteLength(f.content) })) };
       print(ctx.stdout, values.json

@@ -26,7 +26,7 @@ import type { AccountName, Credential } from '../security/credentials.js';
 import type { TlsMaterial } from '../security/pki.js';
 import { getCredential } from '../store/credentials.js';
 import { openDatabase, type Db } from '../store/db.js';
-import { recordEvent, type ApplianceEvent } from '../store/events.js';
+import { originOf, recordEvent, type ApplianceEvent } from '../store/events.js';
 import { openJournal, type JournalSink } from './journal.js';
 import { applySetup, connectionDetails, loadIdentity, publicAddress, repoAddress, type ConnectionDetails, type Identity, type SetupOptions, type SetupResult } from './setup.js';
 import { finishInterruptedWork, makeStateFolders, releaseStateDir, takeStateDir } from './state-dir.js';
@@ -78,6 +78,7 @@ export class Appliance {
       tls: () => this.identity.tls,
       credentials: identity.credentials,
       httpSecret: identity.registryHttpSecret,
+      serverName: () => (this.identity.certificate.source === 'site' ? (repoAddress(this.db) ?? undefined) : undefined),
       onEvent: (kind, message, data) => this.event('daemon', kind, message, data),
     });
     this.importer = new Importer({
@@ -152,6 +153,8 @@ export class Appliance {
     } catch (err) {
       // Called from process exit handlers and timers: a full disk must not take the daemon down.
       this.options.log.error({ err, event: kind }, 'could not record the event in the database');
+      // The journal still gets it (id 0: not in the database).
+      this.journal?.write({ id: 0, at: new Date().toISOString(), actor, kind, message, origin: originOf(actor, data), outcome: /(failed|refused)$/.test(kind) ? 'failure' : 'success' });
     }
   }
 

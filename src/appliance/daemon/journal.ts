@@ -25,11 +25,13 @@ export class JournalSink {
 
   /** Sends `event` to the journal; never throws. */
   write(event: ApplianceEvent): void {
-    const line = `${JSON.stringify({ id: event.id, at: event.at, actor: event.actor, kind: event.kind, origin: event.origin, outcome: event.outcome, message: event.message })}\n`;
+    // One record per event: the message is cut to 4 KiB, and logger takes records up to 64 KiB.
+    const line = `${JSON.stringify({ id: event.id, at: event.at, actor: event.actor, kind: event.kind, origin: event.origin, outcome: event.outcome, message: event.message.slice(0, 4096) })}\n`;
     const priority = `${SECURITY.test(event.kind) ? 'authpriv' : 'daemon'}.${event.outcome === 'failure' ? 'warning' : 'notice'}`;
     // logger takes the priority per process: one per priority, started when first needed.
     const child = this.process(priority);
-    if (child?.stdin?.writable) child.stdin.write(line);
+    // A journal that does not read is not waited for: past 1 MiB queued, events go to the database only.
+    if (child?.stdin?.writable && child.stdin.writableLength < 1024 * 1024) child.stdin.write(line);
   }
 
   private process(priority: string): ChildProcess | undefined {
@@ -38,7 +40,7 @@ export class JournalSink {
     // A logger that died is started again at most once a minute.
     if (running && Date.now() - (this.startedAt.get(priority) ?? 0) < 60_000) return undefined;
     this.startedAt.set(priority, Date.now());
-    const child = spawn('logger', ['--tag', 'airgap', '--priority', priority, '--socket', this.socket, '--socket-errors=on'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn('logger', ['--tag', 'airgap', '--priority', priority, '--socket', this.socket, '--socket-errors=on', '--size', '65536'], { stdio: ['pipe', 'ignore', 'pipe'] });
     child.on('error', (err) => this.once(`the journal sink could not start logger: ${err.message}`));
     child.stdin?.on('error', () => {});
     child.stderr?.on('data', (chunk: Buffer) => this.once(`logger: ${chunk.toString().trim()}`));

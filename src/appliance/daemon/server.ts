@@ -211,7 +211,12 @@ export async function startServer(config: ServeConfig, log: Logger, version: str
       caPem: () => appliance.tls.caPem,
       tls: { key: appliance.tls.keyPem, cert: appliance.tls.certPem },
       api: consoleOperations(appliance, config),
-      metrics: { render: () => appliance.metrics(), credential: () => appliance.credential('console') },
+      metrics: {
+        render: () => appliance.metrics(),
+        credential: () => appliance.credential('console'),
+        // The console account's password, tried and refused: a refused console login.
+        onRefused: (client, username) => appliance.event(client, 'console.login_failed', `metrics login refused for '${username.slice(0, 64)}'`, { client }),
+      },
       nodeConfig: () => appliance.nodeConfig().files,
       ...(webDir ? { webDir } : {}),
     });

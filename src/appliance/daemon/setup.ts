@@ -11,7 +11,7 @@ import type { ServeConfig } from '../config/config.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { RegistryFleet } from '../registries/fleet.js';
 import { ensureCredentials, type AccountName, type Credential } from '../security/credentials.js';
-import { caBase64, certificateCovers, ensurePki, installSiteCertificate, PkiError, usesSiteCertificate, validateSiteCertificate, type ServerCertificateInfo, type SiteCertificateInput, type TlsMaterial } from '../security/pki.js';
+import { caBase64, certificateCovers, ensurePki, installSiteCertificate, PkiError, usesSiteCertificate, validateSiteCertificate, type ServerCertificateInfo, type SiteCertificate, type SiteCertificateInput, type TlsMaterial } from '../security/pki.js';
 import type { Db } from '../store/db.js';
 import { getSetting, setSetting } from '../store/settings.js';
 
@@ -147,7 +147,13 @@ export async function applySetup(context: SetupContext, input: string, actor: st
   const address = parseRepoAddress(input);
   const warnings = await addressWarnings(address);
   // Everything that can refuse runs before anything changes: the running certificate stays.
-  const site = options.site ? validateSiteCertificate(options.site, address.value) : undefined;
+  let site: SiteCertificate | undefined;
+  try {
+    site = options.site ? validateSiteCertificate(options.site, address.value) : undefined;
+  } catch (err) {
+    context.event(actor, 'setup.refused', `setup for ${address.value} refused: ${(err as Error).message}`, { repoAddress: address.value });
+    throw err;
+  }
   const siteInstalled = await usesSiteCertificate(layout);
   if (!site && siteInstalled) {
     if (options.renew) {
@@ -175,7 +181,7 @@ export async function applySetup(context: SetupContext, input: string, actor: st
   const { attempted: restart, restarted, failed } = await fleet.restartStale();
   const changed = { repoAddress: addressChanged, certificate: pki.serverCertIssued, registriesRestarted: restarted };
   if (addressChanged || pki.serverCertIssued || restart.length) {
-    context.event(actor, 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? `: new server certificate (${site ? "the site's" : 'from the appliance CA'})` : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}${failed ? ' (a restart failed)' : ''}`, {
+    context.event(actor, failed ? 'setup.failed' : 'setup.applied', `setup for ${address.value}${pki.serverCertIssued ? `: new server certificate (${site ? "the site's" : 'from the appliance CA'})` : ''}${restart.length ? `, restarted ${restart.join(' and ')}` : ''}${failed ? ' (a restart failed)' : ''}`, {
       ...changed,
       repoAddress: address.value,
       subjectAltNames: pki.server.subjectAltNames,

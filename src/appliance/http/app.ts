@@ -75,14 +75,17 @@ function escapeHtml(text: string): string {
 
 
 /** Checks basic auth against `expected` in constant time; answers 401 with a challenge otherwise. */
-function basicAuthHook(realm: string, expected: () => Credential, refusal = 'the repository needs its username and password (airgap-setup prints them)') {
+function basicAuthHook(realm: string, expected: () => Credential, refusal = 'the repository needs its username and password (airgap-setup prints them)', onRefused?: (client: string, username: string) => void) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const given = parseBasicAuth(request.headers.authorization);
     const want = expected();
     const userOk = given !== undefined && secretsEqual(given.username, want.username);
     const passOk = given !== undefined && secretsEqual(given.password, want.password);
     if (userOk && passOk) return;
-    if (given) request.log.warn({ username: given.username, realm }, 'login refused');
+    if (given) {
+      request.log.warn({ username: given.username, realm }, 'login refused');
+      onRefused?.(request.ip, given.username);
+    }
     return reply
       .status(401)
       .header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`)
@@ -131,7 +134,7 @@ export interface PublicAppOptions {
   /** The console's static files (web/), served at /. */
   webDir?: string;
   /** GET /metrics (Prometheus text format), behind the console account (Basic). */
-  metrics?: { render: () => Promise<string>; credential: () => Credential };
+  metrics?: { render: () => Promise<string>; credential: () => Credential; onRefused?: (client: string, username: string) => void };
   /** The files of `airgap node-config`, served under /node-config/ behind the repository account. */
   nodeConfig?: () => NodeConfigFile[];
 }
@@ -164,7 +167,7 @@ export async function buildPublicApp(options: PublicAppOptions): Promise<Fastify
   if (options.metrics) {
     const { render, credential } = options.metrics;
     await app.register(async (scope) => {
-      scope.addHook('onRequest', basicAuthHook('airgap metrics', credential, 'the metrics need the console username and password (airgap-setup prints them)'));
+      scope.addHook('onRequest', basicAuthHook('airgap metrics', credential, 'the metrics need the console username and password (airgap-setup prints them)', options.metrics?.onRefused));
       scope.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await render()));
     });
   }
@@ -342,7 +345,7 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
           renew: { type: 'boolean', default: false },
           site: {
             type: 'object',
-            properties: { certPem: { type: 'string', maxLength: 1_048_576 }, keyPem: { type: 'string', maxLength: 1_048_576 }, caPem: { type: 'string', maxLength: 1_048_576 } },
+            properties: { certPem: { type: 'string', maxLength: 65_536 }, keyPem: { type: 'string', maxLength: 65_536 }, caPem: { type: 'string', maxLength: 65_536 } },
             required: ['certPem', 'keyPem'],
             additionalProperties: false,
           },
@@ -395,18 +398,28 @@ export async function buildAdminApp(options: { log: Logger; operations: AdminOpe
   }, async (request, reply) => {
     const stream = new PassThrough();
     let last = (request.query as { afterId: number }).afterId;
-    const send = (event: { id: number }) => {
-      if (event.id <= last) return;
+    // A follower that reads slowly loses nothing: once the stream is full, live events wait
+    // in the database, and each 'drain' reads on from the last event written.
+    let behind = false;
+    const write = (event: { id: number }): boolean => {
+      if (event.id <= last) return true;
+      if (behind || stream.writableNeedDrain) return (behind = true), false;
+      stream.write(`${JSON.stringify(event)}\n`);
       last = event.id;
-      if (!stream.writableNeedDrain) stream.write(`${JSON.stringify(event)}\n`);
+      return true;
+    };
+    const catchUp = () => {
+      behind = false;
+      for (;;) {
+        const page = operations.events(200, { afterId: last });
+        for (const e of page) if (!write(e)) return;
+        if (page.length < 200) return;
+      }
     };
     // Subscribed first, then the backlog: nothing recorded in between is lost or sent twice.
-    const unsubscribe = operations.followEvents(send);
-    for (;;) {
-      const page = operations.events(1000, { afterId: last });
-      for (const e of page) send(e);
-      if (page.length < 1000) break;
-    }
+    const unsubscribe = operations.followEvents(write);
+    stream.on('drain', () => behind && setImmediate(catchUp));
+    catchUp();
     request.raw.on('close', unsubscribe);
     stream.on('close', unsubscribe);
     return reply.type('application/x-ndjson').send(stream);

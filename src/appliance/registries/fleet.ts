@@ -91,6 +91,12 @@ export interface FleetOptions {
   credentials: Record<AccountName, Credential>;
   /** The `http.secret` both registries share. */
   httpSecret: string;
+  /**
+   * The name the daemon's own clients (over loopback) check the server certificate
+   * against: the repo address when the certificate is the site's (it need not name
+   * loopback); undefined for the appliance's own, which names loopback.
+   */
+  serverName?: () => string | undefined;
   /** Called for events worth keeping in the event log (the daemon is their actor). */
   onEvent: (kind: string, message: string, data?: Record<string, unknown>) => void;
 }
@@ -147,6 +153,7 @@ export class RegistryFleet {
             pidFile: paths.pidFile,
             probeUrl: `${httpsUrl(host, registryPort(config, name))}/v2/`,
             caPem: () => this.tlsMaterial.caPem,
+            serverName: () => this.options.serverName?.(),
             credential: () => this.credentials[registryAccount(name)],
             log: log.child({ registry: name }),
             onEvent: (kind, message, data) => options.onEvent(kind, message, data),
@@ -173,6 +180,7 @@ export class RegistryFleet {
       new RegistryClient({
         registry: httpsUrl(host, registryPort(this.options.config, name)),
         caPem: this.tlsMaterial.caPem,
+        ...(this.options.serverName?.() ? { serverName: this.options.serverName()! } : {}),
         credentials: this.credentials[registryAccount(name)],
         access: 'push',
         label: `${name} registry`,
@@ -380,7 +388,7 @@ export class RegistryFleet {
         const s = this.registries[name].status();
         let healthy = false;
         if (s.state === 'running') {
-          healthy = await probeHttps(`${httpsUrl(loopbackFor(config.address), registryPort(config, name))}/v2/`, this.tlsMaterial.caPem, this.credentials[registryAccount(name)]).then(
+          healthy = await probeHttps(`${httpsUrl(loopbackFor(config.address), registryPort(config, name))}/v2/`, this.tlsMaterial.caPem, this.credentials[registryAccount(name)], undefined, this.options.serverName?.()).then(
             (code) => code === 200,
             () => false,
           );

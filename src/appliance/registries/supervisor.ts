@@ -38,6 +38,8 @@ export interface SupervisorOptions {
   probeUrl: string;
   /** The CA that signed the registry's certificate (PEM), read at each probe. */
   caPem: () => string;
+  /** The name the server certificate is checked against (the repo address for a site certificate); undefined: the probe URL's host. */
+  serverName?: () => string | undefined;
   /** The registry's account: the probe logs in, so a 401 in its log is a real client's. */
   credential: () => { username: string; password: string };
   log: Logger;
@@ -68,8 +70,8 @@ const STOP_GRACE_MS = 15_000;
  * client: one attempt, `timeoutMs` at most. Resolves the HTTP status; rejects on
  * connection, TLS or timeout errors.
  */
-export async function probeHttps(url: string, caPem: string, credential?: { username: string; password: string }, timeoutMs = 2000): Promise<number> {
-  const client = new RegistryClient({ registry: new URL(url).origin, caPem, ...(credential ? { credentials: credential } : {}), timeoutMs, retries: 0, maxSockets: 1 });
+export async function probeHttps(url: string, caPem: string, credential?: { username: string; password: string }, timeoutMs = 2000, serverName?: string): Promise<number> {
+  const client = new RegistryClient({ registry: new URL(url).origin, caPem, ...(serverName ? { serverName } : {}), ...(credential ? { credentials: credential } : {}), timeoutMs, retries: 0, maxSockets: 1 });
   try {
     return await client.ping();
   } finally {
@@ -231,7 +233,7 @@ export class SupervisedRegistry {
     while (Date.now() < deadline) {
       if (child.exitCode !== null || child.signalCode !== null) break;
       try {
-        const status = await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential());
+        const status = await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential(), undefined, this.options.serverName?.());
         // A 200 counts only while our own child lives (not another process on the port).
         if (status === 200 && child.exitCode === null && child.signalCode === null) {
           this.state = 'running';
@@ -283,7 +285,7 @@ export class SupervisedRegistry {
     if (this.probing || this.state !== 'running' || !child || this.stopping) return;
     this.probing = true;
     try {
-      await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential(), timeoutMs);
+      await probeHttps(this.options.probeUrl, this.options.caPem(), this.options.credential(), timeoutMs, this.options.serverName?.());
       this.lastAnswer = Date.now();
     } catch (err) {
       const silentMs = Date.now() - this.lastAnswer;

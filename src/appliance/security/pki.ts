@@ -8,7 +8,7 @@
  * Generation uses @peculiar/x509 over Node's webcrypto; reading uses node:crypto.
  */
 import { X509Certificate, randomBytes, webcrypto, createPrivateKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { isIP } from 'node:net';
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
@@ -323,7 +323,15 @@ export function validateSiteCertificate(input: SiteCertificateInput, repoAddress
     throw refuse(encrypted ? 'the key is encrypted' : `the key cannot be read: ${(cause as Error).message}`, encrypted ? 'decrypt it first: openssl pkey -in KEY -out KEY.plain (then keep that file 0600)' : undefined);
   }
   if (!leaf.checkPrivateKey(key)) throw refuse('the key does not belong to the certificate', 'give the key the certificate was issued for (openssl x509 -noout -pubkey and openssl pkey -pubout print the same public key)');
-  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw refuse('the RSA key is shorter than 2048 bits');
+  // What Go's TLS (the registries) and Node's both serve: RSA of 2048 bits or more, ECDSA on P-256/P-384/P-521, Ed25519.
+  const type = key.asymmetricKeyType;
+  if (type === 'rsa' || type === 'rsa-pss') {
+    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw refuse('the RSA key is shorter than 2048 bits');
+  } else if (type === 'ec') {
+    if (!['prime256v1', 'secp384r1', 'secp521r1'].includes(key.asymmetricKeyDetails?.namedCurve ?? '')) throw refuse(`the EC key's curve ${key.asymmetricKeyDetails?.namedCurve ?? '?'} is not P-256, P-384 or P-521`);
+  } else if (type !== 'ed25519') {
+    throw refuse(`a ${type ?? 'unknown'} key is not served by the registries (use RSA, ECDSA or Ed25519)`);
+  }
   if (leaf.ca) throw refuse('it is a CA certificate, not a server certificate');
   if (leaf.keyUsage && leaf.keyUsage.length && !leaf.keyUsage.includes('1.3.6.1.5.5.7.3.1')) throw refuse('its extended key usage does not include serverAuth');
   if (!certificateCovers(leaf, repoAddress)) {
@@ -346,6 +354,14 @@ export function validateSiteCertificate(input: SiteCertificateInput, repoAddress
     cert = issuer;
   }
   if (!anchor) throw refuse(`it does not chain to ${input.caPem ? 'the given CA' : 'the root its file carries'} (issuer: ${chain.at(-1)!.issuer.replace(/\n/g, ', ')})`, 'give the CA that issued it with --ca, with any intermediates in the --cert file after the certificate');
+  // Every issuer must be a CA (X509_check_issued does not look at basicConstraints), and the
+  // anchor a self-signed root: clients on the nodes and the daemon's own verify up to one.
+  for (const issuer of [...chain.slice(1), anchor]) {
+    if (!issuer.ca) throw refuse(`${issuer.subject.replace(/\n/g, ', ')} issues certificates but is not a CA certificate`);
+  }
+  if (!(anchor.checkIssued(anchor) && anchor.verify(anchor.publicKey))) {
+    throw refuse(`the CA ${anchor.subject.replace(/\n/g, ', ')} is not a root (self-signed) certificate`, 'give the root CA with --ca, and put the intermediates in the --cert file after the certificate');
+  }
   for (const cert of [...chain, anchor]) {
     if (new Date(cert.validFrom) > now) throw refuse(`${cert === leaf ? 'it' : `its chain (${cert.subject.replace(/\n/g, ', ')})`} is not valid before ${new Date(cert.validFrom).toISOString()}`);
     if (new Date(cert.validTo) < now) throw refuse(`${cert === leaf ? 'it' : `its chain (${cert.subject.replace(/\n/g, ', ')})`} expired on ${new Date(cert.validTo).toISOString()}`);
@@ -361,8 +377,11 @@ export function validateSiteCertificate(input: SiteCertificateInput, repoAddress
  * then never re-issues it. Key first, the CA last. Throws the file system's errors.
  */
 export async function installSiteCertificate(layout: StateLayout, site: SiteCertificate): Promise<TlsMaterial> {
-  await writeFileAtomic(layout.serverKey, site.keyPem, 0o600);
-  await writeFileAtomic(layout.serverCert, site.chainPem, 0o644);
-  await writeFileAtomic(layout.siteCaCert, site.caPem, 0o644);
+  // Each file is written whole first; then three renames in a row, the CA last.
+  const staged = (path: string) => `${path}.new`;
+  await writeFileAtomic(staged(layout.serverKey), site.keyPem, 0o600);
+  await writeFileAtomic(staged(layout.serverCert), site.chainPem, 0o644);
+  await writeFileAtomic(staged(layout.siteCaCert), site.caPem, 0o644);
+  for (const path of [layout.serverKey, layout.serverCert, layout.siteCaCert]) await rename(staged(path), path);
   return { caPem: site.caPem, certPem: site.chainPem, keyPem: site.keyPem };
 }
