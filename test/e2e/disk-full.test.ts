@@ -99,11 +99,14 @@ t.test('the disk fills mid-import: AG_NO_SPACE, the daemon stays up, and the sam
   t.same(query<{ state: string; code: string }>("SELECT state, error_code AS code FROM imports ORDER BY id DESC LIMIT 1"), [{ state: 'failed', code: 'AG_NO_SPACE' }], 'the failure is recorded, so no restart retries it');
   t.same(await uploadLeftovers(join(stateDir, 'registries')), [], 'no aborted upload and no empty link is left');
 
-  // Full again, with no import running: even queueing one says so, with its own code.
+  // Full again, with no import running: the import is refused with its own code. Whether the
+  // queueing itself fails (SQLite cannot grow its WAL) or the queued import's first stage
+  // does (SQLite found room in pages it already had) depends on the database's pages, not on
+  // the product: both say the disk is full, with AG_NO_SPACE and what to do.
   await fillVolume(join(stateDir, 'filler-2'));
   const queued = await execa(AIRGAP, ['import', bin, '--state-dir', stateDir], { reject: false });
   t.equal(queued.exitCode, 1);
-  t.match(queued.stderr, /the disk of the state dir is full \[AG_NO_SPACE\]/);
+  t.match(queued.stderr, /the disk of (the state dir|\S+) is full.*\[AG_NO_SPACE\]/);
   t.ok(await waitFor(async () => (await adminGet<{ registries: Array<{ healthy: boolean }> }>(stateDir, '/v1/status')).registries.length === 2), 'the daemon still answers');
 
   await rm(filler);
