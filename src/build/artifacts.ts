@@ -9,11 +9,10 @@ import { basename, join, relative, sep } from 'node:path';
 import { createGunzip, createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
 import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
 import { BundleError } from '../kit/errors.js';
-import { sha256Digest } from '../kit/digest.js';
+import { sha256Digest, sha256Tap } from '../kit/digest.js';
 import {
   MEDIA_TYPE_HELM_CHART,
   MEDIA_TYPE_OCI_MANIFEST,
@@ -198,15 +197,7 @@ export async function packArtifact(folder: string, workDir: string): Promise<Art
   const entries = await walk(folder);
   const tarball = join(workDir, `pack-${name}-${version}-${basename(folder)}.tar.gz`);
   const pack = tarStream.pack();
-  const hash = createHash('sha256');
-  let size = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
+  const counter = sha256Tap();
   const written = pipeline(pack, createGzip({ level: 6 }), counter, createWriteStream(tarball));
   for (const e of entries) {
     const header = { name: e.dir ? `${e.rel}/` : e.rel, mode: e.mode, mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
@@ -221,7 +212,7 @@ export async function packArtifact(folder: string, workDir: string): Promise<Art
   }
   pack.finalize();
   await written;
-  const layer: Descriptor = { mediaType: MEDIA_TYPE_PACK_CONTENT, digest: `sha256:${hash.digest('hex')}`, size };
+  const layer: Descriptor = { mediaType: MEDIA_TYPE_PACK_CONTENT, digest: `sha256:${counter.digest()}`, size: counter.bytes() };
   const parts = artifactManifest(MEDIA_TYPE_PACK_CONFIG, Buffer.from(JSON.stringify({ ...meta, version }), 'utf8'), layer, {
     'org.opencontainers.image.title': name,
     'org.opencontainers.image.version': version,

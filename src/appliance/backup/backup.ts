@@ -19,15 +19,16 @@
  * the state part; in-flight uploads (`_uploads`), import staging folders and temp files
  * are never in it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
-import { Readable, Transform, type Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import tarStream from 'tar-stream';
 import { AirgapError } from '../../kit/errors.js';
+import { sha256Hex, sha256Tap } from '../../kit/digest.js';
 import { syncDir } from '../../kit/fs.js';
 import { REGISTRY_NAMES, type StateLayout } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
@@ -139,31 +140,15 @@ export async function backupSources(layout: StateLayout, withData: boolean): Pro
   return out;
 }
 
-/** A pass-through that hashes and counts what goes through it. */
-function hashTap(): Transform & { digest(): string; bytes(): number } {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
-  }) as Transform & { digest(): string; bytes(): number };
-  tap.digest = () => hash.digest('hex');
-  tap.bytes = () => bytes;
-  return tap;
-}
-
 /** Adds one entry of `size` bytes read from `source` (a path or bytes) to `pack`; returns its sha256. */
 async function addEntry(pack: tarStream.Pack, path: string, size: number, mode: number, source: string | Buffer, signal?: AbortSignal): Promise<string> {
   const mtime = new Date();
   if (Buffer.isBuffer(source)) {
     await new Promise<void>((resolve, reject) => pack.entry({ name: path, size, mode, mtime, type: 'file' }, source, (err) => (err ? reject(err) : resolve())));
-    return createHash('sha256').update(source).digest('hex');
+    return sha256Hex(source);
   }
   const entry = pack.entry({ name: path, size, mode, mtime, type: 'file' });
-  const tap = hashTap();
+  const tap = sha256Tap();
   try {
     // Exactly `size` bytes: a file that grew is cut at the size the header gave; one that shrank fails below.
     await pipeline(size ? createReadStream(source, { start: 0, end: size - 1 }) : Readable.from([]), tap, entry, ...(signal ? [{ signal }] : []));
@@ -286,7 +271,7 @@ export async function writeBackupFile(layout: StateLayout, out: string, options:
       hint: 'choose a file in a folder that exists and the daemon can write (--out)',
     });
   });
-  const digest = hashTap();
+  const digest = sha256Tap();
   try {
     const written = pipeline(digest, fh.createWriteStream());
     // Awaited below, or its failure is swallowed here once writeBackup has failed first.

@@ -9,15 +9,16 @@
  * was there is moved aside, the restored parts are renamed in (the database last), and
  * what was aside is removed. A bad backup leaves the state dir as it was.
  */
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { mkdir, readFile, rm, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import tarStream from 'tar-stream';
+import { sha256Tap } from '../../kit/digest.js';
 import { formatBytes, printable } from '../../kit/text.js';
 import { REGISTRY_NAMES, type StateLayout } from '../config/state-layout.js';
 import { releaseStateDir, takeStateDir } from '../daemon/state-dir.js';
@@ -215,20 +216,11 @@ async function extract(source: Readable, staging: string, options: RestoreOption
       if (seen.has(h.name)) throw new BackupError('AG_BACKUP_DAMAGED', `the backup has ${JSON.stringify(h.name)} twice`, { hint: 'use another backup' });
       const path = join(staging, target);
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      const hash = createHash('sha256');
-      let bytes = 0;
-      const tap = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          hash.update(chunk);
-          bytes += chunk.length;
-          done += chunk.length;
-          cb(null, chunk);
-        },
-      });
+      const tap = sha256Tap((n) => (done += n));
       // Owner read and write always; never set-id bits, never group or world write.
       const mode = ((h.mode ?? 0o600) & 0o755) | 0o600;
       await pipeline(entry, tap, createWriteStream(path, { flags: 'wx', mode }));
-      seen.set(h.name, { path: h.name, size: bytes, mode: mode, sha256: hash.digest('hex') });
+      seen.set(h.name, { path: h.name, size: tap.bytes(), mode, sha256: tap.digest() });
       options.onProgress?.(done, header.bytes);
     }
   } catch (err) {
