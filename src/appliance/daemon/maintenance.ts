@@ -195,16 +195,9 @@ async function finishDelete(ctx: MaintenanceContext, version: string, actor: str
     // First, a tag a kept release carries points at that release's digest again (the current
     // one's first): when the deletes drop the tags of this release's manifests, no kept tag is
     // missing even for a moment.
-    const order = new Map(listReleases(ctx.db).filter((r) => r.version !== version).sort((x, y) => Number(y.current) - Number(x.current) || y.importedAt.localeCompare(x.importedAt)).map((r, i) => [r.version, i]));
-    for (const a of mine) {
-      const holders = kept.filter((k) => k.target === a.target && registryOf(k) === registryOf(a)).sort((x, y) => (order.get(x.releaseVersion) ?? 0) - (order.get(y.releaseVersion) ?? 0));
-      const winner = holders[0];
-      if (!winner) continue;
-      const client = clients[registryOf(a)];
-      if ((await client.tagDigest(repositoryOf(a.target), tagOf(a.target))) !== winner.digest) {
-        await client.retag(repositoryOf(a.target), tagOf(a.target), winner.digest);
-        tagsRestored.push(a.target);
-      }
+    for (const registry of REGISTRY_NAMES) {
+      const targets = new Set(mine.filter((a) => registryOf(a) === registry).map((a) => a.target));
+      tagsRestored.push(...(await restoreKeptTags(ctx, clients[registry], kept.filter((k) => registryOf(k) === registry && targets.has(k.target)))));
     }
     // Top manifests first (their tags go with them), then the children of indexes.
     const doomed: Array<{ registry: RegistryName; repository: string; digests: string[] }> = [];
@@ -318,7 +311,7 @@ export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftove
       // A failed import may have left a tag a kept release carries on its own manifest: each
       // such tag points at the kept release's digest again (the current release's first)
       // before that manifest goes, or distribution would drop the tag with it.
-      tagsRestored += await restoreKeptTags(ctx, clients[registry], artifacts.filter((a) => registryOf(a) === registry && repositories.has(repositoryOf(a.target))));
+      tagsRestored += (await restoreKeptTags(ctx, clients[registry], artifacts.filter((a) => registryOf(a) === registry && repositories.has(repositoryOf(a.target))))).length;
       const keep = new Set<string>();
       for (const a of artifacts) {
         if (registryOf(a) !== registry || !repositories.has(repositoryOf(a.target))) continue;
@@ -339,20 +332,20 @@ export async function collectLeftovers(ctx: MaintenanceContext): Promise<Leftove
 /**
  * Points each tag of `artifacts` (kept releases' images, charts or packs in one registry)
  * at the digest of the release that wins it: the current release, else the newest
- * import. Returns how many tags it moved. Throws RegistryError.
+ * import. Returns the targets whose tag it moved. Throws RegistryError.
  */
-async function restoreKeptTags(ctx: MaintenanceContext, client: RegistryClient, artifacts: ArtifactRow[]): Promise<number> {
+async function restoreKeptTags(ctx: MaintenanceContext, client: RegistryClient, artifacts: ArtifactRow[]): Promise<string[]> {
   const order = new Map(listReleases(ctx.db).sort((x, y) => Number(y.current) - Number(x.current) || y.importedAt.localeCompare(x.importedAt)).map((r, i) => [r.version, i]));
   const winners = new Map<string, ArtifactRow>();
   for (const a of artifacts) {
     const held = winners.get(a.target);
     if (!held || (order.get(a.releaseVersion) ?? 0) < (order.get(held.releaseVersion) ?? 0)) winners.set(a.target, a);
   }
-  let moved = 0;
+  const moved: string[] = [];
   for (const [target, a] of winners) {
     if ((await client.tagDigest(repositoryOf(target), tagOf(target))) === a.digest) continue;
     await client.retag(repositoryOf(target), tagOf(target), a.digest);
-    moved++;
+    moved.push(target);
   }
   return moved;
 }
