@@ -10,7 +10,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { defineCommand, EXIT, print, type CliContext, type Command } from '../../kit/cli.js';
 import { AirgapError, UsageError } from '../../kit/errors.js';
 import { formatBytes, printable } from '../../kit/text.js';
@@ -20,7 +20,7 @@ import type { BackupResult } from '../backup/backup.js';
 import type { RestoreResult } from '../backup/restore.js';
 import { callAdmin } from './admin-client.js';
 import { backupFileName } from './backup-file-name.js';
-import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
+import { jsonOption, stateDirEnvironment, stateDirOption, userPath } from './options.js';
 
 
 function renderRestore(r: RestoreResult): string {
@@ -42,7 +42,7 @@ function renderRestore(r: RestoreResult): string {
 /** The appliance's backup and restore verbs. */
 export function backupCommands(host: Omit<Host, 'env'>, version: string): Command[] {
   const stateDirOf = (flag: string | undefined, ctx: CliContext) => resolveStateDir(flag, { ...host, env: ctx.env });
-  const absolute = (path: string, ctx: CliContext) => resolve(ctx.env.PWD && !path.startsWith('/') ? ctx.env.PWD : host.cwd, path);
+  const absolute = (path: string, ctx: CliContext) => userPath(path, ctx, host.cwd);
 
   const backup = defineCommand({
     name: 'backup',

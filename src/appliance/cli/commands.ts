@@ -12,7 +12,6 @@
  * `setup` and `status` talk to the running daemon over its admin socket.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { defineCommand, EXIT, print, type Command } from '../../kit/cli.js';
 import { UsageError } from '../../kit/errors.js';
 import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
@@ -32,7 +31,7 @@ import {
   USER_PORTS,
   type Host,
 } from '../config/config.js';
-import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
+import { jsonOption, stateDirEnvironment, stateDirOption, userPath } from './options.js';
 
 /** The text block `airgap setup` prints: what an admin copies into the platform installer. */
 export function renderConnectionDetails(d: ConnectionDetails): string {
@@ -190,7 +189,7 @@ re-issued at start within 30 days of its expiry).`,
       if (values.ca !== undefined && values.cert === undefined) throw new UsageError('--ca goes with --cert and --key');
       if (values.renew && values.cert !== undefined) throw new UsageError('--renew re-issues the appliance-made certificate; it does not go with --cert');
       const pem = async (flag: string, path: string) => {
-        const file = resolve(ctx.env.PWD && !path.startsWith('/') ? ctx.env.PWD : host.cwd, path);
+        const file = userPath(path, ctx, host.cwd);
         const s = await stat(file).catch(() => undefined);
         if (!s?.isFile()) throw new UsageError(`--${flag}: there is no file ${file}`);
         if (s.size > 64 * 1024) throw new UsageError(`--${flag}: ${file} is larger than 64 KiB; a PEM file is a few KB`);

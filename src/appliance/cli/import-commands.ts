@@ -11,13 +11,12 @@
  * the daemon restarts meanwhile, it reconnects and follows the resumed import.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { resolve } from 'node:path';
 import { AirgapError, UsageError, asErrorCode } from '../../kit/errors.js';
 import { defineCommand, EXIT, print, progressReporter, type CliContext, type Command } from '../../kit/cli.js';
 import { formatBytes, formatDuration, printable, table } from '../../kit/text.js';
 import { callAdmin, streamAdmin } from './admin-client.js';
 import { resolveStateDir, type Host } from '../config/config.js';
-import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
+import { jsonOption, stateDirEnvironment, stateDirOption, userPath } from './options.js';
 import type { ImportResult, ImportUpdate } from '../import/runner.js';
 import type { ImportRow } from '../store/imports.js';
 import type { ArtifactRow } from '../store/releases.js';
@@ -170,7 +169,7 @@ and 'airgap status' lists it); the release that was current stays current.`,
         return EXIT.ok;
       }
       if (positionals.length === 0) throw new UsageError('missing argument', { hint: `usage: airgap import FILE.bin [--json] [--allow-downgrade] [--state-dir DIR]` });
-      const file = resolve(ctx.env.PWD && !positionals[0]!.startsWith('/') ? ctx.env.PWD : host.cwd, positionals[0]!);
+      const file = userPath(positionals[0]!, ctx, host.cwd);
       const quiet = values.quiet === true || values.json === true;
       const output = { progress: !quiet, notices: values.quiet !== true };
       const queued = await callAdmin<{ import: ImportRow; queuePosition: number }>(stateDir, 'POST', '/v1/imports', { file, allowDowngrade: values['allow-downgrade'] === true }, {

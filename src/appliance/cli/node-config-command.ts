@@ -12,7 +12,7 @@ import { AirgapError, UsageError } from '../../kit/errors.js';
 import { printable } from '../../kit/text.js';
 import type { NodeConfigFile } from '../daemon/node-config.js';
 import { callAdmin } from './admin-client.js';
-import { jsonOption, stateDirEnvironment, stateDirOption } from './options.js';
+import { jsonOption, stateDirEnvironment, stateDirOption, userPath } from './options.js';
 
 /** The node-config verb; `stateDirOf` resolves --state-dir, `cwd` a relative --out. */
 export function nodeConfigCommand(stateDirOf: (flag: string | undefined, ctx: CliContext) => string, cwd: string) {
@@ -41,7 +41,7 @@ files over the old ones.`,
     environment: stateDirEnvironment,
     async run({ values }, ctx) {
       if (!values.out) throw new UsageError('--out DIR is required', { hint: 'airgap node-config --out ./node-config' });
-      const dir = resolve(ctx.env.PWD && !values.out.startsWith('/') ? ctx.env.PWD : cwd, values.out);
+      const dir = userPath(values.out, ctx, cwd);
       const config = await callAdmin<{ files: NodeConfigFile[]; imageRegistry: string; packRegistry: string; upstreams: string[] }>(stateDirOf(values['state-dir'], ctx), 'GET', '/v1/node-config');
       await mkdir(dir, { recursive: true, mode: 0o700 });
       // Passwords go in there: a folder another user owns or can write could hand them over (or a link).

@@ -3,7 +3,8 @@
  * (`--state-dir`, AIRGAP_STATE_DIR, then the root or per-user default of
  * `resolveStateDir`).
  */
-import type { EnvSpec, OptionTable } from '../../kit/cli.js';
+import { resolve } from 'node:path';
+import type { CliContext, EnvSpec, OptionTable } from '../../kit/cli.js';
 import { ROOT_STATE_DIR } from '../config/config.js';
 
 /** `--state-dir DIR`; `description` says what the verb uses it for. */
@@ -27,4 +28,12 @@ export const stateDirEnvironment: EnvSpec[] = [
 /** `--json`; `description` says what the document holds. */
 export function jsonOption(description = 'print one JSON document') {
   return { json: { type: 'boolean', description } } as const satisfies OptionTable;
+}
+
+/**
+ * A path the user typed, made absolute: against $PWD (the shell's, which keeps the
+ * symbolic links the user went through) when set, else against `cwd`.
+ */
+export function userPath(path: string, ctx: CliContext, cwd: string): string {
+  return resolve(ctx.env.PWD && !path.startsWith('/') ? ctx.env.PWD : cwd, path);
 }
