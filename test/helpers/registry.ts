@@ -28,6 +28,8 @@ export interface TestRegistry {
   host: string;
   /** With `tls`: the PEM file of the private CA its certificate chains to. */
   caFile?: string;
+  /** Its storage `rootdirectory`. */
+  dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -46,7 +48,7 @@ async function makeTls(dir: string): Promise<{ caFile: string; certFile: string;
  * htpasswd with a bcrypt hash, as the appliance configures it). When `t` ends, the
  * registry is stopped and its folder removed.
  */
-export async function startRegistry(t: Teardown, auth?: { username: string; password: string }, options: { tls?: boolean } = {}): Promise<TestRegistry> {
+export async function startRegistry(t: Teardown, auth?: { username: string; password: string }, options: { tls?: boolean; descriptorCache?: boolean } = {}): Promise<TestRegistry> {
   const dir = await tempDir(t, 'airgap-registry-');
   const port = await freePort();
   const config = join(dir, 'config.yml');
@@ -61,7 +63,7 @@ export async function startRegistry(t: Teardown, auth?: { username: string; pass
     [
       'version: 0.1',
       'log: { level: warn }',
-      `storage: { filesystem: { rootdirectory: ${join(dir, 'data')} }, delete: { enabled: true } }`,
+      `storage: { filesystem: { rootdirectory: ${join(dir, 'data')} }, delete: { enabled: true }${options.descriptorCache ? ', cache: { blobdescriptor: inmemory }' : ''} }`,
       tls ? `http: { addr: 127.0.0.1:${port}, tls: { certificate: ${tls.certFile}, key: ${tls.keyFile} } }` : `http: { addr: 127.0.0.1:${port} }`,
       ...authLines,
       '',
@@ -76,7 +78,7 @@ export async function startRegistry(t: Teardown, auth?: { username: string; pass
     ? () => execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', tls.caFile, `https://${host}/v2/`], { reject: false }).then((r) => r.stdout === '200' || (auth !== undefined && r.stdout === '401'))
     : () => fetch(`http://${host}/v2/`).then((r) => r.ok || (auth !== undefined && r.status === 401), () => false);
   await waitFor(async () => child.exitCode !== null || (ready = await answers()), 10);
-  if (ready) return { host, stop, ...(tls ? { caFile: tls.caFile } : {}) };
+  if (ready) return { host, stop, dataDir: join(dir, 'data'), ...(tls ? { caFile: tls.caFile } : {}) };
   child.kill('SIGKILL');
   const result = await child;
   throw new Error(`docker-registry did not start on ${host}: ${String(result.stderr).slice(-2000)}`);

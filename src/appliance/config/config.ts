@@ -36,6 +36,12 @@ export interface ServeConfig {
   registryStallSeconds: number;
   /** The syslog socket events are sent to (journald's /dev/log), AIRGAP_SYSLOG_SOCKET. */
   syslogSocket: string;
+  /**
+   * How an import puts blobs into the bundled registries (AIRGAP_IMPORT_BLOBS): `storage`
+   * writes them into distribution's filesystem storage (ADR 0008, the default), `http`
+   * uploads them through the registry's API as to any other registry.
+   */
+  importBlobs: 'storage' | 'http';
 }
 
 export interface ServeFlags {
@@ -119,12 +125,19 @@ export function resolveServeConfig(flags: ServeFlags, host: Host): ServeConfig {
     maxUploadBytes: /^\d+$/.test(host.env.AIRGAP_MAX_UPLOAD_BYTES ?? '') ? Number(host.env.AIRGAP_MAX_UPLOAD_BYTES) : DEFAULT_MAX_UPLOAD_BYTES,
     registryStallSeconds: /^[1-9]\d*$/.test(host.env.AIRGAP_STALL_SECONDS ?? '') ? Number(host.env.AIRGAP_STALL_SECONDS) : DEFAULT_REGISTRY_STALL_SECONDS,
     syslogSocket: host.env.AIRGAP_SYSLOG_SOCKET || DEFAULT_SYSLOG_SOCKET,
+    importBlobs: importBlobs(host.env.AIRGAP_IMPORT_BLOBS),
   };
   const used = [config.httpsPort, config.httpPort, config.registryPort, config.packRegistryPort];
   if (new Set(used).size !== used.length) {
     throw new UsageError(`the https, http, registry and pack registry ports must differ (got ${used.join(', ')})`);
   }
   return config;
+}
+
+function importBlobs(value: string | undefined): ServeConfig['importBlobs'] {
+  if (value === undefined || value === '' || value === 'storage') return 'storage';
+  if (value === 'http') return 'http';
+  throw new UsageError(`AIRGAP_IMPORT_BLOBS must be 'storage' or 'http', not '${value}'`);
 }
 
 /** The address local clients (health checks, the importer) use to reach a listener. */

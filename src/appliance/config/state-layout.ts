@@ -15,6 +15,7 @@
  *     registries/<name>/registry.pid  its pid, so a restarted daemon finds an orphan
  *     registries/<name>/gc.pid        the pid of its garbage-collect run, while one runs
  *     registries/<name>/data/         its storage root
+ *     registries/<name>/incoming/     temp files of blobs an import writes into that storage (ADR 0008)
  *     repo/                           the file repository, served under /repo/
  *     charts/                         the classic Helm chart repository, served under /charts/
  *     trusted-keys/*.pub              signing keys whose .bin files are imported
@@ -35,6 +36,8 @@ export interface RegistryPaths {
   /** The pid of a running `garbage-collect`: a daemon killed during GC stops it at its next start. */
   gcPidFile: string;
   data: string;
+  /** Temp files of the blobs and links an import writes into `data` (same file system, so they are renamed into place). */
+  incoming: string;
 }
 
 export interface StateLayout {
@@ -82,7 +85,7 @@ export function stateLayout(root: string): StateLayout {
     registriesDir,
     registry(name) {
       const dir = join(registriesDir, name);
-      return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), gcPidFile: join(dir, 'gc.pid'), data: join(dir, 'data') };
+      return { dir, config: join(dir, 'config.yml'), htpasswd: join(dir, 'htpasswd'), pidFile: join(dir, 'registry.pid'), gcPidFile: join(dir, 'gc.pid'), data: join(dir, 'data'), incoming: join(dir, 'incoming') };
     },
     repoDir: join(root, 'repo'),
     chartsDir: join(root, 'charts'),

@@ -85,7 +85,7 @@ export class Appliance {
       db,
       log: log.child({ component: 'import' }),
       layout,
-      targets: (signal) => this.fleet.pushTargets(signal),
+      targets: (signal) => this.fleet.importTargets(signal),
       registryProblems: async () => this.fleet.notRunning(),
       allowUnsigned: config.allowUnsigned,
       reserve: new SpaceReserve(layout.spaceReserve, SPACE_RESERVE_BYTES),

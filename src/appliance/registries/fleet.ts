@@ -19,7 +19,8 @@ import { htpasswdFor, type AccountName, type Credential } from '../security/cred
 import type { TlsMaterial } from '../security/pki.js';
 import { renderRegistryConfig } from './registry-config.js';
 import { SupervisedRegistry, probeHttps, stopOrphan, type RegistryStatus } from './supervisor.js';
-import { RegistryClient } from '../../oci/client.js';
+import { RegistryClient, type PushTarget } from '../../oci/client.js';
+import { StorageTarget } from './storage-target.js';
 
 /** Bytes of the regular files under `dir` (0 when it is missing). */
 /**
@@ -173,6 +174,21 @@ export class RegistryFleet {
     return this.options.credentials;
   }
 
+  /**
+   * Push targets for imports into the bundled registries: blobs written into their storage
+   * (storage-target.ts, ADR 0008) unless the config says `http`; manifests and tags over
+   * loopback HTTPS either way. `signal` ends their requests.
+   */
+  importTargets(signal?: AbortSignal): Record<RegistryName, PushTarget> {
+    const http = this.pushTargets(signal);
+    if (this.options.config.importBlobs === 'http') return http;
+    const make = (name: RegistryName) => {
+      const paths = this.options.layout.registry(name);
+      return new StorageTarget({ root: paths.data, incoming: paths.incoming, http: http[name] });
+    };
+    return { images: make('images'), packs: make('packs') };
+  }
+
   /** Push clients for the bundled registries, over loopback, trusting the appliance CA; `signal` ends their requests. */
   pushTargets(signal?: AbortSignal): Record<RegistryName, RegistryClient> {
     const host = loopbackFor(this.options.config.address);
@@ -250,8 +266,8 @@ export class RegistryFleet {
    * Removes what a failed import can leave in both registries' storage: upload sessions
    * (`_uploads/<id>/` folders under each repository) started at or after `sinceMs`, which
    * the registry would purge only after a week, and empty `link` files, which a full disk
-   * leaves when the registry could not write them and which it then answers with 500.
-   * Imports run one at a time, so the only uploads of that window are the import's own (a
+   * leaves when the registry could not write them and which it then answers with 500,
+   * and the temp files of blobs and links an import wrote into the storage. Imports run one at a time, so the only uploads of that window are the import's own (a
    * client pushing to the bundled registry at that moment would have to start its upload
    * again). Returns how many were removed; never throws.
    */
@@ -273,7 +289,15 @@ export class RegistryFleet {
         } else if (entry.isDirectory()) await walk(path);
       }
     };
-    for (const name of REGISTRY_NAMES) await walk(join(this.options.layout.registry(name).data, 'docker', 'registry', 'v2', 'repositories'));
+    for (const name of REGISTRY_NAMES) {
+      const paths = this.options.layout.registry(name);
+      await walk(join(paths.data, 'docker', 'registry', 'v2', 'repositories'));
+      // Temp files of blobs and links written into the storage (storage-target.ts).
+      for (const entry of await readdir(paths.incoming, { withFileTypes: true }).catch(() => [])) {
+        const path = join(paths.incoming, entry.name);
+        if (((await stat(path).catch(() => undefined))?.mtimeMs ?? 0) >= sinceMs - 1000) await remove(path, true);
+      }
+    }
     return removed;
   }
 
