@@ -50,8 +50,9 @@ const ops: ConsoleOperations = {
     caCertificateBase64: Buffer.from(pki.tls.caPem).toString('base64'),
   }),
   caPem: () => pki.tls.caPem,
-  releases: () => ({ current: '1.0.0', releases: [] }),
-  artifacts: (kind) => [{ releaseVersion: '1.0.0', kind, target: `${kind}/x:1`, digest: 'sha256:00', size: 1, mediaType: null, platforms: null }],
+  releases: () => ({ current: '1.0.0', items: [], next: null, total: 0 }),
+  release: () => undefined,
+  artifacts: ({ kind }) => ({ items: [{ releaseVersion: '1.0.0', kind, target: `${kind}/x:1`, digest: 'sha256:00', size: 1, mediaType: null, platforms: null }], next: null, total: 1 }),
   listImports: () => [row(1, 'imported')],
   getImport: (id) => (id === 1 ? row(1, 'imported') : undefined),
   followImport: (id, onUpdate, onDone) => {

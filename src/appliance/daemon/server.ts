@@ -21,6 +21,7 @@ import { listArtifacts, listReleases, type ArtifactKind } from '../store/release
 import { diffReleases, sideOf } from './release-diff.js';
 import type { Writable } from 'node:stream';
 import { releasesDocument } from '../import/commit.js';
+import { contentLists } from './content-lists.js';
 import type { Importer, ImportUpdate } from '../import/runner.js';
 import { dirname, isAbsolute, join } from 'node:path';
 import { access, constants, stat, statfs } from 'node:fs/promises';
@@ -77,8 +78,7 @@ function consoleOperations(appliance: Appliance, config: ServeConfig): ConsoleOp
     status: () => appliance.status(),
     connectionDetails: () => appliance.connectionDetails(),
     caPem: () => appliance.tls.caPem,
-    releases: () => releasesDocument(appliance.db),
-    artifacts: (kind) => listArtifacts(appliance.db, { kind }),
+    ...contentLists(appliance.db),
     listImports: (limit) => listImports(appliance.db, limit),
     getImport: (id) => appliance.importer.get(id),
     followImport: (id, onUpdate, onDone) => followImport(appliance.importer, id, onUpdate, onDone),

@@ -7,7 +7,7 @@ import type { ConnectionDetails, SetupOptions, SetupResult } from '../daemon/set
 import type { ImportUpdate } from '../import/runner.js';
 import type { ApplianceEvent } from '../store/events.js';
 import type { ImportRow } from '../store/imports.js';
-import type { ArtifactRow } from '../store/releases.js';
+import type { ArtifactQuery, ArtifactRow, Page, ReleaseSummary } from '../store/releases.js';
 import type { NodeConfigFile } from '../daemon/node-config.js';
 
 /** What the console API needs of the appliance. */
@@ -23,8 +23,20 @@ export interface ConsoleOperations {
   status(): Promise<ApplianceStatus>;
   connectionDetails(): ConnectionDetails;
   caPem(): string;
-  releases(): unknown;
-  artifacts(kind: ArtifactRow['kind']): ArtifactRow[];
+  /**
+   * One page of releases, newest import first, without their artifact lists, and the
+   * current release's version. `after` is the `next` of the page before; throws
+   * AirgapError AG_BAD_REQUEST for a cursor the list did not give.
+   */
+  releases(page: { after?: string | undefined; limit: number }): Page<ReleaseSummary> & { current: string | null };
+  /** Release `version` without its artifact lists; undefined when it is not on the box. */
+  release(version: string): ReleaseSummary | undefined;
+  /**
+   * One page of the artifacts of one kind, in (target, release) order: of release
+   * `query.version`, or of every release when it is absent. Throws AirgapError
+   * AG_NOT_FOUND for a version not on the box, AG_BAD_REQUEST for a cursor the list did not give.
+   */
+  artifacts(query: ArtifactQuery): Page<ArtifactRow>;
   listImports(limit: number): ImportRow[];
   getImport(id: number): ImportRow | undefined;
   followImport(id: number, onUpdate: (u: ImportUpdate) => void, onDone: (row: ImportRow) => void): () => void;

@@ -100,4 +100,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE events ADD COLUMN outcome TEXT;
   CREATE INDEX events_kind ON events (kind);
   `,
+  // 6: the console's lists of one kind across every release, a page at a time in
+  //    (target, release) order (store/releases.ts, artifactListPage): without it each page
+  //    sorts every artifact of that kind.
+  `
+  CREATE INDEX artifacts_kind_target ON artifacts (kind, target, release_version);
+  `,
 ];

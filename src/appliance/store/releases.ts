@@ -1,4 +1,5 @@
 /** Releases on the box and the artifacts each one brought. */
+import { AirgapError } from '../../kit/errors.js';
 import type { Db } from './db.js';
 
 export interface ReleaseRow {
@@ -160,7 +161,184 @@ export function releaseDiskUse(db: Db): Map<string, ReleaseDiskUse> {
   return out;
 }
 
+/** The last disk use computed on each database, with the state it was computed from. */
+const diskUseMemo = new WeakMap<Db, { key: string; use: Map<string, ReleaseDiskUse> }>();
+
+/**
+ * `releaseDiskUse(db)`, computed again only when what it reads has changed: the releases
+ * and the imports that installed them. An import journals its blobs while it runs and
+ * none once it is 'imported', a release's files are written with it, and both go only
+ * with a release delete, so those two lists (read in well under a millisecond) say when
+ * the answer may differ. The query itself reads the whole blob journal (about 170 ms for
+ * 20 releases of 1,000 images), too slow for every page of the console.
+ */
+export function releaseDiskUseMemo(db: Db): Map<string, ReleaseDiskUse> {
+  const { key } = db
+    .prepare(
+      `SELECT coalesce((SELECT group_concat(version, ' ') FROM releases), '') || '|' ||
+              coalesce((SELECT group_concat(id || '=' || version, ' ') FROM imports WHERE state = 'imported'), '') AS key`,
+    )
+    .get() as { key: string };
+  const memo = diskUseMemo.get(db);
+  if (memo && memo.key === key) return memo.use;
+  const use = releaseDiskUse(db);
+  diskUseMemo.set(db, { key, use });
+  return use;
+}
+
 /** Where the images of every release came from (the TOC's `source`, as bundle.yaml wrote it), each once. */
 export function imageSources(db: Db): string[] {
   return (db.prepare("SELECT DISTINCT source FROM artifacts WHERE kind = 'image' AND source IS NOT NULL ORDER BY source").all() as Array<{ source: string }>).map((r) => r.source);
+}
+
+/** One page of a keyset-paged list: its rows, the cursor of the page after it (null on the last page), and how many rows match in all. */
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+  total: number;
+}
+
+/**
+ * The cursor of a page: the sort key of the last row it showed, with the name of its list,
+ * as base64url JSON. Opaque to clients; only `decodeCursor` of the same list reads it.
+ */
+function encodeCursor(list: string, key: string[]): string {
+  return Buffer.from(JSON.stringify([list, ...key])).toString('base64url');
+}
+
+/**
+ * The sort key a cursor of `list` holds (`arity` strings). Throws AirgapError
+ * AG_BAD_REQUEST (400) for anything `encodeCursor` of that list did not write.
+ */
+function decodeCursor(cursor: string, list: string, arity: number): string[] {
+  let parsed: unknown;
+  try {
+    parsed = /^[A-Za-z0-9_-]+$/.test(cursor) ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  const values: unknown[] = Array.isArray(parsed) ? parsed : [];
+  if (values.length === arity + 1 && values[0] === list && values.every((v): v is string => typeof v === 'string')) return values.slice(1);
+  throw new AirgapError('AG_BAD_REQUEST', `the cursor '${cursor.length > 40 ? `${cursor.slice(0, 40)}…` : cursor}' is not one the ${list} list gave`, {
+    hint: "pass the 'next' of the page before as 'after', or leave 'after' out for the first page",
+  });
+}
+
+/** What `artifactListPage` lists: one kind, of one release or of all, whose target holds `q`. */
+export interface ArtifactQuery {
+  kind: ArtifactKind;
+  /** One release; every release when absent. */
+  version?: string | undefined;
+  /** A substring of the target, case-insensitive for ASCII letters (SQLite's lower()). */
+  q?: string | undefined;
+  /** The `next` of the page before; the first page when absent. */
+  after?: string | undefined;
+  /** Rows per page, 1 or more. */
+  limit: number;
+}
+
+const ARTIFACT_COLUMNS = 'release_version AS releaseVersion, kind, target, digest, size, media_type AS mediaType, platforms';
+
+/**
+ * One page of artifacts of `query.kind` in (target, release) order, with the number that
+ * match. Keyset paging in SQL: each page reads about `limit` rows, however deep it is
+ * (one release: the primary key; every release: the index artifacts_kind_target of
+ * migration 6). Throws AirgapError AG_BAD_REQUEST for a cursor this list did not give.
+ */
+export function artifactListPage(db: Db, query: ArtifactQuery): Page<ArtifactRow> {
+  const list = `${query.kind}s`;
+  const filter = ['kind = ?'];
+  const args: unknown[] = [query.kind];
+  if (query.version !== undefined) {
+    filter.push('release_version = ?');
+    args.push(query.version);
+  }
+  if (query.q) {
+    filter.push('instr(lower(target), lower(?)) > 0');
+    args.push(query.q);
+  }
+  const total = (db.prepare(`SELECT COUNT(*) AS n FROM artifacts WHERE ${filter.join(' AND ')}`).get(...args) as { n: number }).n;
+  const page = [...filter];
+  const pageArgs = [...args];
+  if (query.after !== undefined) {
+    const [target, version] = decodeCursor(query.after, list, 2) as [string, string];
+    // Within one release a target is unique; across releases the release breaks the tie.
+    if (query.version !== undefined) {
+      page.push('target > ?');
+      pageArgs.push(target);
+    } else {
+      page.push('(target, release_version) > (?, ?)');
+      pageArgs.push(target, version);
+    }
+  }
+  const rows = db
+    .prepare(`SELECT ${ARTIFACT_COLUMNS} FROM artifacts WHERE ${page.join(' AND ')} ORDER BY target, release_version LIMIT ?`)
+    .all(...pageArgs, query.limit + 1) as Array<Omit<ArtifactRow, 'platforms'> & { platforms: string | null }>;
+  const items = rows.slice(0, query.limit).map((r) => ({ ...r, platforms: r.platforms ? (JSON.parse(r.platforms) as string[]) : null }));
+  const last = items[items.length - 1];
+  return { items, next: rows.length > query.limit && last ? encodeCursor(list, [last.target, last.releaseVersion]) : null, total };
+}
+
+/** A release without its artifact lists: what it is, its disk use, and how many artifacts of each kind it holds. */
+export interface ReleaseSummary {
+  version: string;
+  name: string;
+  created: string;
+  importedAt: string;
+  current: boolean;
+  needsReimport: boolean;
+  /** Bytes it holds (releaseDiskUse). */
+  diskBytes: number;
+  /** Bytes no other release holds: what deleting it gives back. */
+  exclusiveBytes: number;
+  images: number;
+  charts: number;
+  packs: number;
+  files: number;
+}
+
+/** `rows` with their disk use and artifact counts (one grouped query on the primary key for the counts). */
+function summarize(db: Db, rows: ReleaseRow[]): ReleaseSummary[] {
+  if (!rows.length) return [];
+  const counts = db
+    .prepare(`SELECT release_version AS version, kind, COUNT(*) AS n FROM artifacts WHERE release_version IN (${rows.map(() => '?').join(', ')}) GROUP BY release_version, kind`)
+    .all(...rows.map((r) => r.version)) as Array<{ version: string; kind: ArtifactKind; n: number }>;
+  const countOf = (version: string, kind: ArtifactKind) => counts.find((c) => c.version === version && c.kind === kind)?.n ?? 0;
+  const disk = releaseDiskUseMemo(db);
+  return rows.map((r) => ({
+    version: r.version,
+    name: r.name,
+    created: r.created,
+    importedAt: r.importedAt,
+    current: r.current,
+    needsReimport: r.needsReimport,
+    diskBytes: disk.get(r.version)?.bytes ?? 0,
+    exclusiveBytes: disk.get(r.version)?.exclusiveBytes ?? 0,
+    images: countOf(r.version, 'image'),
+    charts: countOf(r.version, 'chart'),
+    packs: countOf(r.version, 'pack'),
+    files: countOf(r.version, 'file'),
+  }));
+}
+
+/**
+ * One page of releases, newest import first (ties: the higher version string first),
+ * without their artifact lists. Throws AirgapError AG_BAD_REQUEST for a cursor this list
+ * did not give.
+ */
+export function releaseSummaryPage(db: Db, query: { after?: string | undefined; limit: number }): Page<ReleaseSummary> {
+  const [importedAt, version] = query.after === undefined ? [] : decodeCursor(query.after, 'releases', 2);
+  const raw = db
+    .prepare(`SELECT ${RELEASE_COLUMNS} FROM releases WHERE ? IS NULL OR (imported_at, version) < (?, ?) ORDER BY imported_at DESC, version DESC LIMIT ?`)
+    .all(importedAt ?? null, importedAt ?? null, version ?? null, query.limit + 1) as RawRelease[];
+  const items = summarize(db, raw.slice(0, query.limit).map(toRelease));
+  const total = (db.prepare('SELECT COUNT(*) AS n FROM releases').get() as { n: number }).n;
+  const last = items[items.length - 1];
+  return { items, next: raw.length > query.limit && last ? encodeCursor('releases', [last.importedAt, last.version]) : null, total };
+}
+
+/** Release `version` without its artifact lists, or undefined when it is not on the box. */
+export function releaseSummary(db: Db, version: string): ReleaseSummary | undefined {
+  const row = getRelease(db, version);
+  return row ? summarize(db, [row])[0] : undefined;
 }
