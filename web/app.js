@@ -45,7 +45,7 @@ function bytes(n) {
   return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`;
 }
 
-function fillRows(tbody, rows) {
+function fillRows(tbody, rows, empty = 'nothing yet') {
   tbody.replaceChildren(...rows.map((cells) => {
     const tr = el('tr');
     for (const cell of cells) {
@@ -57,7 +57,7 @@ function fillRows(tbody, rows) {
   }));
   if (!rows.length) {
     const tr = el('tr');
-    const td = el('td', 'nothing yet', 'hint');
+    const td = el('td', empty, 'hint');
     td.colSpan = tbody.closest('table').querySelectorAll('th').length;
     tr.append(td);
     tbody.append(tr);
@@ -80,9 +80,125 @@ async function showApp() {
   await refresh();
 }
 
+/** Rows per page of every list. */
+const PAGE = 100;
+
+/**
+ * The paged lists: each shows one page, fetched with its cursor (`after`), and keeps the
+ * cursors of the pages before it for Previous. A refresh fetches the pages shown again.
+ */
+const lists = {
+  releases: pagedList('releases', '/releases', (page) => renderReleases(page)),
+  images: pagedList('images', '/images', (page, empty) => fillRows($('images'), artifactRows(page.images), empty), true),
+  charts: pagedList('charts', '/charts', (page, empty) => fillRows($('charts'), artifactRows(page.charts), empty), true),
+  packs: pagedList('packs', '/packs', (page, empty) => fillRows($('packs'), artifactRows(page.packs), empty), true),
+  files: pagedList('files', '/files', (page, empty) => fillRows($('files'), artifactRows(page.files), empty), true),
+};
+const ARTIFACT_LISTS = ['images', 'charts', 'packs', 'files'];
+
+function artifactRows(list) {
+  return list.map((a) => [a.target, el('span', a.digest, 'digest'), bytes(a.size), a.releaseVersion]);
+}
+
+/**
+ * A list of `path` shown a page at a time in the table `name`, with the buttons
+ * `<name>-prev` / `<name>-next`, the range `<name>-range` and, for artifacts, the filter
+ * `<name>-q` (sent as `q`) and the release chosen in `content-release`.
+ */
+function pagedList(name, path, render, artifacts = false) {
+  const list = { after: null, before: [], q: '', seq: 0 };
+  list.load = async () => {
+    const seq = ++list.seq;
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    if (list.after) params.set('after', list.after);
+    if (artifacts && list.q) params.set('q', list.q);
+    const release = artifacts ? $('content-release').value : '';
+    if (release) params.set('release', release);
+    let page;
+    try {
+      page = await api(`${path}?${params}`);
+    } catch (err) {
+      if (seq !== list.seq) return;
+      if (err.status === 404 && release) {
+        // The release chosen is gone (deleted): show every release again.
+        $('content-release').value = '';
+        return list.load();
+      }
+      if (err.status === 400 && list.after) return list.first();
+      $(`${name}-range`).textContent = `could not load: ${err.message}`;
+      throw err;
+    }
+    if (seq !== list.seq) return; // a newer request (another page, another filter) answers instead
+    const rows = page[name];
+    if (!rows.length && list.before.length) return list.first(); // the rows of this page went (deleted)
+    render(page, list.q ? 'nothing matches the filter' : 'nothing yet');
+    list.next = page.next;
+    const from = list.before.length * PAGE;
+    $(`${name}-range`).textContent = page.total ? `${from + 1}–${from + rows.length} of ${page.total}` : '';
+    $(`${name}-prev`).disabled = !list.before.length;
+    $(`${name}-next`).disabled = !page.next;
+  };
+  list.first = () => {
+    list.after = null;
+    list.before = [];
+    return list.load();
+  };
+  /** Wires Previous, Next and the filter (called once the page has loaded). */
+  list.wire = () => {
+    $(`${name}-next`).addEventListener('click', () => {
+      if (!list.next) return;
+      list.before.push(list.after);
+      list.after = list.next;
+      void list.load().catch(() => {});
+    });
+    $(`${name}-prev`).addEventListener('click', () => {
+      if (!list.before.length) return;
+      list.after = list.before.pop();
+      void list.load().catch(() => {});
+    });
+    const filter = $(`${name}-q`);
+    if (!filter) return;
+    let timer;
+    filter.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        list.q = filter.value.trim();
+        void list.first().catch(() => {});
+      }, 250);
+    });
+  };
+  return list;
+}
+
+/** Fills `select` with `first` and the `versions`, keeping its choice (or choosing `pick`); `keep` keeps a choice that is not among them. */
+function fillVersions(select, versions, first, pick, keep) {
+  const chosen = select.value || pick;
+  const values = keep && chosen && !versions.includes(chosen) ? [chosen, ...versions] : versions;
+  select.replaceChildren(...first, ...values.map((v) => { const o = el('option', v); o.value = v; return o; }));
+  if (chosen) select.value = chosen;
+}
+
+function renderReleases(page) {
+  fillRows($('releases'), page.releases.map((r) => [
+    r.version, r.name, r.created.slice(0, 10), r.importedAt.replace('T', ' ').slice(0, 19),
+    r.current ? 'current' : r.needsReimport ? 'needs re-import' : '',
+    r.images, bytes(r.diskBytes || 0), r.current ? '' : bytes(r.exclusiveBytes || 0),
+    r.current ? '' : deleteButton(r),
+  ]));
+  // The releases shown, oldest first for the comparison; the artifact lists' release keeps
+  // its choice when the releases page moves on (a deleted one is dropped when its list says 404).
+  const versions = page.releases.map((r) => r.version).reverse();
+  fillVersions($('diff-from'), versions, [], versions.length > 1 ? versions[versions.length - 2] : versions[0], false);
+  fillVersions($('diff-to'), versions, [], page.current || versions[versions.length - 1], false);
+  const every = el('option', 'every release');
+  every.value = '';
+  fillVersions($('content-release'), versions.slice().reverse(), [every], '', true);
+}
+
 async function refresh() {
-  const [status, connection, releases, images, charts, packs, files, events] = await Promise.all([
-    api('/status'), api('/connection'), api('/releases'), api('/images'), api('/charts'), api('/packs'), api('/files'), api('/events?limit=50'),
+  const [status, connection, events] = await Promise.all([
+    api('/status'), api('/connection'), api('/events?limit=50'),
+    ...Object.values(lists).map((list) => list.load()),
   ]);
   const current = status.release && status.release.current;
   $('summary').textContent = `${current ? `Current release: ${status.release.name} ${current}` : 'No release yet'} · ${status.healthy ? 'healthy' : 'DEGRADED'}`;
@@ -97,24 +213,6 @@ async function refresh() {
   ];
   $('health').replaceChildren(...health.flatMap(([k, v]) => [el('dt', k), el('dd', v, k === 'Health' ? (status.healthy ? 'ok' : 'bad') : undefined)]));
   renderConnection(connection);
-  fillRows($('releases'), releases.releases.slice().reverse().map((r) => [
-    r.version, r.name, r.created.slice(0, 10), r.importedAt.replace('T', ' ').slice(0, 19),
-    r.current ? 'current' : r.needsReimport ? 'needs re-import' : '',
-    bytes(r.diskBytes || 0), r.current ? '' : bytes(r.exclusiveBytes || 0),
-    r.current ? '' : deleteButton(r),
-  ]));
-  const versions = releases.releases.map((r) => r.version);
-  for (const [id, pick] of [['diff-from', versions.length > 1 ? versions[versions.length - 2] : versions[0]], ['diff-to', releases.current || versions[versions.length - 1]]]) {
-    const select = $(id);
-    const chosen = select.value || pick;
-    select.replaceChildren(...versions.map((v) => { const o = el('option', v); o.value = v; return o; }));
-    if (chosen) select.value = chosen;
-  }
-  const artifactRows = (list) => list.map((a) => [a.target, el('span', a.digest, 'digest'), bytes(a.size), a.releaseVersion]);
-  fillRows($('images'), artifactRows(images.images));
-  fillRows($('charts'), artifactRows(charts.charts));
-  fillRows($('packs'), artifactRows(packs.packs));
-  fillRows($('files'), artifactRows(files.files));
   fillRows($('events'), events.events.map((e) => [e.at.replace('T', ' ').slice(0, 19), e.actor, e.kind, e.message]));
 }
 
@@ -320,6 +418,10 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('reveal').addEventListener('click', async () => renderConnection(await api('/connection?reveal=true')));
   for (const b of document.querySelectorAll('button[data-copy]')) b.addEventListener('click', () => copy($(b.dataset.copy).value, b));
   $('search').addEventListener('input', applySearch);
+  for (const list of Object.values(lists)) list.wire();
+  $('content-release').addEventListener('change', () => {
+    for (const name of ARTIFACT_LISTS) void lists[name].first().catch(() => {});
+  });
   $('diff-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
