@@ -22,13 +22,21 @@ export interface Appliance {
   stop(): Promise<void>;
 }
 
-export async function startAppliance(name: string, trustedKey: string): Promise<Appliance> {
+/**
+ * Starts `airgap serve` on free loopback ports with `trustedKey`. `nodeArgs` (e.g.
+ * `--cpu-prof`, which NODE_OPTIONS refuses) start the daemon with node directly, with the
+ * settings scripts/airgap gives it.
+ */
+export async function startAppliance(name: string, trustedKey: string, nodeArgs: string[] = []): Promise<Appliance> {
   const stateDir = join(work, `state-${name}`);
   await rm(stateDir, { recursive: true, force: true });
   await mkdir(join(stateDir, 'trusted-keys'), { recursive: true });
   await copyFile(trustedKey, join(stateDir, 'trusted-keys', 'bench.pub'));
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const child = execa(AIRGAP, ['serve', '--state-dir', stateDir, '--address', '127.0.0.1', '--https-port', String(ports[0]), '--http-port', String(ports[1]), '--registry-port', String(ports[2]), '--pack-registry-port', String(ports[3]), '--log-level', 'warn'], { reject: false });
+  const serve = ['serve', '--state-dir', stateDir, '--address', '127.0.0.1', '--https-port', String(ports[0]), '--http-port', String(ports[1]), '--registry-port', String(ports[2]), '--pack-registry-port', String(ports[3]), '--log-level', 'warn'];
+  const child = nodeArgs.length
+    ? execa(process.execPath, ['--enable-source-maps', '--max-semi-space-size=4', ...nodeArgs, join(root, 'dist', 'src', 'cli.js'), ...serve], { reject: false, env: { MALLOC_MMAP_THRESHOLD_: '1048576' } })
+    : execa(AIRGAP, serve, { reject: false });
   let details: { imageRegistry: { username: string; password: string }; caCertificateBase64: string } | undefined;
   for (let i = 0; i < 200 && !details; i++) {
     await new Promise((r) => setTimeout(r, 200));

@@ -4,22 +4,23 @@
  * Makes its own content (N images of L random, incompressible layers of M MB; a second
  * release changes one layer per image), builds two signed .bin files, starts fresh
  * appliances on loopback, and measures in one run: import of the first release, of the
- * upgrade, a re-import, the delete of the first release with its garbage collection; the same images copied one after the other with `skopeo copy`
- * into a fresh appliance registry (same TLS and htpasswd); and the raw ingest of such a
- * registry with 4 parallel monolithic uploads (`curl -T`); and `airgap push` of the same
- * .bin files into such a registry. Prints a table and writes it
- * as JSON under bench/results/.
+ * upgrade, a re-import, the delete of the first release with its garbage collection; the
+ * same images copied one after the other with `skopeo copy` into a fresh appliance
+ * registry (same TLS and htpasswd); `airgap push` of the same .bin files into such a
+ * registry; and two limits (bench/limits.ts): the HTTP ingest of such a registry by a
+ * minimal 4-lane client, and a 4-lane fsynced copy of the same blobs on the same disk.
+ * Prints a table and writes it as JSON under bench/results/.
  *
  * Then the many-files suite (bench/many-files.ts): a signed bundle of 100,000 small files,
  * and a hostile unsigned one of 1,000,000 empty entries.
  *
  * The many-images suite runs the same comparison on many small images (N images of 3 layers
- * of 1 MB), where the cost per image and per request, not the bytes, sets the pace; it has
- * no raw-ingest row (a curl process per 1 MB blob measures process starts, not ingest).
+ * of 1 MB), where the cost per image and per request, not the bytes, sets the pace.
  *
  * Options: --suite all|images|many-images|files (all) --images N (4) --layers L (5)
- * --layer-mb M (24) --many-images N (60) --files N (100000) --hostile-entries N (1000000)
- * --keep (leave bench/work).
+ * --layer-mb M (24) --many-images N (300) --files N (100000) --hostile-entries N (1000000)
+ * --import-only (no skopeo or push rows: a 20 GB run fits the disk) --profile DIR (the
+ * daemon writes a V8 CPU profile there) --keep (leave bench/work).
  */
 import { parseArgs } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
@@ -32,17 +33,20 @@ import { generateSigningKeys } from '../src/format/keys.js';
 import { encodeFileHeader, endOfArchive, paddingFor } from '../src/format/tar.js';
 import { AIRGAP, MB, root, startAppliance, daemonPeakRss, timed, importBin, work as benchWork } from './common.js';
 import { manyFilesBench } from './many-files.js';
+import { diskCopyLimit, httpIngestLimit } from './limits.js';
 
 const { values } = parseArgs({
   options: {
     images: { type: 'string', default: '4' },
     layers: { type: 'string', default: '5' },
     'layer-mb': { type: 'string', default: '24' },
-    'many-images': { type: 'string', default: '60' },
+    'many-images': { type: 'string', default: '300' },
     files: { type: 'string', default: '100000' },
     'hostile-entries': { type: 'string', default: '1000000' },
     suite: { type: 'string', default: 'all' },
     keep: { type: 'boolean', default: false },
+    'import-only': { type: 'boolean', default: false },
+    profile: { type: 'string' },
   },
 });
 /** What a suite of images makes: `images` images of `layers` random layers of `layerBytes`. */
@@ -50,7 +54,7 @@ interface ImagesShape {
   images: number;
   layers: number;
   layerBytes: number;
-  /** Measure the raw-ingest limit (4 parallel curl -T) too. */
+  /** Measure the HTTP-ingest and disk-copy limits (bench/limits.ts) too. */
   limit: boolean;
 }
 
@@ -109,7 +113,8 @@ async function imagesBench(suite: string, shape: ImagesShape) {
   const firstBytes = IMAGES * LAYERS * LAYER_BYTES;
   const upgradeBytes = IMAGES * LAYER_BYTES;
 
-  const box = await startAppliance(`${suite}-airgap`, keys.publicKeyPath);
+  // --profile DIR: the daemon writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const box = await startAppliance(`${suite}-airgap`, keys.publicKeyPath, values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []);
   const first = await timed(() => importBin(box.stateDir, bins.v1));
   const upgrade = await timed(() => importBin(box.stateDir, bins.v2));
   const again = await timed(() => importBin(box.stateDir, bins.v2));
@@ -119,56 +124,49 @@ async function imagesBench(suite: string, shape: ImagesShape) {
   const deleted = await timed(async () => JSON.parse((await execa(AIRGAP, ['releases', 'delete', '1.0.0', '--json', '--state-dir', box.stateDir])).stdout) as { gc: { bytesReclaimed: number; seconds: number; registries: Array<{ name: string; seconds: number }> } });
   await box.stop();
 
-  const plain = await startAppliance(`${suite}-skopeo`, keys.publicKeyPath);
+  const importOnly = values['import-only'] === true;
+  const skipped = { seconds: Number.NaN, value: { status: 'skipped', bytesPushed: 0 } };
+  const plain = importOnly ? undefined : await startAppliance(`${suite}-skopeo`, keys.publicKeyPath);
   const skopeo = async (release: 'v1' | 'v2') => {
     for (const [i, ref] of refs[release].entries()) {
-      await execa('skopeo', ['copy', '--quiet', '--dest-cert-dir', plain.certDir, '--dest-creds', plain.creds, `oci:${layout}:${ref}`, `docker://${plain.registry}/bench/img${i}:${release}`]);
+      await execa('skopeo', ['copy', '--quiet', '--dest-cert-dir', plain!.certDir, '--dest-creds', plain!.creds, `oci:${layout}:${ref}`, `docker://${plain!.registry}/bench/img${i}:${release}`]);
     }
   };
-  const skopeoFirst = await timed(() => skopeo('v1'));
-  const skopeoUpgrade = await timed(() => skopeo('v2'));
-  await plain.stop();
+  const skopeoFirst = plain ? await timed(() => skopeo('v1')) : skipped;
+  const skopeoUpgrade = plain ? await timed(() => skopeo('v2')) : skipped;
+  await plain?.stop();
 
   // airgap push of the same .bin files into the same kind of registry (TLS, htpasswd), as
   // an admin pushes into a site's registry: verify every entry, then push.
-  const target = await startAppliance(`${suite}-push`, keys.publicKeyPath);
-  const [pushUser, pushPassword] = [target.creds.slice(0, target.creds.indexOf(':')), target.creds.slice(target.creds.indexOf(':') + 1)];
+  const target = importOnly ? undefined : await startAppliance(`${suite}-push`, keys.publicKeyPath);
   const pushBin = async (release: 'v1' | 'v2') => {
-    const r = await execa(AIRGAP, ['push', bins[release], '--to', target.registry, '--ca-file', join(target.certDir, 'ca.crt'), '--username', pushUser, '--password-stdin', '--key', keys.publicKeyPath, '--json'], {
+    const [pushUser, pushPassword] = [target!.creds.slice(0, target!.creds.indexOf(':')), target!.creds.slice(target!.creds.indexOf(':') + 1)];
+    const r = await execa(AIRGAP, ['push', bins[release], '--to', target!.registry, '--ca-file', join(target!.certDir, 'ca.crt'), '--username', pushUser, '--password-stdin', '--key', keys.publicKeyPath, '--json'], {
       input: `${pushPassword}\n`,
       env: { XDG_STATE_HOME: join(work, 'push-state') },
     });
     return JSON.parse(r.stdout) as { status: string; bytesPushed: number };
   };
-  const pushFirst = await timed(() => pushBin('v1'));
-  const pushUpgrade = await timed(() => pushBin('v2'));
-  await target.stop();
+  const pushFirst = target ? await timed(() => pushBin('v1')) : skipped;
+  const pushUpgrade = target ? await timed(() => pushBin('v2')) : skipped;
+  await target?.stop();
 
-  const limit = shape.limit ? await rawIngest() : undefined;
-  async function rawIngest() {
-    const raw = await startAppliance(`${suite}-raw`, keys.publicKeyPath);
+  // The limits (bench/limits.ts): the same blobs through the registry's API by a minimal
+  // client, and copied on the same disk; the import's lane count, 4.
+  let limits: { http: number; disk: number } | undefined;
+  if (shape.limit) {
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
     const blobFiles: string[] = [];
     for (const ref of refs.v1) {
-      const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
       const m = index.manifests.find((x) => x.annotations['org.opencontainers.image.ref.name'] === ref)!;
-      const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
-      for (const l of manifest.layers) blobFiles.push(l.digest.slice(7));
+      const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { config: { digest: string }; layers: Array<{ digest: string }> };
+      for (const d of [manifest.config, ...manifest.layers]) blobFiles.push(join(layout, 'blobs', 'sha256', d.digest.slice(7)));
     }
-    const upload = async (hex: string) => {
-      const start = await execa('curl', ['-sf', '-D', '-', '-o', '/dev/null', '-X', 'POST', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, `https://${raw.registry}/v2/raw/blobs/uploads/`]);
-      const location = /^location: (.+)$/im.exec(start.stdout)![1]!.trim();
-      const url = new URL(location, `https://${raw.registry}`);
-      url.searchParams.set('digest', `sha256:${hex}`);
-      await execa('curl', ['-sf', '-o', '/dev/null', '-T', join(layout, 'blobs', 'sha256', hex), '-H', 'content-type: application/octet-stream', '--cacert', join(raw.certDir, 'ca.crt'), '-u', raw.creds, url.toString()]);
-    };
-    const limit = await timed(async () => {
-      let next = 0;
-      await Promise.all(Array.from({ length: 4 }, async () => {
-        while (next < blobFiles.length) await upload(blobFiles[next++]!);
-      }));
-    });
+    const raw = await startAppliance(`${suite}-raw`, keys.publicKeyPath);
+    const http = await httpIngestLimit({ registry: raw.registry, caPem: await readFile(join(raw.certDir, 'ca.crt'), 'utf8'), creds: raw.creds, blobs: blobFiles });
     await raw.stop();
-    return limit;
+    const disk = await diskCopyLimit({ dir: join(work, 'disk-limit'), blobs: blobFiles });
+    limits = { http, disk };
   }
 
   const row = (what: string, seconds: number, bytes: number, skopeoSeconds?: number) => ({
@@ -176,7 +174,8 @@ async function imagesBench(suite: string, shape: ImagesShape) {
     seconds: Math.round(seconds * 100) / 100,
     mbPerSecond: bytes ? Math.round((bytes / MB / seconds) * 10) / 10 : null,
     ratioToSkopeo: skopeoSeconds ? Math.round((seconds / skopeoSeconds) * 100) / 100 : null,
-    ratioToLimit: bytes && limit ? Math.round((seconds / (limit.seconds * (bytes / firstBytes))) * 100) / 100 : null,
+    ratioToHttpLimit: bytes && limits ? Math.round((seconds / (limits.http * (bytes / firstBytes))) * 100) / 100 : null,
+    ratioToDiskLimit: bytes && limits ? Math.round((seconds / (limits.disk * (bytes / firstBytes))) * 100) / 100 : null,
   });
   const results = {
     parameters: { images: IMAGES, layersPerImage: LAYERS, layerMB: LAYER_BYTES / MB, firstReleaseMB: firstBytes / MB, upgradeMB: upgradeBytes / MB },
@@ -189,8 +188,8 @@ async function imagesBench(suite: string, shape: ImagesShape) {
       row('airgap push to a registry, upgrade', pushUpgrade.seconds, upgradeBytes, skopeoUpgrade.seconds),
       row('skopeo copy, first release', skopeoFirst.seconds, firstBytes),
       row('skopeo copy, upgrade', skopeoUpgrade.seconds, upgradeBytes),
-      ...(limit ? [row('limit: 4 parallel curl -T', limit.seconds, firstBytes)] : []),
-    ],
+      ...(limits ? [row('limit: HTTP ingest, 4 lanes, POST+PUT', limits.http, firstBytes), row('limit: disk copy, 4 lanes, fsync', limits.disk, firstBytes)] : []),
+    ].filter((r) => !Number.isNaN(r.seconds)),
     imports: { first: first.value, upgrade: upgrade.value, reimport: again.value },
     deleteFirstRelease: { seconds: Math.round(deleted.seconds * 100) / 100, gcSeconds: deleted.value.gc.seconds, bytesReclaimed: deleted.value.gc.bytesReclaimed, registries: deleted.value.gc.registries },
     pushes: { first: pushFirst.value, upgrade: pushUpgrade.value },
@@ -202,8 +201,8 @@ async function imagesBench(suite: string, shape: ImagesShape) {
     },
   };
   const pad = (s: string, n: number) => s.padEnd(n);
-  console.log(`${pad('', 46)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}x limit`);
-  for (const r of results.rows) console.log(`${pad(r.what, 46)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${r.ratioToLimit ?? '-'}`);
+  console.log(`${pad('', 50)}${pad('seconds', 10)}${pad('MB/s', 9)}${pad('x skopeo', 10)}${pad('x HTTP', 8)}x disk`);
+  for (const r of results.rows) console.log(`${pad(r.what, 50)}${pad(String(r.seconds), 10)}${pad(String(r.mbPerSecond ?? '-'), 9)}${pad(String(r.ratioToSkopeo ?? '-'), 10)}${pad(String(r.ratioToHttpLimit ?? '-'), 8)}${r.ratioToDiskLimit ?? '-'}`);
   console.log(`release delete: ${results.deleteFirstRelease.bytesReclaimed} bytes given back; garbage collection ${results.deleteFirstRelease.gcSeconds.toFixed(2)} s (${results.deleteFirstRelease.registries.map((r) => `${r.name} ${r.seconds.toFixed(2)} s`).join(', ')})`);
   console.log(`daemon peak RSS ${results.daemonPeakRssMB} MB; extra disk during import ${results.extraDiskPercentOfPayload}% of the payload; re-import pushed ${again.value.bytesPushed} bytes (${again.value.status})`);
   console.log(`seconds per GB pushed: first ${results.secondsPerGBPushed.first}, upgrade ${results.secondsPerGBPushed.upgrade}`);
@@ -220,7 +219,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     // The images suite's figures stay at the top level, as in earlier results.
     ...(runs('images') ? await imagesBench('images', { images: Number(values.images), layers: Number(values.layers), layerBytes: Number(values['layer-mb']) * MB, limit: true }) : {}),
-    ...(runs('many-images') ? { manyImages: await imagesBench('many-images', { images: Number(values['many-images']), layers: 3, layerBytes: MB, limit: false }) } : {}),
+    ...(runs('many-images') ? { manyImages: await imagesBench('many-images', { images: Number(values['many-images']), layers: 3, layerBytes: MB, limit: true }) } : {}),
     ...(runs('files') ? { manyFiles: await manyFilesBench({ files: Number(values.files), hostileEntries: Number(values['hostile-entries']) }) } : {}),
     node: process.version,
   };

@@ -602,7 +602,7 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
 }
 
 /** Bytes per read of an entry stream. */
-const ENTRY_READ_BYTES = 256 * 1024;
+const ENTRY_READ_BYTES = 1024 * 1024;
 
 /**
  * One entry's bytes, read by offset through the open handle. Not `FileHandle.createReadStream`:

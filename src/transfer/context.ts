@@ -43,8 +43,13 @@ export interface TransferJournal {
   has(destination: Destination, repository: string, digest: string): boolean;
   /** Repositories of `destination` known to hold `digest` (sources for a mount). */
   holders(destination: Destination, digest: string): string[];
-  /** Records a finished blob at once (a crash after this does not send it again). */
+  /**
+   * Records a finished blob. It may be held for a batch until `flush`: a crash before then
+   * loses the record, not the blob, which the resumed transfer then finds with one check.
+   */
   record(destination: Destination, repository: string, blob: { digest: string; size: number }, action: BlobAction): void;
+  /** Writes what `record` holds (called at the end of each stage, and after a failure). */
+  flush?(): void;
 }
 
 /** The logger the transfer writes to (pino's shape). */

@@ -85,7 +85,21 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
     report();
   };
 
-  await runPool(work, ctx.concurrency, ctx.signal, async (g) => {
+  try {
+    await runPool(work, ctx.concurrency, ctx.signal, async (g) => pushGroup(g));
+  } catch (err) {
+    // What was finished is kept for the resume; a journal that cannot write now (a full
+    // disk) only costs a check of those blobs then.
+    try {
+      ctx.journal.flush?.();
+    } catch {
+      // the transfer's own failure is the one to report
+    }
+    throw err;
+  }
+  ctx.journal.flush?.();
+
+  async function pushGroup(g: BlobGroup): Promise<void> {
     const target = ctx.targets[g.registry];
     const log = ctx.log.child({ stage, registry: g.registry, digest: g.blob.digest });
     for (const repository of g.repositories) {
@@ -140,5 +154,5 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
       log.debug({ repository, size: g.blob.size }, 'blob pushed');
       done(g, repository, 'pushed');
     }
-  });
+  }
 }

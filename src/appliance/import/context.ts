@@ -1,7 +1,7 @@
 /** What every import stage receives: the transfer's context, plus the box's database, plan and files. */
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
-import { journalBlob, journalOf, repositoriesWithBlob } from '../store/imports.js';
+import { journalBlobs, journalOf, repositoriesWithBlob, type JournalEntry } from '../store/imports.js';
 import { newTransferCounters, type TransferContext, type TransferCounters, type TransferJournal } from '../../transfer/context.js';
 import type { TransferPlan } from '../../transfer/plan.js';
 import type { OpenedPayload } from '../../format/reader.js';
@@ -38,16 +38,34 @@ export function newCounters(): ImportCounters {
   return { ...newTransferCounters(), filesWritten: 0, filesSkipped: 0 };
 }
 
+/** Records held before one transaction writes them (ADR 0003: a lost record costs one check on resume). */
+export const JOURNAL_BATCH = 256;
+
 /**
  * The import's journal in SQLite (`import_blobs`, ADR 0003): blobs this import finished
  * before a restart are skipped without a request; blobs any import put in a repository of
- * the same registry are mount sources.
+ * the same registry are mount sources. Records are written `JOURNAL_BATCH` at a time, in
+ * one transaction, and by `flush` at the end of each stage.
  */
-export function sqliteJournal(db: Db, importId: number): TransferJournal {
+export function sqliteJournal(db: Db, importId: number): TransferJournal & { flush(): void } {
   const done = journalOf(db, importId);
+  let pending: JournalEntry[] = [];
+  const flush = () => {
+    if (!pending.length) return;
+    const batch = pending;
+    pending = [];
+    journalBlobs(db, importId, batch);
+  };
   return {
     has: (destination, repository, digest) => done.has(`${destination} ${repository} ${digest}`),
-    holders: (destination, digest) => repositoriesWithBlob(db, destination, digest),
-    record: (destination, repository, blob, action) => journalBlob(db, importId, { registry: destination, repository, digest: blob.digest, size: blob.size, action }),
+    holders: (destination, digest) => {
+      const held = pending.filter((e) => e.registry === destination && e.digest === digest).map((e) => e.repository);
+      return [...new Set([...repositoriesWithBlob(db, destination, digest), ...held])];
+    },
+    record: (destination, repository, blob, action) => {
+      pending.push({ registry: destination, repository, digest: blob.digest, size: blob.size, action });
+      if (pending.length >= JOURNAL_BATCH) flush();
+    },
+    flush,
   };
 }

@@ -99,6 +99,8 @@ export interface StorageTargetOptions {
 export class StorageTarget implements PushTarget {
   readonly label: string;
   private readonly layout: StorageLayout;
+  /** The incoming folder, made once per target. */
+  private incoming: Promise<unknown> | undefined;
 
   constructor(private readonly options: StorageTargetOptions) {
     this.label = options.http.label;
@@ -160,7 +162,7 @@ export class StorageTarget implements PushTarget {
 
   /** Streams `body` into a temp file, checks size and sha256, fsyncs, renames it to `data`. */
   private async writeBlob(data: string, digest: string, size: number, body: Readable, signal?: AbortSignal): Promise<void> {
-    await mkdir(this.options.incoming, { recursive: true });
+    await this.incomingReady();
     const temp = join(this.options.incoming, `${digest.slice(7, 23)}-${randomBytes(6).toString('hex')}`);
     const fh = await open(temp, 'wx', 0o644);
     let renamed = false;
@@ -198,10 +200,20 @@ export class StorageTarget implements PushTarget {
     }
   }
 
-  /** Writes a link file holding `digest` (temp, fsync, rename: readers see it whole or not at all). */
+  private incomingReady(): Promise<unknown> {
+    this.incoming ??= mkdir(this.options.incoming, { recursive: true }).catch((err: unknown) => {
+      this.incoming = undefined;
+      throw err;
+    });
+    return this.incoming;
+  }
+
+  /**
+   * Writes a link file holding `digest` (temp, fsync, rename: readers see it whole or not
+   * at all). Callers have found it missing or wrong; writing it again is harmless.
+   */
   private async writeLink(link: string, digest: string): Promise<void> {
-    if ((await readLink(link)) === digest) return;
-    await mkdir(this.options.incoming, { recursive: true });
+    await this.incomingReady();
     const temp = join(this.options.incoming, `link-${randomBytes(8).toString('hex')}`);
     const fh = await open(temp, 'wx', 0o644);
     try {

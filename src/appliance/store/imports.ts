@@ -1,4 +1,5 @@
 /** Import jobs and their blob journal: what each import has done, so a restart resumes it. */
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 import type { BlobAction } from '../../transfer/context.js';
 
@@ -115,17 +116,32 @@ export interface JournalEntry {
   action: BlobAction;
 }
 
+type Statement = Database.Statement<unknown[]>;
+
+/** Statements prepared once per connection: the journal is written and asked once per blob. */
+const statements = new WeakMap<Db, Map<string, Statement>>();
+function prepared(db: Db, sql: string): Statement {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map<string, Statement>()));
+  let statement = byText.get(sql);
+  if (!statement) byText.set(sql, (statement = db.prepare(sql)));
+  return statement;
+}
+
+const INSERT_JOURNAL = 'INSERT OR IGNORE INTO import_blobs (import_id, registry, repository, digest, size, action, at) VALUES (?, ?, ?, ?, ?, ?, ?)';
+
 /** Journals one finished blob of an import (idempotent). */
 export function journalBlob(db: Db, importId: number, entry: JournalEntry): void {
-  db.prepare('INSERT OR IGNORE INTO import_blobs (import_id, registry, repository, digest, size, action, at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-    importId,
-    entry.registry,
-    entry.repository,
-    entry.digest,
-    entry.size,
-    entry.action,
-    now(),
-  );
+  journalBlobs(db, importId, [entry]);
+}
+
+/** Journals finished blobs of an import in one transaction (idempotent). */
+export function journalBlobs(db: Db, importId: number, entries: readonly JournalEntry[]): void {
+  const insert = prepared(db, INSERT_JOURNAL);
+  const at = now();
+  db.transaction(() => {
+    for (const e of entries) insert.run(importId, e.registry, e.repository, e.digest, e.size, e.action, at);
+  })();
 }
 
 /** The blobs an import has finished, keyed `registry repository digest`. */
@@ -136,5 +152,5 @@ export function journalOf(db: Db, importId: number): Map<string, JournalEntry> {
 
 /** Repositories of `registry` that some import put `digest` into: candidates for a mount. */
 export function repositoriesWithBlob(db: Db, registry: string, digest: string): string[] {
-  return (db.prepare('SELECT DISTINCT repository FROM import_blobs WHERE registry = ? AND digest = ?').all(registry, digest) as Array<{ repository: string }>).map((r) => r.repository);
+  return (prepared(db, 'SELECT DISTINCT repository FROM import_blobs WHERE registry = ? AND digest = ?').all(registry, digest) as Array<{ repository: string }>).map((r) => r.repository);
 }
