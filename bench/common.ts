@@ -86,7 +86,7 @@ async function extraBytes(stateDir: string): Promise<number> {
     for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) {
-        if (/registries\/[^/]+\/data$/.test(path)) continue;
+        if (/registries\/[^/]+\/(data|incoming)$/.test(path)) continue; // the storage, and blobs on their way into it
         await walk(path);
       } else if (entry.isFile()) total += (await stat(path).catch(() => ({ size: 0 }))).size;
     }
@@ -95,7 +95,7 @@ async function extraBytes(stateDir: string): Promise<number> {
   return total;
 }
 
-export async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string; extraDiskBytes: number }> {
+export async function importBin(stateDir: string, bin: string): Promise<{ bytesPushed: number; blobsPushed: number; status: string; seconds: number; extraDiskBytes: number }> {
   const before = await extraBytes(stateDir);
   let peak = before;
   let sampling = true;
@@ -108,6 +108,6 @@ export async function importBin(stateDir: string, bin: string): Promise<{ bytesP
   const r = await execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir]);
   sampling = false;
   await sampler;
-  return { ...(JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string }), extraDiskBytes: peak - before };
+  return { ...(JSON.parse(r.stdout) as { bytesPushed: number; blobsPushed: number; status: string; seconds: number }), extraDiskBytes: peak - before };
 }
 

@@ -602,7 +602,7 @@ export async function verifyPayloadData(opened: OpenedPayload, onProgress?: (p: 
 }
 
 /** Bytes per read of an entry stream. */
-const ENTRY_READ_BYTES = 1024 * 1024;
+const ENTRY_READ_BYTES = 256 * 1024;
 
 /**
  * One entry's bytes, read by offset through the open handle. Not `FileHandle.createReadStream`:
@@ -647,6 +647,38 @@ class EntryStream extends Readable {
       (cause: unknown) => this.destroy(readFailed(`entry '${this.entry.path}'`, this.position, cause)),
     );
   }
+}
+
+/** An entry's bytes by position, for a reader that brings its own buffer (no stream, no allocation per read). */
+export interface EntrySource {
+  /** Entry bytes. */
+  size: number;
+  /**
+   * Reads up to `length` bytes at `position` (0 is the entry's first byte) into `buffer`
+   * from its start; resolves how many, 0 only at the entry's end. Rejects AG_TRUNCATED when
+   * the file ends before the entry does, AG_READ_FAILED when the read fails.
+   */
+  read(buffer: Buffer, position: number, length: number): Promise<number>;
+}
+
+/** The positional reader of one entry (see EntrySource). Throws AG_NOT_FOUND when there is no such entry. */
+export function entrySource(opened: OpenedPayload, path: string): EntrySource {
+  const entry = opened.byPath.get(path);
+  if (!entry) throw new PayloadError('AG_NOT_FOUND', `no entry '${path}' in ${opened.file}`);
+  return {
+    size: entry.size,
+    async read(buffer, position, length) {
+      const want = Math.min(length, entry.size - position, buffer.length);
+      if (want <= 0) return 0;
+      const { bytesRead } = await opened.handle.read(buffer, 0, want, entry.offset + position).catch((cause: unknown) => {
+        throw readFailed(`entry '${entry.path}'`, entry.offset + position, cause);
+      });
+      if (bytesRead === 0) {
+        throw new PayloadError('AG_TRUNCATED', `entry '${entry.path}' is cut short at ${position} of ${entry.size} bytes; the file changed or was truncated`, { hint: 'copy the file again' });
+      }
+      return bytesRead;
+    },
+  };
 }
 
 /** A stream of one entry's data, read by offset straight from the .bin. Errors AG_TRUNCATED, AG_READ_FAILED. */

@@ -105,6 +105,12 @@ export interface FetchedManifest {
  * "Push"); {@link RegistryClient} implements it for any distribution-spec registry, the
  * bundled ones included.
  */
+/** A blob's bytes by position (see format/reader.ts EntrySource): `read` fills `buffer` from its start. */
+export interface BlobSource {
+  size: number;
+  read(buffer: Buffer, position: number, length: number): Promise<number>;
+}
+
 export interface PushTarget {
   /** For messages: `images registry (https://10.0.0.5:5000)`. */
   readonly label: string;
@@ -112,8 +118,17 @@ export interface PushTarget {
   hasBlob(repository: string, digest: string): Promise<boolean>;
   /** Mounts a blob from `from` of the same registry; false when the registry uploads instead. */
   mountBlob(repository: string, digest: string, from: string): Promise<boolean>;
-  /** Uploads `size` bytes from `body()` as `digest`; the registry verifies the digest. */
-  uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal): Promise<void>;
+  /**
+   * Uploads `size` bytes from `body()` as `digest`; the registry verifies the digest. A
+   * target that copies by position may read `source` instead of the stream.
+   */
+  uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal, source?: BlobSource): Promise<void>;
+  /**
+   * For a target that defers its writes: puts every blob uploaded or mounted so far in
+   * place, durably. The transfer calls it before any manifest names those blobs. A
+   * registry's API has nothing to defer, so RegistryClient has none.
+   */
+  commit?(signal?: AbortSignal): Promise<void>;
   /** True when the manifest `digest` is in `repository`. */
   hasManifest(repository: string, digest: string): Promise<boolean>;
   /** The digest `repository:tag` points at, or undefined. */

@@ -4,7 +4,7 @@
  * site's registry, a journal file). One code path, two kinds of target.
  */
 import type { Readable } from 'node:stream';
-import type { PushTarget } from '../oci/client.js';
+import type { BlobSource, PushTarget } from '../oci/client.js';
 import type { PlannedBlob } from './plan.js';
 
 /** Where an artifact goes: images and charts to one registry, packs to another (or the same). */
@@ -44,11 +44,11 @@ export interface TransferJournal {
   /** Repositories of `destination` known to hold `digest` (sources for a mount). */
   holders(destination: Destination, digest: string): string[];
   /**
-   * Records a finished blob. It may be held for a batch until `flush`: a crash before then
-   * loses the record, not the blob, which the resumed transfer then finds with one check.
+   * Records a finished blob. It may be held until `flush`: a crash before then loses the
+   * record, not the blob, which the resumed transfer then finds with one check.
    */
   record(destination: Destination, repository: string, blob: { digest: string; size: number }, action: BlobAction): void;
-  /** Writes what `record` holds (called at the end of each stage, and after a failure). */
+  /** Writes what `record` holds: at the end of each stage once the targets committed, and after a failure. */
   flush?(): void;
 }
 
@@ -65,6 +65,8 @@ export interface TransferContext {
    * the stream as an error event.
    */
   openBlob(blob: PlannedBlob): Readable;
+  /** The same bytes by position, where the source allows it (a .bin): targets that copy without a stream use it. */
+  blobSource?(blob: PlannedBlob): BlobSource;
   targets: Record<Destination, PushTarget>;
   journal: TransferJournal;
   counters: TransferCounters;

@@ -3,15 +3,22 @@
  * of the stage's artifacts goes to its repository, several at once. A blob is skipped when
  * this transfer journalled it before a restart or the registry has it (HEAD); mounted when
  * another repository of the same registry has it; otherwise streamed straight from the
- * .bin by byte offset while the registry hashes it in flight and checks the digest. Each
- * finished blob is journalled at once.
+ * .bin by byte offset while the registry hashes it in flight and checks the digest (or, for
+ * a target that writes the registry's storage, copied by position and checked by it). A
+ * finished blob is journalled at once, or, for a target that defers its writes, once a
+ * commit has put it in place.
  */
 import { Transform, type Readable } from 'node:stream';
 import { PayloadError, RegistryError } from '../kit/errors.js';
-import type { PushTarget } from '../oci/client.js';
+import type { BlobSource, PushTarget } from '../oci/client.js';
 import { runPool } from '../kit/pool.js';
 import type { BlobAction, TransferContext, TransferStage } from './context.js';
 import type { PlannedArtifact, PlannedBlob } from './plan.js';
+
+/** Bytes of finished uploads after which they are committed and journalled. */
+const COMMIT_BYTES = 256 * 1024 * 1024;
+/** Time after which finished blobs are committed and journalled, ms. */
+const COMMIT_MS = 2000;
 
 interface BlobGroup {
   registry: PlannedArtifact['registry'];
@@ -39,9 +46,9 @@ function countingStream(onBytes: (n: number) => void): Transform {
  * Uploads one blob; the registry's digest refusal (DIGEST_INVALID) means the .bin's
  * bytes are damaged, and says so as a PayloadError.
  */
-async function uploadChecked(target: PushTarget, repository: string, blob: PlannedBlob, body: () => Readable, signal: AbortSignal): Promise<void> {
+async function uploadChecked(target: PushTarget, repository: string, blob: PlannedBlob, body: () => Readable, signal: AbortSignal, source?: BlobSource): Promise<void> {
   try {
-    await target.uploadBlob(repository, blob.digest, blob.size, body, signal);
+    await target.uploadBlob(repository, blob.digest, blob.size, body, signal, source);
   } catch (err) {
     if (err instanceof RegistryError && (err.registryCode === 'DIGEST_INVALID' || /DIGEST_INVALID|digest did not match/i.test(err.message))) {
       if (blob.from) {
@@ -77,8 +84,43 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
   const report = () => ctx.progress({ stage, bytesDone, bytesTotal, itemsDone, itemsTotal });
   report();
 
+  // Finished blobs are journalled in commits: a target that defers its writes puts them
+  // in place first, so the journal never names a blob that is not there, and no manifest
+  // names one before. A commit runs every COMMIT_BYTES or COMMIT_MS of finished blobs (in
+  // the background: the lanes go on), and at the end of the stage. What a crash loses is
+  // what finished since the last commit.
+  const registries = [...new Set(work.map((g) => g.registry))];
+  const finished: Array<[BlobGroup, string, BlobAction]> = [];
+  let chain: Promise<unknown> = Promise.resolve();
+  let sinceBytes = 0;
+  let sinceAt = Date.now();
+  let background: { error: unknown } | undefined;
+  const commit = (signal?: AbortSignal): Promise<void> => {
+    const batch = finished.splice(0);
+    sinceBytes = 0;
+    sinceAt = Date.now();
+    const run = chain.then(async () => {
+      for (const registry of registries) await ctx.targets[registry].commit?.(signal);
+      for (const [g, repository, action] of batch) ctx.journal.record(g.registry, repository, g.blob, action);
+      ctx.journal.flush?.();
+    });
+    chain = run.catch(() => {});
+    return run;
+  };
+
+  // Targets that write at once (a registry's API) journal each blob as it finishes.
+  const deferring = registries.some((registry) => ctx.targets[registry].commit !== undefined);
   const done = (g: BlobGroup, repository: string, action: BlobAction | 'journal') => {
-    if (action !== 'journal') ctx.journal.record(g.registry, repository, g.blob, action);
+    if (action !== 'journal' && !deferring) {
+      ctx.journal.record(g.registry, repository, g.blob, action);
+      ctx.journal.flush?.();
+    } else if (action !== 'journal') {
+      finished.push([g, repository, action]);
+      sinceBytes += action === 'pushed' ? g.blob.size : 0;
+      if (sinceBytes >= COMMIT_BYTES || Date.now() - sinceAt >= COMMIT_MS) {
+        commit(ctx.signal).catch((error: unknown) => (background ??= { error }));
+      }
+    }
     if (action === 'mounted') ctx.counters.blobsMounted++;
     else if (action === 'present' || action === 'journal') ctx.counters.blobsSkipped++;
     itemsDone++;
@@ -87,19 +129,17 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
 
   try {
     await runPool(work, ctx.concurrency, ctx.signal, async (g) => pushGroup(g));
+    await commit(ctx.signal);
+    if (background) throw background.error;
   } catch (err) {
-    // What was finished is kept for the resume; a journal that cannot write now (a full
-    // disk) only costs a check of those blobs then.
-    try {
-      ctx.journal.flush?.();
-    } catch {
-      // the transfer's own failure is the one to report
-    }
+    // What was finished is kept for the resume (without the stage's signal, which may be
+    // what stopped it). If that fails too (a full disk), the resume checks those blobs again.
+    await commit().catch(() => {});
     throw err;
   }
-  ctx.journal.flush?.();
 
   async function pushGroup(g: BlobGroup): Promise<void> {
+    if (background) throw background.error;
     const target = ctx.targets[g.registry];
     const log = ctx.log.child({ stage, registry: g.registry, digest: g.blob.digest });
     for (const repository of g.repositories) {
@@ -128,6 +168,25 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
         continue;
       }
       let sent = 0;
+      /** The blob by position, counted as it is read (a target that uses it reads it once). */
+      const positional = (): BlobSource | undefined => {
+        const source = ctx.blobSource?.(g.blob);
+        if (!source) return undefined;
+        return {
+          size: source.size,
+          read: async (buffer, position, length) => {
+            if (position === 0) {
+              bytesDone -= sent;
+              sent = 0;
+            }
+            const n = await source.read(buffer, position, length);
+            sent += n;
+            bytesDone += n;
+            report();
+            return n;
+          },
+        };
+      };
       await uploadChecked(
         target,
         repository,
@@ -148,6 +207,7 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
           return source.pipe(counter);
         },
         ctx.signal,
+        positional(),
       );
       ctx.counters.blobsPushed++;
       ctx.counters.bytesPushed += g.blob.size;

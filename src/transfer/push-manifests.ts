@@ -65,10 +65,14 @@ export async function setTag(ctx: Pick<TransferContext, 'targets'>, a: PlannedAr
   return 'pushed';
 }
 
+/** Tag lookups at once in `tagsInPlace` (a file read each for the bundled registries, a HEAD for others). */
+const TAG_CHECKS_AT_ONCE = 16;
+
 /** True when every artifact's tag already points at its digest (an installed release, intact). */
 export async function tagsInPlace(ctx: Pick<TransferContext, 'targets'>, artifacts: PlannedArtifact[]): Promise<boolean> {
-  for (const a of artifacts) {
-    if ((await ctx.targets[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) return false;
-  }
-  return true;
+  let intact = true;
+  await runPool(artifacts, TAG_CHECKS_AT_ONCE, undefined, async (a) => {
+    if (intact && (await ctx.targets[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) intact = false;
+  });
+  return intact;
 }

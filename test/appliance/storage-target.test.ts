@@ -1,9 +1,9 @@
 /**
  * StorageTarget (src/appliance/registries/storage-target.ts, ADR 0008): blobs written into
  * a running CNCF distribution's filesystem storage are what that registry serves and what
- * its manifest checks find, with its in-memory descriptor cache on; a blob whose bytes do
- * not match its digest or size, a read error, an abort or a bad name leaves nothing in the
- * storage and no temp file.
+ * its manifest checks find once committed, with its in-memory descriptor cache on; a blob
+ * whose bytes do not match its digest or size, a read error, an abort or a bad name leaves
+ * nothing in the storage and no temp file.
  */
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -49,7 +49,12 @@ t.test('written blobs are served, pass the manifest check and mount into another
   const img = image('one');
   t.equal(await http.hasBlob('team/app', sha256Digest(img.layer)), false, 'the registry has no such blob yet (its cache is asked first)');
   for (const blob of [img.config, img.layer]) await target.uploadBlob('team/app', sha256Digest(blob), blob.length, chunked(blob));
-  t.equal(await http.hasBlob('team/app', sha256Digest(img.layer)), true, 'the running registry sees the blob at once');
+  t.equal(await http.hasBlob('team/app', sha256Digest(img.layer)), false, 'nothing is in place before the commit');
+  t.equal(await target.hasBlob('team/app', sha256Digest(img.layer)), false);
+  t.equal(await target.mountBlob('team/early', sha256Digest(img.layer), 'team/app'), true, 'a written blob mounts before the commit');
+  await target.commit();
+  t.equal(await http.hasBlob('team/app', sha256Digest(img.layer)), true, 'the running registry sees the committed blob at once');
+  t.equal(await http.hasBlob('team/early', sha256Digest(img.layer)), true, 'and its mount');
   t.equal(await target.hasBlob('team/app', sha256Digest(img.layer)), true);
   const served = Buffer.concat(await (await http.getBlob('team/app', sha256Digest(img.layer))).toArray());
   t.ok(served.equals(img.layer), 'it serves the bytes written');
@@ -62,6 +67,7 @@ t.test('written blobs are served, pass the manifest check and mount into another
 
   t.equal(await target.hasBlob('other/app', sha256Digest(img.layer)), false, 'another repository has no link yet');
   for (const blob of [img.config, img.layer]) t.equal(await target.mountBlob('other/app', sha256Digest(blob), 'team/app'), true);
+  await target.commit();
   t.equal(await http.putManifest('other/app', 'v1', MEDIA_TYPE_OCI_MANIFEST, img.manifest), img.digest, 'the mounted blobs pass the check');
   t.equal(await target.mountBlob('third', sha256Digest(Buffer.from('never written')), 'team/app'), false, 'a blob the storage lacks is not mounted');
   t.equal(await readFile(layout.layerLink('other/app', sha256Digest(img.layer)), 'utf8'), sha256Digest(img.layer), "the link holds the digest, as distribution's does");
@@ -96,6 +102,7 @@ t.test('bytes that do not match, a read error, an abort and a bad name leave not
   await t.rejects(target.uploadBlob('../escape', digest, good.length, chunked(good)), { code: 'AG_BAD_REFERENCE' });
   await t.rejects(target.uploadBlob('team/bad', 'sha256:../../x', good.length, chunked(good)), { code: 'AG_BAD_REFERENCE' });
   await t.rejects(target.tagDigest('team/bad', '../../x'), { code: 'AG_BAD_REFERENCE' });
+  await target.commit();
   await t.rejects(stat(layout.blobData(digest)), { code: 'ENOENT' }, 'no blob data was placed');
   t.equal(await target.hasBlob('team/bad', digest), false);
   t.equal(await http.hasBlob('team/bad', digest), false, 'the registry has nothing');
@@ -103,15 +110,47 @@ t.test('bytes that do not match, a read error, an abort and a bad name leave not
   await t.rejects(stat(join(registry.dataDir, '..', 'escape')), { code: 'ENOENT' });
 });
 
+t.test('a blob copied by position (a .bin entry) is checked and committed like a streamed one', async (t) => {
+  const good = Buffer.from('positional bytes '.repeat(600_000)); // ~10 MB: several 4 MiB reads
+  const digest = sha256Digest(good);
+  /** A BlobSource over `bytes`, as format/reader.ts entrySource reads a .bin. */
+  const over = (bytes: Buffer, fail?: Error) => ({
+    size: bytes.length,
+    read: async (buffer: Buffer, position: number, length: number) => {
+      if (fail && position > 0) throw fail;
+      return bytes.copy(buffer, 0, position, Math.min(bytes.length, position + length));
+    },
+  });
+  const noStream = () => {
+    throw new Error('the stream is not used when a source is given');
+  };
+  const flipped = Buffer.from(good);
+  flipped.writeUInt8(flipped.readUInt8(5_000_000) ^ 1, 5_000_000);
+  const refused = await target.uploadBlob('team/pos', digest, good.length, noStream, undefined, over(flipped)).then(() => undefined, (e: unknown) => e);
+  t.ok(refused instanceof RegistryError && refused.registryCode === 'DIGEST_INVALID', 'a flipped byte is refused');
+  const longer = await target.uploadBlob('team/pos', digest, good.length, noStream, undefined, over(Buffer.concat([good, good]))).then(() => undefined, (e: unknown) => e);
+  t.ok(longer instanceof RegistryError && longer.registryCode === 'DIGEST_INVALID', 'a longer source is refused');
+  const cut = Object.assign(new Error('entry cut short'), { code: 'AG_TRUNCATED' });
+  await t.rejects(target.uploadBlob('team/pos', digest, good.length, noStream, undefined, over(good, cut)), { code: 'AG_TRUNCATED' }, "the source's error rejects the upload");
+  t.equal(await leftovers(), 0, 'no temp file stays after a refusal');
+  await target.uploadBlob('team/pos', digest, good.length, noStream, undefined, over(good));
+  await target.commit();
+  const served = Buffer.concat(await (await http.getBlob('team/pos', digest)).toArray());
+  t.ok(served.equals(good), 'the registry serves the copied bytes');
+  t.equal(await leftovers(), 0);
+});
+
 t.test('an empty or foreign link is not taken for the blob, and is replaced', async (t) => {
   const blob = Buffer.from('linked later');
   const digest = sha256Digest(blob);
   await target.uploadBlob('team/links', digest, blob.length, chunked(blob));
+  await target.commit();
   const link = layout.layerLink('team/links2', digest);
   await mkdir(join(link, '..'), { recursive: true });
   await writeFile(link, ''); // what a crash can leave of a link written without fsync
   t.equal(await target.hasBlob('team/links2', digest), false, 'an empty link is not the blob');
   t.equal(await target.mountBlob('team/links2', digest, 'team/links'), true);
+  await target.commit();
   t.equal(await readFile(link, 'utf8'), digest, 'the link is written whole');
   t.equal(await http.hasBlob('team/links2', digest), true);
 });

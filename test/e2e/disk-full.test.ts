@@ -1,12 +1,14 @@
 /**
  * A disk that fills during an import, against the real daemon and registries on a small
  * tmpfs state dir: the import fails with AG_NO_SPACE and one sentence, the daemon and its
- * registries stay up, the failure is recorded (not retried at the next start), aborted
- * uploads are removed, and once space is freed the same file imports.
+ * registries stay up, the failure is recorded (not retried at the next start), the blobs it
+ * was writing into the registries' storage (ADR 0008) are removed, and once space is freed
+ * the same file imports.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { copyFile, mkdir, open, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
@@ -30,7 +32,7 @@ try {
 t.teardown(() => execFileSync('umount', ['-l', mountPoint]));
 
 const keys = await generateSigningKeys(join(work, 'keys'));
-await writeSyntheticLayout(join(work, 'images'), [{ ref: 'big', layers: Array.from({ length: 30 }, () => randomBytes(1024 * 1024)) }]);
+await writeSyntheticLayout(join(work, 'images'), [{ ref: 'big', layers: Array.from({ length: 60 }, () => randomBytes(1024 * 1024)) }]);
 await writeFile(join(work, 'bundle.yaml'), stringify({ apiVersion: 'airgap/v1', kind: 'Bundle', name: 'full', version: '1.0.0', images: [{ source: 'oci:./images:big', target: 'full/big:1.0.0' }] }));
 const bin = (await buildBundle({ specPath: join(work, 'bundle.yaml'), out: work, privateKeyPath: keys.privateKeyPath })).path;
 
@@ -60,13 +62,16 @@ async function fillVolume(file: string): Promise<void> {
   }
 }
 
-/** Every file left in the registries' upload folders (distribution's `_uploads`), and every empty `link` file. */
+/**
+ * Every file left in the registries' upload folders (distribution's `_uploads`, the
+ * import's `incoming`), and every empty `link` file.
+ */
 async function uploadLeftovers(dir: string): Promise<string[]> {
   const found: string[] = [];
   const walk = async (d: string, inUploads: boolean): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
       const path = join(d, e.name);
-      if (e.isDirectory()) await walk(path, inUploads || e.name === '_uploads');
+      if (e.isDirectory()) await walk(path, inUploads || e.name === '_uploads' || e.name === 'incoming');
       else if (inUploads || (e.name === 'link' && (await stat(path)).size === 0)) found.push(path);
     }
   };
@@ -76,15 +81,25 @@ async function uploadLeftovers(dir: string): Promise<string[]> {
 
 t.test('the disk fills mid-import: AG_NO_SPACE, the daemon stays up, and the same file imports once there is room', async (t) => {
   const registries = [(await registryStatus(stateDir, 'images')).pid!, (await registryStatus(stateDir, 'packs')).pid!];
+  const daemonPid = Number((await readFile(join(stateDir, 'daemon.pid'), 'utf8')).trim());
+  // Hold the daemon still the moment it starts writing blobs into the images registry's
+  // storage (it makes `incoming/` first), so the disk surely fills mid-way.
+  const writing = new Promise<void>((resolve) => {
+    const watcher = watch(join(stateDir, 'registries', 'images'), (_event, name) => {
+      if (name !== 'incoming') return;
+      process.kill(daemonPid, 'SIGSTOP');
+      watcher.close();
+      resolve();
+    });
+  });
   const importing = execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir], { reject: false });
-  t.ok(await waitFor(() => query<{ n: number }>("SELECT COUNT(*) AS n FROM import_blobs")[0]!.n >= 1, 60), 'blobs are being pushed');
-  // Hold the images registry still while the disk fills, so the import is surely mid-way.
-  process.kill(registries[0]!, 'SIGSTOP');
+  await writing;
+  t.pass('the import is writing blobs');
   const filler = join(stateDir, 'filler');
   await fillVolume(filler);
   const fs = await statfs(stateDir);
   t.ok(fs.bavail * fs.bsize < 1024 * 1024, 'the volume is full');
-  process.kill(registries[0]!, 'SIGCONT');
+  process.kill(daemonPid, 'SIGCONT');
 
   const r = await importing;
   t.equal(r.exitCode, 1, 'the import failed');

@@ -40,12 +40,16 @@ async function release(version: string, layers: number, layerBytes: number): Pro
   return (await buildBundle({ specPath: spec, out, privateKeyPath: keys.privateKeyPath })).path;
 }
 
-// Big enough that the import is still running while a second CLI starts, queues and says so (about 3 s here).
+// Big enough that the import is still running while a second CLI starts, queues and says so
+// (about 3 s here). The daemon uploads blobs through the registries' API here (as before ADR
+// 0008: each blob journalled as the registry takes it); resume-storage.test.ts kills one that
+// writes the registries' storage.
+const HTTP_BLOBS = { AIRGAP_IMPORT_BLOBS: 'http' };
 const BIG_LAYERS = 160;
 const BIG_LAYER_BYTES = 2 * 1024 * 1024;
 const big = await release('1.0.0', BIG_LAYERS, BIG_LAYER_BYTES);
 const small = await release('1.1.0', 2, 100_000);
-let daemon: TestDaemon = await startDaemon(t);
+let daemon: TestDaemon = await startDaemon(t, { env: HTTP_BLOBS });
 /** The file's test: a daemon started inside a subtest serves the later ones too, so it stops with this. */
 const top = t;
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
@@ -76,7 +80,7 @@ t.test('kill -9 in the middle of an import: the next start resumes it, nothing f
   const journalled = query<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM import_blobs WHERE import_id = ? AND action = 'pushed'", running!.id)[0]!;
   t.ok(journalled.n >= 1, `${journalled.n} blobs were journalled before the kill`);
 
-  daemon = await startDaemon(top, { stateDir, ports: daemon.ports });
+  daemon = await startDaemon(top, { stateDir, ports: daemon.ports, env: HTTP_BLOBS });
   const a = await first;
   const b = await second;
   t.equal(a.exitCode, 0, String(a.stderr));

@@ -31,9 +31,17 @@ async function release(version: string, layers: number, layerBytes: number): Pro
   return (await buildBundle({ specPath: spec, out, privateKeyPath: keys.privateKeyPath })).path;
 }
 
+/**
+ * These subtests hold an import mid-way by stopping the registry it uploads to, so their
+ * daemons upload blobs through the registry's API (AIRGAP_IMPORT_BLOBS=http), as `airgap
+ * push` does, and journal each blob as the registry takes it; by default blobs go straight
+ * into the storage (ADR 0008) and the registry sees only manifests and tags.
+ */
+const HTTP_BLOBS = { AIRGAP_IMPORT_BLOBS: 'http' };
+
 /** A daemon for one subtest, trusting the build key; stopped when the subtest ends. */
 async function daemonFor(t: Test, env: Record<string, string> = {}): Promise<string> {
-  const daemon = await startDaemon(t, { env });
+  const daemon = await startDaemon(t, { env: { ...HTTP_BLOBS, ...env } });
   await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
   return daemon.stateDir;
 }

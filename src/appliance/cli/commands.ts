@@ -117,6 +117,7 @@ docker-registry processes (images and charts on --registry-port, packs on
       { name: 'AIRGAP_MAX_UPLOAD_BYTES', description: 'largest .bin the web console and API accept, in bytes', default: `${DEFAULT_MAX_UPLOAD_BYTES / 1024 ** 3} GiB` },
       { name: 'AIRGAP_STALL_SECONDS', description: 'seconds a registry may leave its health check unanswered before it is killed and restarted', default: String(DEFAULT_REGISTRY_STALL_SECONDS) },
       { name: 'AIRGAP_SYSLOG_SOCKET', description: 'the syslog socket events go to (journald reads it; no socket, no sending)', default: DEFAULT_SYSLOG_SOCKET },
+      { name: 'AIRGAP_IMPORT_BLOBS', description: "how imports put blobs into the bundled registries: 'storage' (straight into their storage) or 'http' (through their API)", default: 'storage' },
     ],
     async run({ values }, ctx) {
       const config = resolveServeConfig({

@@ -38,14 +38,12 @@ export function newCounters(): ImportCounters {
   return { ...newTransferCounters(), filesWritten: 0, filesSkipped: 0 };
 }
 
-/** Records held before one transaction writes them (ADR 0003: a lost record costs one check on resume). */
-export const JOURNAL_BATCH = 256;
-
 /**
  * The import's journal in SQLite (`import_blobs`, ADR 0003): blobs this import finished
  * before a restart are skipped without a request; blobs any import put in a repository of
- * the same registry are mount sources. Records are written `JOURNAL_BATCH` at a time, in
- * one transaction, and by `flush` at the end of each stage.
+ * the same registry are mount sources. Records are held until `flush` writes them in one
+ * transaction, at the end of each stage (after the target put its blobs in place) or after
+ * a failure: a record lost in a crash costs one check on resume (ADR 0003).
  */
 export function sqliteJournal(db: Db, importId: number): TransferJournal & { flush(): void } {
   const done = journalOf(db, importId);
@@ -64,7 +62,6 @@ export function sqliteJournal(db: Db, importId: number): TransferJournal & { flu
     },
     record: (destination, repository, blob, action) => {
       pending.push({ registry: destination, repository, digest: blob.digest, size: blob.size, action });
-      if (pending.length >= JOURNAL_BATCH) flush();
     },
     flush,
   };

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { AirgapError, PayloadError, RegistryError } from '../../kit/errors.js';
 import { isDiskFull, type SpaceReserve } from '../../kit/space-reserve.js';
 import { formatBytes } from '../../kit/text.js';
-import { openEntryStream, type OpenedPayload } from '../../format/reader.js';
+import { entrySource, openEntryStream, type OpenedPayload } from '../../format/reader.js';
 import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
@@ -379,6 +379,7 @@ export class Importer extends EventEmitter {
         importId: id,
         opened,
         openBlob: (blob) => openEntryStream(opened!, blob.path),
+        blobSource: (blob) => entrySource(opened!, blob.path),
         plan,
         targets,
         journal: sqliteJournal(db, id),

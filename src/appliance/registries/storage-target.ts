@@ -12,18 +12,22 @@
  *     repositories/<name>/_manifests/tags/<tag>/current/link           what a tag points at
  *
  * Each link file holds `sha256:<hex>`. A blob is written to a temp file beside the
- * registry's storage (same file system), hashed while it is written, refused unless its
- * digest and size match, fsynced, then renamed into place, as distribution's upload does;
- * its link goes the same way. Only files are added while the registry runs (distribution's
- * in-memory descriptor cache holds only what exists, so added files never disagree with
- * it); removals happen in garbage collection, with the registry stopped.
+ * registry's storage (same file system), hashed while it is written and refused unless its
+ * digest and size match. `commit()` then makes the stage's blobs durable with one syncfs,
+ * renames each into place, writes their links (temp, rename) and syncs again: no fsync per
+ * blob, and nothing is in place before its bytes are on disk. Only files are added while
+ * the registry runs (distribution's in-memory descriptor cache holds only what exists, so
+ * added files never disagree with it); removals happen in garbage collection, with the
+ * registry stopped.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../kit/errors.js';
-import type { PushTarget } from '../../oci/client.js';
+import { syncFileSystem } from '../../kit/fs.js';
+import { runPool } from '../../kit/pool.js';
+import type { BlobSource, PushTarget } from '../../oci/client.js';
 import { REPOSITORY, TAG } from '../../oci/reference.js';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
@@ -84,49 +88,143 @@ async function fileSize(path: string): Promise<number | undefined> {
 export interface StorageTargetOptions {
   /** The registry's storage `rootdirectory`. */
   root: string;
-  /** A folder on the same file system for temp files (created on demand; emptied by GC). */
+  /** A folder on the same file system for temp files (emptied when this target first writes; GC empties it too). */
   incoming: string;
   /** The registry's HTTP client: manifests, tags, lists. */
   http: PushTarget;
 }
 
+/** A blob written to a temp file and checked, waiting for `commit()`. */
+interface PendingBlob {
+  digest: string;
+  temp: string;
+  data: string;
+  /** Repositories whose link it gets. */
+  repositories: Set<string>;
+}
+
+/** File operations at once during a commit. */
+const COMMIT_LANES = 8;
+
+/** Bytes per read and write when a blob is copied by position. */
+const COPY_BUFFER_BYTES = 4 * 1024 * 1024;
+
 /**
  * PushTarget of a bundled registry: blobs by file, manifests and tags over HTTP (their
- * existence checks read the storage). Throws RegistryError as the HTTP client does, with
- * registryCode DIGEST_INVALID when a blob's bytes do not match its digest or size, and the
- * file system's own error (ENOSPC, EIO…) when a write fails.
+ * existence checks read the storage). Uploaded and mounted blobs are in place once
+ * `commit()` has run; the transfer calls it at the end of each stage, before any manifest
+ * names them. Throws RegistryError as the HTTP client does, with registryCode
+ * DIGEST_INVALID when a blob's bytes do not match its digest or size, and the file
+ * system's own error (ENOSPC, EIO…) when a write fails.
  */
 export class StorageTarget implements PushTarget {
   readonly label: string;
   private readonly layout: StorageLayout;
-  /** The incoming folder, made once per target. */
+  /** The incoming folder, emptied and made once per target. */
   private incoming: Promise<unknown> | undefined;
+  /** Blobs written since the last commit, by digest. */
+  private readonly pending = new Map<string, PendingBlob>();
+  /** Blobs of the commit under way, by digest: in place once it ends. */
+  private readonly committing = new Map<string, PendingBlob>();
+  /** Commits run one after the other. */
+  private commits: Promise<unknown> = Promise.resolve();
+  /** Links of blobs already in place, written at the next commit: `repository digest`. */
+  private readonly pendingLinks = new Map<string, { repository: string; digest: string }>();
+  /** Copy buffers of `COPY_BUFFER_BYTES`, reused: a fresh one per read costs a mapping and its page faults. */
+  private readonly buffers: Buffer[] = [];
 
   constructor(private readonly options: StorageTargetOptions) {
     this.label = options.http.label;
     this.layout = new StorageLayout(options.root);
   }
 
-  /** True when the blob is linked into `repository` and its data is there. */
+  /** True when the blob is linked into `repository` and its data is there (committed blobs only). */
   async hasBlob(repository: string, digest: string): Promise<boolean> {
     if ((await readLink(this.layout.layerLink(repository, digest))) !== digest) return false;
     return (await fileSize(this.layout.blobData(digest))) !== undefined;
   }
 
-  /** Links a blob the registry holds into `repository` (`from` does not matter: the blob store is shared). */
+  /** Links a blob the registry holds, or one written since the last commit, into `repository` at the next commit. */
   async mountBlob(repository: string, digest: string, _from: string): Promise<boolean> {
-    const link = this.layout.layerLink(repository, digest);
-    if ((await fileSize(this.layout.blobData(digest))) === undefined) return false;
-    await this.writeLink(link, digest);
+    this.layout.layerLink(repository, digest); // a bad name is refused now
+    const written = this.pending.get(digest);
+    if (written) {
+      written.repositories.add(repository);
+      return true;
+    }
+    if (!this.committing.has(digest) && (await fileSize(this.layout.blobData(digest))) === undefined) return false;
+    this.pendingLinks.set(`${repository} ${digest}`, { repository, digest });
     return true;
   }
 
-  async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal): Promise<void> {
+  async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal, source?: BlobSource): Promise<void> {
     const data = this.layout.blobData(digest);
-    const link = this.layout.layerLink(repository, digest); // a bad name is refused before anything is written
-    // Another repository's upload put it there: the bytes were checked then.
-    if ((await fileSize(data)) !== size) await this.writeBlob(data, digest, size, body(), signal);
-    await this.writeLink(link, digest);
+    this.layout.layerLink(repository, digest); // a bad name is refused before anything is written
+    const written = this.pending.get(digest);
+    if (written) {
+      written.repositories.add(repository);
+      return;
+    }
+    // In place already, or by the commit under way (another repository's upload, or
+    // distribution's): the bytes were checked then.
+    if (this.committing.has(digest) || (await fileSize(data)) === size) {
+      this.pendingLinks.set(`${repository} ${digest}`, { repository, digest });
+      return;
+    }
+    const temp = source ? await this.copyTemp(digest, size, source, signal) : await this.writeTemp(digest, size, body(), signal);
+    const again = this.pending.get(digest); // another lane wrote it meanwhile
+    if (again || this.committing.has(digest)) {
+      if (again) again.repositories.add(repository);
+      else this.pendingLinks.set(`${repository} ${digest}`, { repository, digest });
+      await unlink(temp).catch(() => {});
+      return;
+    }
+    this.pending.set(digest, { digest, temp, data, repositories: new Set([repository]) });
+  }
+
+  /**
+   * Puts every blob written before this call in place, with its links: one syncfs (or an
+   * fsync per temp file where `sync --file-system` is missing), renames, links, then a
+   * second sync. Commits run one at a time; blobs written while one runs wait for the next.
+   * Throws the file system's error; what was not renamed stays in `incoming/` for GC, and
+   * a later transfer writes it again.
+   */
+  commit(signal?: AbortSignal): Promise<void> {
+    // Taken now, not when the commit's turn comes: a caller journals what it finished
+    // before this call, and all of that must be in place when the promise resolves.
+    const blobs = [...this.pending.values()];
+    this.pending.clear();
+    for (const b of blobs) this.committing.set(b.digest, b);
+    const links = [...this.pendingLinks.values()];
+    this.pendingLinks.clear();
+    const run = this.commits.then(() => this.place(blobs, links, signal)).finally(() => {
+      for (const b of blobs) this.committing.delete(b.digest);
+    });
+    this.commits = run.catch(() => {});
+    return run;
+  }
+
+  private async place(blobs: PendingBlob[], links: Array<{ repository: string; digest: string }>, signal?: AbortSignal): Promise<void> {
+    for (const b of blobs) for (const repository of b.repositories) links.push({ repository, digest: b.digest });
+    if (!blobs.length && !links.length) return;
+    if (blobs.length && !(await syncFileSystem(this.options.root, signal))) {
+      await runPool(blobs, COMMIT_LANES, signal, (b) => fsyncFile(b.temp));
+    }
+    const dirs = new Set<string>();
+    await runPool(blobs, COMMIT_LANES, signal, async (b) => {
+      await mkdir(join(b.data, '..'), { recursive: true });
+      await rename(b.temp, b.data);
+      dirs.add(join(b.data, '..'));
+    });
+    await runPool(links, COMMIT_LANES, signal, async (l) => {
+      const path = this.layout.layerLink(l.repository, l.digest);
+      await this.writeLink(path, l.digest);
+      dirs.add(join(path, '..'));
+    });
+    if (!(await syncFileSystem(this.options.root, signal))) {
+      await runPool(links, COMMIT_LANES, signal, (l) => fsyncFile(this.layout.layerLink(l.repository, l.digest)));
+      await runPool([...dirs], COMMIT_LANES, signal, (d) => fsyncFile(d));
+    }
   }
 
   async hasManifest(repository: string, digest: string): Promise<boolean> {
@@ -160,12 +258,61 @@ export class StorageTarget implements PushTarget {
     this.options.http.close();
   }
 
-  /** Streams `body` into a temp file, checks size and sha256, fsyncs, renames it to `data`. */
-  private async writeBlob(data: string, digest: string, size: number, body: Readable, signal?: AbortSignal): Promise<void> {
+  /** The incoming folder, emptied of what an interrupted import left, once per target. */
+  private incomingReady(): Promise<unknown> {
+    this.incoming ??= rm(this.options.incoming, { recursive: true, force: true })
+      .then(() => mkdir(this.options.incoming, { recursive: true }))
+      .catch((err: unknown) => {
+        this.incoming = undefined;
+        throw err;
+      });
+    return this.incoming;
+  }
+
+  /**
+   * Copies `source` into a temp file through a reused buffer, hashing on the way, and
+   * checks its size and sha256. Returns the temp file.
+   */
+  private async copyTemp(digest: string, size: number, source: BlobSource, signal?: AbortSignal): Promise<string> {
     await this.incomingReady();
     const temp = join(this.options.incoming, `${digest.slice(7, 23)}-${randomBytes(6).toString('hex')}`);
     const fh = await open(temp, 'wx', 0o644);
-    let renamed = false;
+    const buffer = this.buffers.pop() ?? Buffer.allocUnsafe(COPY_BUFFER_BYTES);
+    let kept = false;
+    try {
+      const hash = createHash('sha256');
+      let position = 0;
+      for (;;) {
+        signal?.throwIfAborted();
+        // One byte past `size` at most: a longer source is refused without reading it all.
+        const n = await source.read(buffer, position, Math.min(buffer.length, size + 1 - position));
+        if (n === 0) break;
+        const chunk = buffer.subarray(0, n);
+        hash.update(chunk);
+        let written = 0;
+        while (written < n) written += (await fh.write(chunk, written, n - written)).bytesWritten;
+        position += n;
+        if (position > size) break;
+      }
+      checkBlob(digest, size, position, `sha256:${hash.digest('hex')}`);
+      await fh.close();
+      kept = true;
+      return temp;
+    } finally {
+      this.buffers.push(buffer);
+      if (!kept) {
+        await fh.close().catch(() => {});
+        await unlink(temp).catch(() => {});
+      }
+    }
+  }
+
+  /** Streams `body` into a temp file and checks its size and sha256. Returns the temp file. */
+  private async writeTemp(digest: string, size: number, body: Readable, signal?: AbortSignal): Promise<string> {
+    await this.incomingReady();
+    const temp = join(this.options.incoming, `${digest.slice(7, 23)}-${randomBytes(6).toString('hex')}`);
+    const fh = await open(temp, 'wx', 0o644);
+    let kept = false;
     try {
       const hash = createHash('sha256');
       let written = 0;
@@ -183,45 +330,23 @@ export class StorageTarget implements PushTarget {
         signal?.removeEventListener('abort', onAbort);
         body.destroy();
       }
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (written !== size || actual !== digest) {
-        throw new RegistryError('AG_REGISTRY_PUSH', `blob ${digest}: ${written > size ? `more than ${size} bytes` : written !== size ? `${written} of ${size} bytes` : `the bytes hash to ${actual}`}: DIGEST_INVALID, digest did not match`, { registryCode: 'DIGEST_INVALID' });
-      }
-      await fh.sync();
+      checkBlob(digest, size, written, `sha256:${hash.digest('hex')}`);
       await fh.close();
-      await mkdir(join(data, '..'), { recursive: true });
-      await rename(temp, data);
-      renamed = true;
+      kept = true;
+      return temp;
     } finally {
-      if (!renamed) {
+      if (!kept) {
         await fh.close().catch(() => {});
         await unlink(temp).catch(() => {});
       }
     }
   }
 
-  private incomingReady(): Promise<unknown> {
-    this.incoming ??= mkdir(this.options.incoming, { recursive: true }).catch((err: unknown) => {
-      this.incoming = undefined;
-      throw err;
-    });
-    return this.incoming;
-  }
-
-  /**
-   * Writes a link file holding `digest` (temp, fsync, rename: readers see it whole or not
-   * at all). Callers have found it missing or wrong; writing it again is harmless.
-   */
+  /** Writes a link file holding `digest` through a temp file and a rename: readers see it whole or not at all. */
   private async writeLink(link: string, digest: string): Promise<void> {
     await this.incomingReady();
     const temp = join(this.options.incoming, `link-${randomBytes(8).toString('hex')}`);
-    const fh = await open(temp, 'wx', 0o644);
-    try {
-      await fh.write(digest);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeFile(temp, digest, { mode: 0o644, flag: 'wx' });
     try {
       await mkdir(join(link, '..'), { recursive: true });
       await rename(temp, link);
@@ -229,5 +354,21 @@ export class StorageTarget implements PushTarget {
       await rm(temp, { force: true });
       throw err;
     }
+  }
+}
+
+/** Refuses bytes whose count or digest differ from the descriptor's, as distribution does (DIGEST_INVALID). */
+function checkBlob(digest: string, size: number, written: number, actual: string): void {
+  if (written === size && actual === digest) return;
+  const what = written > size ? `more than ${size} bytes` : written !== size ? `${written} of ${size} bytes` : `the bytes hash to ${actual}`;
+  throw new RegistryError('AG_REGISTRY_PUSH', `blob ${digest}: ${what}: DIGEST_INVALID, digest did not match`, { registryCode: 'DIGEST_INVALID' });
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
