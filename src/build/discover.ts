@@ -13,7 +13,6 @@ import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
-import { execa } from 'execa';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { BundleError } from '../kit/errors.js';
 import { parseImageReference, targetProblem } from '../oci/reference.js';
@@ -347,6 +346,8 @@ async function imagesInChartFiles(files: Map<string, Buffer>, valuesOverride: un
  * Undefined when `helm` is not on PATH. Throws BundleError AG_CHART when Helm fails.
  */
 export async function imagesWithHelm(chart: string, valuesFile?: string, env: NodeJS.ProcessEnv = process.env): Promise<FoundImage[] | undefined> {
+  // Loaded here, not at the top: execa is a few hundred modules, and every CLI start would pay for them.
+  const { execa } = await import('execa');
   const r = await execa('helm', ['template', 'airgap-discover', chart, ...(valuesFile ? ['--values', valuesFile] : [])], { reject: false, env, extendEnv: false, timeout: 120_000 }).catch(() => undefined);
   if (!r || r.exitCode === undefined) return undefined; // no helm on PATH
   if (r.exitCode !== 0) throw new BundleError('AG_CHART', `helm template ${basename(chart)} failed: ${r.stderr.split('\n')[0] ?? ''}`, { hint: 'check the values file; without Helm on PATH images are found from values and templates instead' });

@@ -13,7 +13,6 @@ import { dirname, join } from 'node:path';
 import { once } from 'node:events';
 import { addAbortSignal } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
-import { execa } from 'execa';
 import { BundleError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/fs.js';
 import { hexOfDigest } from '../kit/digest.js';
@@ -87,6 +86,8 @@ export async function localRuntime(node?: string): Promise<RuntimeSources> {
   const fh = await open(executable, 'r').catch(() => undefined);
   if (fh) await fh.read(magic, 0, 4, 0).finally(() => fh.close());
   if (!magic.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) throw new BundleError('AG_RUNTIME', `${executable} is not an executable (ELF) file`, { hint });
+  // Loaded here, not at the top: execa is a few hundred modules, and every CLI start would pay for them.
+  const { execa } = await import('execa');
   const probe = await execa(executable, ['-p', 'process.version + " " + process.platform + "-" + process.arch'], { reject: false, timeout: 30_000 });
   const [version, platform] = String(probe.stdout).trim().split(' ');
   if (probe.exitCode !== 0 || !version || !/^v\d+\.\d+\.\d+$/.test(version) || (platform !== 'linux-x64' && platform !== 'linux-arm64')) {

@@ -13,9 +13,9 @@
  *
  * Each link file holds `sha256:<hex>`. A blob is written to a temp file beside the
  * registry's storage (same file system), hashed while it is written and refused unless its
- * digest and size match. `commit()` then makes the stage's blobs durable with one syncfs,
- * renames each into place, writes their links (temp, rename) and syncs again: no fsync per
- * blob, and nothing is in place before its bytes are on disk. Only files are added while
+ * digest and size match. `commit()` then makes the blobs written so far durable with one
+ * syncfs, renames each into place, writes their links (temp, rename) and syncs again: no
+ * fsync per blob, and nothing is in place before its bytes are on disk. Only files are added while
  * the registry runs (distribution's in-memory descriptor cache holds only what exists, so
  * added files never disagree with it); removals happen in garbage collection, with the
  * registry stopped.
@@ -112,8 +112,8 @@ const COPY_BUFFER_BYTES = 4 * 1024 * 1024;
 /**
  * PushTarget of a bundled registry: blobs by file, manifests and tags over HTTP (their
  * existence checks read the storage). Uploaded and mounted blobs are in place once
- * `commit()` has run; the transfer calls it at the end of each stage, before any manifest
- * names them. Throws RegistryError as the HTTP client does, with registryCode
+ * `commit()` has run; the transfer calls it every 256 MiB or 2 s of finished blobs and at
+ * the end of each stage, before any manifest names them. Throws RegistryError as the HTTP client does, with registryCode
  * DIGEST_INVALID when a blob's bytes do not match its digest or size, and the file
  * system's own error (ENOSPC, EIO…) when a write fails.
  */
