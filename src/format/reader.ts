@@ -384,6 +384,42 @@ async function readSignedToc(fh: FileHandle, reader: HeaderReader, header: Heade
   return { toc, tocEntry, signature, next: tocEntry.offset + tocEntry.size + padding };
 }
 
+/** What `readSignedHeader` found: the header's fields and the signature of its TOC. */
+export interface SignedHeader {
+  header: HeaderFields;
+  signature: SignatureStatus;
+}
+
+/**
+ * The first checks of `openPayload` only: header and size, then the TOC's bytes against
+ * TOC_SHA256 and its signature. The TOC is not parsed and no other entry is read, so it
+ * costs the same whatever the release holds: enough to know that a file is a release
+ * whose signed TOC is already known (a re-import), nothing about its entries. Throws
+ * PayloadError as openPayload does for those checks.
+ */
+export async function readSignedHeader(file: string, options: OpenOptions = {}): Promise<SignedHeader> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (cause) {
+    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause });
+  }
+  try {
+    const info = await fh.stat();
+    if (!info.isFile()) throw new PayloadError('AG_NOT_FOUND', `${file} is not a regular file`);
+    const header = parseHeader(await readAt(fh, 0, Math.min(info.size, 4 * HEADER_SIZE), 'the header'));
+    const expected = header.payloadOffset + header.payloadSize;
+    if (info.size !== expected) throw new PayloadError(info.size < expected ? 'AG_TRUNCATED' : 'AG_TRAILING_DATA', `the file is ${info.size} bytes, ${expected} expected`, { hint: 'copy the file again' });
+    const tocEntry: IndexedEntry = { path: TOC_PATH, offset: header.tocOffset, size: header.tocSize, mode: 0o644, headerOffset: header.tocOffset - BLOCK_SIZE };
+    if (tocEntry.offset + tocEntry.size > expected) throw new PayloadError('AG_TRUNCATED', `entry '${TOC_PATH}' runs past the end of the payload`, { hint: 'copy the file again' });
+    const tocBytes = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
+    if (sha256Hex(tocBytes) !== header.tocSha256) throw tocDigestError();
+    return { header, signature: checkSignature(header, tocBytes, options) };
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Opens and checks a .bin (docs/format.md, section 5): header and size; then the TOC, the
  * first entry, against TOC_SHA256 and the signature, before anything else is read; then

@@ -73,6 +73,12 @@ export interface TransferContext {
   signal: AbortSignal;
   /** Parallel blob uploads. */
   concurrency: number;
+  /**
+   * Parallel manifest and tag requests (default `concurrency`). Each is small and waits on
+   * the registry's fsyncs rather than on bytes, so more at once than blobs pays where the
+   * registry is ours.
+   */
+  manifestConcurrency?: number;
   log: TransferLog;
   /** Blobs already found missing by HEAD (`destination repository digest`): not asked again. */
   knownMissing?: ReadonlySet<string>;

@@ -10,7 +10,8 @@ import type { TransferContext, TransferStage } from './context.js';
 import type { PlannedArtifact } from './plan.js';
 
 /**
- * Pushes every manifest of `artifacts` by digest, `ctx.concurrency` artifacts at once;
+ * Pushes every manifest of `artifacts` by digest, `ctx.manifestConcurrency` (else
+ * `ctx.concurrency`) artifacts at once;
  * within an artifact children go before the index that names them. A manifest two
  * artifacts share (the same repository and digest) is checked and pushed once, and the
  * second waits for it. Throws RegistryError.
@@ -26,7 +27,7 @@ export async function pushManifests(ctx: TransferContext, stage: TransferStage, 
     }
     ctx.counters.manifestsPushed++;
   };
-  await runPool(artifacts, ctx.concurrency, ctx.signal, async (a) => {
+  await runPool(artifacts, ctx.manifestConcurrency ?? ctx.concurrency, ctx.signal, async (a) => {
     for (const m of a.manifests) {
       ctx.signal.throwIfAborted();
       const key = `${a.registry} ${a.repository} ${m.digest}`;
@@ -39,13 +40,14 @@ export async function pushManifests(ctx: TransferContext, stage: TransferStage, 
 }
 
 /**
- * Points every artifact's tag at its digest, `ctx.concurrency` at once, skipping tags
+ * Points every artifact's tag at its digest, `ctx.manifestConcurrency` (else
+ * `ctx.concurrency`) at once, skipping tags
  * already right. Throws RegistryError (the first failure; tags in flight still finish).
  */
 export async function pushTags(ctx: TransferContext, artifacts: PlannedArtifact[]): Promise<void> {
   let itemsDone = 0;
   ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone, itemsTotal: artifacts.length });
-  await runPool(artifacts, ctx.concurrency, ctx.signal, async (a) => {
+  await runPool(artifacts, ctx.manifestConcurrency ?? ctx.concurrency, ctx.signal, async (a) => {
     if ((await setTag(ctx, a)) === 'pushed') ctx.counters.tagsPushed++;
     itemsDone++;
     ctx.progress({ stage: 'tags', bytesDone: 0, bytesTotal: 0, itemsDone, itemsTotal: artifacts.length });

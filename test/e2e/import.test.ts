@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, truncate, writeFile, open, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, truncate, writeFile, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -195,6 +195,17 @@ t.test('re-import of the installed release: unchanged, nothing pushed', async (t
   t.equal(r.exitCode, 0, r.stderr);
   t.match(r.result, { status: 'unchanged', blobsPushed: 0, bytesPushed: 0 });
   t.ok(r.result!.seconds < 1, `${r.result!.seconds} s`);
+});
+
+t.test('re-import of the installed release with a tag gone: the quick check declines, the import repairs it', async (t) => {
+  // The tag's link in the registry's storage (distribution's layout), as a lost or removed tag leaves it.
+  const tagDir = join(daemon.stateDir, 'registries', 'images', 'data', 'docker', 'registry', 'v2', 'repositories', 'apps', 'app', '_manifests', 'tags', '1');
+  await rm(tagDir, { recursive: true });
+  const r = await importFile(v1);
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(r.result, { status: 'imported', action: 'repair', tagsPushed: 1, blobsPushed: 0 });
+  const again = await importFile(v1);
+  t.match(again.result, { status: 'unchanged', action: 'none' }, 'whole again');
 });
 
 // Refusals: each leaves catalogs, tags and releases as they were.

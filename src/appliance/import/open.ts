@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { AirgapError, PayloadError } from '../../kit/errors.js';
 import { unsafeOwnership } from '../../kit/fs.js';
 import { loadPublicKeys } from '../../format/keys.js';
-import { openPayload, type OpenedPayload } from '../../format/reader.js';
+import { openPayload, readSignedHeader, type OpenedPayload, type SignedHeader } from '../../format/reader.js';
 
 /**
  * Opens `file` for import. Unless `allowUnsigned` (the daemon's explicit flag), the file
@@ -22,9 +22,7 @@ import { openPayload, type OpenedPayload } from '../../format/reader.js';
  * (the folder or a key is group- or world-writable, or owned by another user).
  */
 export async function openForImport(file: string, trustedKeysDir: string, allowUnsigned: boolean): Promise<OpenedPayload> {
-  const keyFiles = (await readdir(trustedKeysDir).catch(() => [] as string[])).filter((f) => f.endsWith('.pub'));
-  if (keyFiles.length) for (const path of [trustedKeysDir, ...keyFiles.map((f) => join(trustedKeysDir, f))]) await checkTrustPath(path);
-  const trustedKeys = keyFiles.length ? await loadPublicKeys([trustedKeysDir]) : [];
+  const trustedKeys = await loadTrustedKeys(trustedKeysDir);
   if (!trustedKeys.length && !allowUnsigned) {
     // Open first so that a damaged file says so, then refuse for want of keys.
     const opened = await openPayload(file, {});
@@ -34,6 +32,24 @@ export async function openForImport(file: string, trustedKeysDir: string, allowU
     });
   }
   return openPayload(file, { trustedKeys, requireSignature: !allowUnsigned, allowUnverified: allowUnsigned });
+}
+
+/**
+ * The header and the signed TOC of `file`, checked as `openForImport` checks them, and no
+ * more (readSignedHeader): for telling a re-import of a known release cheaply. Undefined
+ * when no key is installed (openForImport then says so). Throws as openForImport does.
+ */
+export async function readHeaderForImport(file: string, trustedKeysDir: string, allowUnsigned: boolean): Promise<SignedHeader | undefined> {
+  const trustedKeys = await loadTrustedKeys(trustedKeysDir);
+  if (!trustedKeys.length && !allowUnsigned) return undefined;
+  return readSignedHeader(file, { trustedKeys, requireSignature: !allowUnsigned, allowUnverified: allowUnsigned });
+}
+
+/** The keys in `trustedKeysDir` once the folder and each key are found safe (AG_UNSAFE_PERMISSIONS). */
+async function loadTrustedKeys(trustedKeysDir: string) {
+  const keyFiles = (await readdir(trustedKeysDir).catch(() => [] as string[])).filter((f) => f.endsWith('.pub'));
+  if (keyFiles.length) for (const path of [trustedKeysDir, ...keyFiles.map((f) => join(trustedKeysDir, f))]) await checkTrustPath(path);
+  return keyFiles.length ? await loadPublicKeys([trustedKeysDir]) : [];
 }
 
 /** Refuses a trusted-keys folder or key file that another user could change (AG_UNSAFE_PERMISSIONS). */

@@ -16,7 +16,7 @@ import { entrySource, openEntryStream, type OpenedPayload } from '../../format/r
 import type { PushTarget } from '../../oci/client.js';
 import type { RegistryName, StateLayout } from '../config/state-layout.js';
 import type { Db } from '../store/db.js';
-import { currentRelease, listArtifacts } from '../store/releases.js';
+import { artifactCounts, currentRelease, listArtifacts } from '../store/releases.js';
 import {
   createImport,
   failImport,
@@ -36,9 +36,11 @@ import { commitRelease, writeReleasesJson } from './commit.js';
 import { chartInstalled, installCharts, writeChartIndex } from './chart-repo.js';
 import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
-import { openForImport } from './open.js';
+import { openForImport, readHeaderForImport } from './open.js';
 import { planTransfer, type TransferPlan } from '../../transfer/plan.js';
 import { checkFreeSpace, decideVersion } from './preflight.js';
+import { runPool } from '../../kit/pool.js';
+import { splitTarget } from '../../oci/reference.js';
 import { pushBlobs } from '../../transfer/push-blobs.js';
 import { pushManifests, pushTags, tagsInPlace } from '../../transfer/push-manifests.js';
 
@@ -98,6 +100,9 @@ export interface ImporterOptions {
 }
 
 const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
+
+/** Manifest and tag requests at once into the bundled registries. */
+export const IMPORT_MANIFEST_LANES = 16;
 
 /** Bytes of the plan's blobs that no import has put into their registry yet (an upper bound of what is pushed). */
 function unknownBlobBytes(db: Db, plan: TransferPlan): number {
@@ -355,6 +360,9 @@ export class Importer extends EventEmitter {
       this.options.onEvent(row.actor, resumed ? 'import.resumed' : 'import.started', `${resumed ? 'resumed' : 'started'} the import of ${row.file}`, { importId: id });
       enter('open');
       before = await stat(row.file);
+      // The current release again, whole: known from its header and signed TOC alone,
+      // whatever it holds (no TOC parse, no tar index, no manifest read).
+      if (!resumed && (await this.finishIfUnchanged(row, started, log))) return;
       opened = await openForImport(row.file, layout.trustedKeysDir, this.options.allowUnsigned);
       watch = watchSource(row.file, before, FILE_WATCH_MS, (problem) => {
         changed ??= fileChanged(problem);
@@ -386,6 +394,9 @@ export class Importer extends EventEmitter {
         counters: newCounters(),
         signal: local.signal,
         concurrency: this.options.concurrency ?? 4,
+        // Manifests and tags wait on the bundled registry's fsyncs, not on bytes (the
+        // fleet's clients keep as many sockets).
+        manifestConcurrency: IMPORT_MANIFEST_LANES,
         progress: (p: StageProgress) => this.setLive(id, { ...p, state: 'running' }),
       };
       const summary = (status: ImportResult['status'], action: string): ImportResult => ({
@@ -535,6 +546,72 @@ export class Importer extends EventEmitter {
       cause,
       hint: 'free space on that volume (old files under repo/, other data), then import the same file again: what was pushed is kept and not sent twice',
     });
+  }
+
+  /**
+   * The re-import of the current release, decided before the .bin is opened: its header's
+   * TOC and payload digests are the current release's, the TOC's digest and signature check
+   * (readHeaderForImport), and every tag, chart and the files folder of that release are in
+   * place (from its records, not from the file). Then the import ends `unchanged` and this
+   * returns true; otherwise false, and the import goes the whole way (which also reports
+   * any problem of the file). Never throws.
+   */
+  private async finishIfUnchanged(row: ImportRow, started: number, log: Logger): Promise<boolean> {
+    const { db, layout } = this.options;
+    const current = currentRelease(db);
+    if (!current || current.needsReimport) return false;
+    let targets: Record<RegistryName, PushTarget> | undefined;
+    try {
+      const signed = await readHeaderForImport(row.file, layout.trustedKeysDir, this.options.allowUnsigned);
+      const header = signed?.header;
+      if (!signed || !header || header.tocSha256 !== current.tocSha256 || header.payloadSha256 !== current.payloadSha256 || header.version !== current.version) return false;
+      if ((await this.options.registryProblems()).length) return false;
+      setIdentity(db, row.id, { name: header.name, version: header.version, payloadSha256: header.payloadSha256 });
+      this.setLive(row.id, { name: header.name, version: header.version, stage: 'preflight' });
+      setStage(db, row.id, 'preflight');
+      const artifacts = listArtifacts(db, { version: current.version, files: false });
+      targets = this.options.targets();
+      const t = targets;
+      const planned: Array<{ registry: RegistryName; repository: string; tag: string; digest: string }> = [];
+      for (const a of artifacts) {
+        const split = splitTarget(a.target);
+        if (!split) return false;
+        planned.push({ registry: a.kind === 'pack' ? 'packs' : 'images', ...split, digest: a.digest });
+      }
+      let intact = true;
+      await runPool(planned, 16, undefined, async (a) => {
+        if (intact && (await t[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) intact = false;
+      });
+      for (const a of artifacts) if (intact && a.kind === 'chart' && !(await chartInstalled(layout.chartsDir, a.digest))) intact = false;
+      const counts = artifactCounts(db, current.version);
+      if (intact && counts.file > 0) intact = await stat(releaseDirs(layout.repoDir, current.version).final).then((s) => s.isDirectory(), () => false);
+      if (!intact) return false;
+      const result: ImportResult = {
+        importId: row.id,
+        file: row.file,
+        name: header.name,
+        version: header.version,
+        status: 'unchanged',
+        action: 'none',
+        previousVersion: current.version,
+        signedBy: signed.signature.status === 'verified' ? signed.signature.keyId : null,
+        images: counts.image,
+        charts: counts.chart,
+        packs: counts.pack,
+        files: counts.file,
+        ...newCounters(),
+        resumed: false,
+        seconds: Math.round((Date.now() - started) / 10) / 100,
+      };
+      finishImport(db, row.id, 'unchanged', result);
+      this.options.onEvent(row.actor, 'import.unchanged', `${header.name} ${header.version} is already on the box; nothing pushed`, { importId: row.id });
+      return true;
+    } catch (err) {
+      log.debug({ err }, 'not a plain re-import; the whole import decides');
+      return false;
+    } finally {
+      for (const target of Object.values(targets ?? {})) target.close();
+    }
   }
 
   /** For a release already recorded: every tag in place and the files folder there. */

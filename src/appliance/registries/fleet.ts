@@ -200,6 +200,7 @@ export class RegistryFleet {
         credentials: this.credentials[registryAccount(name)],
         access: 'push',
         label: `${name} registry`,
+        maxSockets: 16, // as many as an import's manifest lanes (IMPORT_MANIFEST_LANES)
         ...(signal ? { signal } : {}),
       });
     return { images: make('images'), packs: make('packs') };

@@ -298,6 +298,13 @@ export interface ReleaseSummary {
 }
 
 /** `rows` with their disk use and artifact counts (one grouped query on the primary key for the counts). */
+/** How many artifacts of each kind release `version` holds (one grouped query). */
+export function artifactCounts(db: Db, version: string): Record<ArtifactKind, number> {
+  const counts: Record<ArtifactKind, number> = { image: 0, chart: 0, pack: 0, file: 0 };
+  for (const c of db.prepare('SELECT kind, COUNT(*) AS n FROM artifacts WHERE release_version = ? GROUP BY kind').all(version) as Array<{ kind: ArtifactKind; n: number }>) counts[c.kind] = c.n;
+  return counts;
+}
+
 function summarize(db: Db, rows: ReleaseRow[]): ReleaseSummary[] {
   if (!rows.length) return [];
   const counts = db
