@@ -96,11 +96,14 @@ export async function pushBlobs(ctx: TransferContext, stage: TransferStage, arti
   let sinceAt = Date.now();
   let background: { error: unknown } | undefined;
   const commit = (signal?: AbortSignal): Promise<void> => {
-    const batch = finished.splice(0);
     sinceBytes = 0;
     sinceAt = Date.now();
     const run = chain.then(async () => {
-      for (const registry of registries) await ctx.targets[registry].commit?.(signal);
+      // Taken in the same turn as the targets' own snapshots (commit() takes its blobs
+      // synchronously): every blob of this batch is in the commit that precedes its record.
+      const batch = finished.splice(0);
+      const commits = registries.map((registry) => ctx.targets[registry].commit?.(signal));
+      for (const c of commits) await c;
       for (const [g, repository, action] of batch) ctx.journal.record(g.registry, repository, g.blob, action);
       ctx.journal.flush?.();
     });

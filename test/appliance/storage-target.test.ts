@@ -5,7 +5,7 @@
  * whose bytes do not match its digest or size, a read error, an abort or a bad name leaves
  * nothing in the storage and no temp file.
  */
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
@@ -138,6 +138,22 @@ t.test('a blob copied by position (a .bin entry) is checked and committed like a
   const served = Buffer.concat(await (await http.getBlob('team/pos', digest)).toArray());
   t.ok(served.equals(good), 'the registry serves the copied bytes');
   t.equal(await leftovers(), 0);
+});
+
+t.test('a failed commit breaks the target: no later commit lets its caller journal what it left out', async (t) => {
+  const broken = new StorageTarget({ root: registry.dataDir, incoming, http });
+  const blob = Buffer.from('left out by a failed commit');
+  const digest = sha256Digest(blob);
+  await broken.uploadBlob('team/broken', digest, blob.length, chunked(blob));
+  const stop = new AbortController();
+  stop.abort(new Error('the daemon is stopping'));
+  await t.rejects(broken.commit(stop.signal), { message: 'the daemon is stopping' }, 'the commit stops with its signal');
+  await t.rejects(broken.commit(), { message: 'the daemon is stopping' }, 'a later commit fails the same way');
+  await t.rejects(broken.uploadBlob('team/broken', digest, blob.length, chunked(blob)), { message: 'the daemon is stopping' });
+  await t.rejects(broken.mountBlob('team/broken2', digest, 'team/broken'), { message: 'the daemon is stopping' });
+  t.equal(await http.hasBlob('team/broken', digest), false, 'the blob is not in place');
+  t.equal(await leftovers(), 1, 'its temp file waits in incoming/');
+  for (const f of await readdir(incoming)) await rm(join(incoming, f)); // what GC or the next import removes
 });
 
 t.test('an empty or foreign link is not taken for the blob, and is replaced', async (t) => {

@@ -553,8 +553,9 @@ export class Importer extends EventEmitter {
    * TOC and payload digests are the current release's, the TOC's digest and signature check
    * (readHeaderForImport), and every tag, chart and the files folder of that release are in
    * place (from its records, not from the file). Then the import ends `unchanged` and this
-   * returns true; otherwise false, and the import goes the whole way (which also reports
-   * any problem of the file). Never throws.
+   * returns true; otherwise false, and the import goes the whole way. Nothing past the TOC
+   * is read here, so a copy damaged after its TOC is found `unchanged` too: nothing of it is
+   * used ('sh FILE --check' or 'airgap inspect' checks a file whole). Never throws.
    */
   private async finishIfUnchanged(row: ImportRow, started: number, log: Logger): Promise<boolean> {
     const { db, layout } = this.options;
@@ -564,7 +565,7 @@ export class Importer extends EventEmitter {
     try {
       const signed = await readHeaderForImport(row.file, layout.trustedKeysDir, this.options.allowUnsigned);
       const header = signed?.header;
-      if (!signed || !header || header.tocSha256 !== current.tocSha256 || header.payloadSha256 !== current.payloadSha256 || header.version !== current.version) return false;
+      if (!signed || !header || header.tocSha256 !== current.tocSha256 || header.payloadSha256 !== current.payloadSha256 || header.version !== current.version || header.name !== current.name) return false;
       if ((await this.options.registryProblems()).length) return false;
       setIdentity(db, row.id, { name: header.name, version: header.version, payloadSha256: header.payloadSha256 });
       this.setLive(row.id, { name: header.name, version: header.version, stage: 'preflight' });

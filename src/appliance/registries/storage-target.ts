@@ -128,6 +128,8 @@ export class StorageTarget implements PushTarget {
   private readonly committing = new Map<string, PendingBlob>();
   /** Commits run one after the other. */
   private commits: Promise<unknown> = Promise.resolve();
+  /** The first failed commit: this target writes nothing more (its import fails; the next one starts afresh). */
+  private broken: { error: Error } | undefined;
   /** Links of blobs already in place, written at the next commit: `repository digest`. */
   private readonly pendingLinks = new Map<string, { repository: string; digest: string }>();
   /** Copy buffers of `COPY_BUFFER_BYTES`, reused: a fresh one per read costs a mapping and its page faults. */
@@ -146,6 +148,7 @@ export class StorageTarget implements PushTarget {
 
   /** Links a blob the registry holds, or one written since the last commit, into `repository` at the next commit. */
   async mountBlob(repository: string, digest: string, _from: string): Promise<boolean> {
+    if (this.broken) throw this.broken.error;
     this.layout.layerLink(repository, digest); // a bad name is refused now
     const written = this.pending.get(digest);
     if (written) {
@@ -158,6 +161,7 @@ export class StorageTarget implements PushTarget {
   }
 
   async uploadBlob(repository: string, digest: string, size: number, body: () => Readable, signal?: AbortSignal, source?: BlobSource): Promise<void> {
+    if (this.broken) throw this.broken.error;
     const data = this.layout.blobData(digest);
     this.layout.layerLink(repository, digest); // a bad name is refused before anything is written
     const written = this.pending.get(digest);
@@ -190,6 +194,9 @@ export class StorageTarget implements PushTarget {
    * a later transfer writes it again.
    */
   commit(signal?: AbortSignal): Promise<void> {
+    // A commit that failed left blobs neither pending nor in place: no later commit may
+    // succeed and let its caller journal them.
+    if (this.broken) return Promise.reject(this.broken.error);
     // Taken now, not when the commit's turn comes: a caller journals what it finished
     // before this call, and all of that must be in place when the promise resolves.
     const blobs = [...this.pending.values()];
@@ -197,9 +204,18 @@ export class StorageTarget implements PushTarget {
     for (const b of blobs) this.committing.set(b.digest, b);
     const links = [...this.pendingLinks.values()];
     this.pendingLinks.clear();
-    const run = this.commits.then(() => this.place(blobs, links, signal)).finally(() => {
-      for (const b of blobs) this.committing.delete(b.digest);
-    });
+    const run = this.commits
+      .then(() => {
+        if (this.broken) throw this.broken.error;
+        return this.place(blobs, links, signal);
+      })
+      .catch((error: unknown) => {
+        this.broken ??= { error: error instanceof Error ? error : new Error(String(error)) };
+        throw error;
+      })
+      .finally(() => {
+        for (const b of blobs) this.committing.delete(b.digest);
+      });
     this.commits = run.catch(() => {});
     return run;
   }
@@ -324,7 +340,8 @@ export class StorageTarget implements PushTarget {
           written += chunk.length;
           if (written > size) break;
           hash.update(chunk);
-          await fh.write(chunk);
+          let done = 0;
+          while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
         }
       } finally {
         signal?.removeEventListener('abort', onAbort);
