@@ -71,7 +71,7 @@ export async function setTag(ctx: Pick<TransferContext, 'targets'>, a: PlannedAr
 const TAG_CHECKS_AT_ONCE = 16;
 
 /** True when every artifact's tag already points at its digest (an installed release, intact). */
-export async function tagsInPlace(ctx: Pick<TransferContext, 'targets'>, artifacts: PlannedArtifact[]): Promise<boolean> {
+export async function tagsInPlace(ctx: Pick<TransferContext, 'targets'>, artifacts: ReadonlyArray<Pick<PlannedArtifact, 'registry' | 'repository' | 'tag' | 'digest'>>): Promise<boolean> {
   let intact = true;
   await runPool(artifacts, TAG_CHECKS_AT_ONCE, undefined, async (a) => {
     if (intact && (await ctx.targets[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) intact = false;

@@ -37,9 +37,8 @@ import { chartInstalled, installCharts, writeChartIndex } from './chart-repo.js'
 import { newCounters, sqliteJournal, type ImportContext, type ImportCounters, type Stage, type StageProgress } from './context.js';
 import { installFiles, publishFiles, releaseDirs } from './files.js';
 import { openForImport, readHeaderForImport } from './open.js';
-import { planTransfer, type TransferPlan } from '../../transfer/plan.js';
+import { planTransfer, type PlannedArtifact, type TransferPlan } from '../../transfer/plan.js';
 import { checkFreeSpace, decideVersion } from './preflight.js';
-import { runPool } from '../../kit/pool.js';
 import { splitTarget } from '../../oci/reference.js';
 import { pushBlobs } from '../../transfer/push-blobs.js';
 import { pushManifests, pushTags, tagsInPlace } from '../../transfer/push-manifests.js';
@@ -100,6 +99,9 @@ export interface ImporterOptions {
 }
 
 const STAGE_OF_KIND = { image: 'images', chart: 'charts', pack: 'packs' } as const;
+
+/** What tells whether an artifact of a release is in place: its tag, and for a chart its archive. */
+type IntactArtifact = Pick<PlannedArtifact, 'registry' | 'repository' | 'tag' | 'digest'> & { kind: string };
 
 /** Manifest and tag requests at once into the bundled registries. */
 export const IMPORT_MANIFEST_LANES = 16;
@@ -417,7 +419,7 @@ export class Importer extends EventEmitter {
         seconds: Math.round((Date.now() - started) / 10) / 100,
       });
 
-      if (decision.action === 'same' && !decision.existing?.needsReimport && (await this.releaseIntact(ctx, plan, toc.version))) {
+      if (decision.action === 'same' && !decision.existing?.needsReimport && (await this.releaseIntact(ctx.targets, plan.artifacts, toc.version, plan.files.length > 0))) {
         const result = summary('unchanged', 'none');
         finishImport(db, id, 'unchanged', result);
         this.options.onEvent(row.actor, 'import.unchanged', `${toc.name} ${toc.version} is already on the box; nothing pushed`, { importId: id });
@@ -570,23 +572,15 @@ export class Importer extends EventEmitter {
       setIdentity(db, row.id, { name: header.name, version: header.version, payloadSha256: header.payloadSha256 });
       this.setLive(row.id, { name: header.name, version: header.version, stage: 'preflight' });
       setStage(db, row.id, 'preflight');
-      const artifacts = listArtifacts(db, { version: current.version, files: false });
-      targets = this.options.targets();
-      const t = targets;
-      const planned: Array<{ registry: RegistryName; repository: string; tag: string; digest: string }> = [];
-      for (const a of artifacts) {
+      const artifacts: IntactArtifact[] = [];
+      for (const a of listArtifacts(db, { version: current.version, files: false })) {
         const split = splitTarget(a.target);
         if (!split) return false;
-        planned.push({ registry: a.kind === 'pack' ? 'packs' : 'images', ...split, digest: a.digest });
+        artifacts.push({ kind: a.kind, registry: a.kind === 'pack' ? 'packs' : 'images', ...split, digest: a.digest });
       }
-      let intact = true;
-      await runPool(planned, 16, undefined, async (a) => {
-        if (intact && (await t[a.registry].tagDigest(a.repository, a.tag)) !== a.digest) intact = false;
-      });
-      for (const a of artifacts) if (intact && a.kind === 'chart' && !(await chartInstalled(layout.chartsDir, a.digest))) intact = false;
       const counts = artifactCounts(db, current.version);
-      if (intact && counts.file > 0) intact = await stat(releaseDirs(layout.repoDir, current.version).final).then((s) => s.isDirectory(), () => false);
-      if (!intact) return false;
+      targets = this.options.targets();
+      if (!(await this.releaseIntact(targets, artifacts, current.version, counts.file > 0))) return false;
       const result: ImportResult = {
         importId: row.id,
         file: row.file,
@@ -615,12 +609,12 @@ export class Importer extends EventEmitter {
     }
   }
 
-  /** For a release already recorded: every tag in place and the files folder there. */
-  private async releaseIntact(ctx: ImportContext, plan: TransferPlan, version: string): Promise<boolean> {
-    if (!(await tagsInPlace(ctx, plan.artifacts))) return false;
+  /** For a release already recorded: every tag (16 at once) and chart in place, and its files folder there when it has files. */
+  private async releaseIntact(targets: Record<RegistryName, PushTarget>, artifacts: IntactArtifact[], version: string, hasFiles: boolean): Promise<boolean> {
+    if (!(await tagsInPlace({ targets }, artifacts))) return false;
     // Its charts in the classic repository too: a release imported before there was one is repaired.
-    for (const a of plan.artifacts) if (a.kind === 'chart' && !(await chartInstalled(this.options.layout.chartsDir, a.digest))) return false;
-    if (!plan.files.length) return true;
+    for (const a of artifacts) if (a.kind === 'chart' && !(await chartInstalled(this.options.layout.chartsDir, a.digest))) return false;
+    if (!hasFiles) return true;
     return stat(releaseDirs(this.options.layout.repoDir, version).final).then((s) => s.isDirectory(), () => false);
   }
 }
