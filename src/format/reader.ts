@@ -398,18 +398,9 @@ export interface SignedHeader {
  * PayloadError as openPayload does for those checks.
  */
 export async function readSignedHeader(file: string, options: OpenOptions = {}): Promise<SignedHeader> {
-  let fh: FileHandle;
+  const fh = await openFile(file);
   try {
-    fh = await open(file, 'r');
-  } catch (cause) {
-    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause });
-  }
-  try {
-    const info = await fh.stat();
-    if (!info.isFile()) throw new PayloadError('AG_NOT_FOUND', `${file} is not a regular file`);
-    const header = parseHeader(await readAt(fh, 0, Math.min(info.size, 4 * HEADER_SIZE), 'the header'));
-    const expected = header.payloadOffset + header.payloadSize;
-    if (info.size !== expected) throw new PayloadError(info.size < expected ? 'AG_TRUNCATED' : 'AG_TRAILING_DATA', `the file is ${info.size} bytes, ${expected} expected`, { hint: 'copy the file again' });
+    const { header, expected } = await readCheckedHeader(fh, file);
     const tocEntry: IndexedEntry = { path: TOC_PATH, offset: header.tocOffset, size: header.tocSize, mode: 0o644, headerOffset: header.tocOffset - BLOCK_SIZE };
     if (tocEntry.offset + tocEntry.size > expected) throw new PayloadError('AG_TRUNCATED', `entry '${TOC_PATH}' runs past the end of the payload`, { hint: 'copy the file again' });
     const tocBytes = await readSmallEntry(fh, tocEntry, MAX_TOC_BYTES);
@@ -418,6 +409,31 @@ export async function readSignedHeader(file: string, options: OpenOptions = {}):
   } finally {
     await fh.close();
   }
+}
+
+/** `file` opened for reading. Throws AG_NOT_FOUND. */
+async function openFile(file: string): Promise<FileHandle> {
+  try {
+    return await open(file, 'r');
+  } catch (cause) {
+    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause });
+  }
+}
+
+/**
+ * The header of the open .bin, and the file's size held to it: `expected` is where the
+ * payload ends. Throws AG_NOT_FOUND (not a regular file), the header's own errors,
+ * AG_TRUNCATED or AG_TRAILING_DATA.
+ */
+async function readCheckedHeader(fh: FileHandle, file: string): Promise<{ header: HeaderFields; fileSize: number; expected: number }> {
+  const info = await fh.stat();
+  if (!info.isFile()) throw new PayloadError('AG_NOT_FOUND', `${file} is not a regular file`);
+  const fileSize = info.size;
+  const header = parseHeader(await readAt(fh, 0, Math.min(fileSize, 4 * HEADER_SIZE), 'the header'));
+  const expected = header.payloadOffset + header.payloadSize;
+  if (fileSize < expected) throw new PayloadError('AG_TRUNCATED', `the file is truncated: ${fileSize} bytes, ${expected} expected`, { hint: 'copy the file again' });
+  if (fileSize > expected) throw new PayloadError('AG_TRAILING_DATA', `${fileSize - expected} unexpected bytes follow the payload (${expected} expected)`, { hint: 'copy the file again' });
+  return { header, fileSize, expected };
 }
 
 /**
@@ -431,22 +447,10 @@ export async function readSignedHeader(file: string, options: OpenOptions = {}):
  * AG_DUPLICATE_ENTRY, AG_TOC_MISMATCH, AG_TAR_HEADER, AG_LAYOUT).
  */
 export async function openPayload(file: string, options: OpenOptions = {}): Promise<OpenedPayload> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (cause) {
-    throw new PayloadError('AG_NOT_FOUND', `cannot open ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause });
-  }
+  const fh = await openFile(file);
   let ok = false;
   try {
-    const info = await fh.stat();
-    if (!info.isFile()) throw new PayloadError('AG_NOT_FOUND', `${file} is not a regular file`);
-    const fileSize = info.size;
-    const head = await readAt(fh, 0, Math.min(fileSize, 4 * HEADER_SIZE), 'the header');
-    const header = parseHeader(head);
-    const expected = header.payloadOffset + header.payloadSize;
-    if (fileSize < expected) throw new PayloadError('AG_TRUNCATED', `the file is truncated: ${fileSize} bytes, ${expected} expected`, { hint: 'copy the file again' });
-    if (fileSize > expected) throw new PayloadError('AG_TRAILING_DATA', `${fileSize - expected} unexpected bytes follow the payload (${expected} expected)`, { hint: 'copy the file again' });
+    const { header, fileSize, expected } = await readCheckedHeader(fh, file);
 
     const reader = new HeaderReader(fh, expected);
     const { toc, tocEntry, signature, next } = await readSignedToc(fh, reader, header, expected, options);
