@@ -29,12 +29,19 @@ export async function writeFileAtomic(path: string, data: string | Buffer | Asyn
   await syncDir(dir);
 }
 
+/** fsync of a file or directory by path. Throws the file system's error. */
+export async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** fsync of a directory so that a rename in it survives a crash. Best effort. */
 export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r').catch(() => undefined);
-  if (!fh) return;
-  await fh.sync().catch(() => {});
-  await fh.close();
+  await fsyncPath(dir).catch(() => {});
 }
 
 /**

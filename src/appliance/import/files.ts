@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PayloadError } from '../../kit/errors.js';
-import { syncDir, syncFileSystem } from '../../kit/fs.js';
+import { fsyncPath, syncDir, syncFileSystem } from '../../kit/fs.js';
 import { openEntryStream, readSmallEntry } from '../../format/reader.js';
 import type { TocFile } from '../../format/toc.js';
 import { runPool } from '../../kit/pool.js';
@@ -116,14 +116,6 @@ export async function installFiles(ctx: ImportContext, repoDir: string, version:
   }
 }
 
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 function digestMismatch(file: TocFile): PayloadError {
   return new PayloadError('AG_ENTRY_DIGEST', `entry ${file.path} does not match its sha256; the file is damaged`, { hint: 'copy the file again' });

@@ -25,7 +25,7 @@ import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../kit/errors.js';
-import { syncFileSystem } from '../../kit/fs.js';
+import { fsyncPath, syncFileSystem } from '../../kit/fs.js';
 import { runPool } from '../../kit/pool.js';
 import type { BlobSource, PushTarget } from '../../oci/client.js';
 import { REPOSITORY, TAG } from '../../oci/reference.js';
@@ -224,7 +224,7 @@ export class StorageTarget implements PushTarget {
     for (const b of blobs) for (const repository of b.repositories) links.push({ repository, digest: b.digest });
     if (!blobs.length && !links.length) return;
     if (blobs.length && !(await syncFileSystem(this.options.root, signal))) {
-      await runPool(blobs, COMMIT_LANES, signal, (b) => fsyncFile(b.temp));
+      await runPool(blobs, COMMIT_LANES, signal, (b) => fsyncPath(b.temp));
     }
     const dirs = new Set<string>();
     await runPool(blobs, COMMIT_LANES, signal, async (b) => {
@@ -238,8 +238,8 @@ export class StorageTarget implements PushTarget {
       dirs.add(join(path, '..'));
     });
     if (!(await syncFileSystem(this.options.root, signal))) {
-      await runPool(links, COMMIT_LANES, signal, (l) => fsyncFile(this.layout.layerLink(l.repository, l.digest)));
-      await runPool([...dirs], COMMIT_LANES, signal, (d) => fsyncFile(d));
+      await runPool(links, COMMIT_LANES, signal, (l) => fsyncPath(this.layout.layerLink(l.repository, l.digest)));
+      await runPool([...dirs], COMMIT_LANES, signal, (d) => fsyncPath(d));
     }
   }
 
@@ -381,11 +381,3 @@ function checkBlob(digest: string, size: number, written: number, actual: string
   throw new RegistryError('AG_REGISTRY_PUSH', `blob ${digest}: ${what}: DIGEST_INVALID, digest did not match`, { registryCode: 'DIGEST_INVALID' });
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
