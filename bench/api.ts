@@ -19,8 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pino } from 'pino';
-import { buildPublicApp } from '../src/appliance/http/app.js';
+import { publicAppFor } from '../test/helpers/console-app.js';
 import type { ConsoleOperations } from '../src/appliance/http/operations.js';
 import { contentLists } from '../src/appliance/daemon/content-lists.js';
 import { stateLayout } from '../src/appliance/config/state-layout.js';
@@ -88,14 +87,7 @@ export async function apiBench(options: { releases?: number; images?: number; re
       events: () => [], recordEvent: () => {}, uploadsDir: layout.uploadsDir, freeBytes: async () => 1e12, maxUploadBytes: 1,
       deleteRelease: unused, collectGarbage: unused, diff: unused, backupTo: unused, nodeConfigFiles: () => [],
     };
-    const app = await buildPublicApp({
-      log: pino({ level: 'silent' }),
-      repoDir: layout.repoDir,
-      repositoryCredential: () => ({ username: 'airgap-repo', password: 'x' }),
-      caPem: () => pki.tls.caPem,
-      tls: { key: pki.tls.keyPem, cert: pki.tls.certPem },
-      api: ops,
-    });
+    const app = await publicAppFor(layout, pki.tls, ops);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: pki.tls.caPem });
     try {
       await app.listen({ host: '127.0.0.1', port: 0 });

@@ -10,8 +10,7 @@ import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
-import { buildPublicApp } from '../../src/appliance/http/app.js';
+import { publicAppFor } from '../helpers/console-app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
 import { hashPassword } from '../../src/appliance/security/credentials.js';
 import { ensurePki } from '../../src/appliance/security/pki.js';
@@ -80,14 +79,7 @@ const ops: ConsoleOperations = {
 };
 
 async function newApp() {
-  const app = await buildPublicApp({
-    log: pino({ level: 'silent' }),
-    repoDir: layout.repoDir,
-    repositoryCredential: () => ({ username: 'airgap-repo', password: 'x' }),
-    caPem: () => pki.tls.caPem,
-    tls: { key: pki.tls.keyPem, cert: pki.tls.certPem },
-    api: ops,
-  });
+  const app = await publicAppFor(layout, pki.tls, ops);
   t.teardown(() => app.close());
   return app;
 }

@@ -7,8 +7,7 @@
  */
 import t from 'tap';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { buildPublicApp } from '../../src/appliance/http/app.js';
+import { publicAppFor } from '../helpers/console-app.js';
 import type { ConsoleOperations } from '../../src/appliance/http/api.js';
 import { contentLists } from '../../src/appliance/daemon/content-lists.js';
 import { hashPassword } from '../../src/appliance/security/credentials.js';
@@ -65,14 +64,7 @@ const ops: ConsoleOperations = {
   backupTo: unused,
   nodeConfigFiles: () => [],
 };
-const app = await buildPublicApp({
-  log: pino({ level: 'silent' }),
-  repoDir: layout.repoDir,
-  repositoryCredential: () => ({ username: 'airgap-repo', password: 'x' }),
-  caPem: () => pki.tls.caPem,
-  tls: { key: pki.tls.keyPem, cert: pki.tls.certPem },
-  api: ops,
-});
+const app = await publicAppFor(layout, pki.tls, ops);
 t.teardown(() => app.close());
 
 const headers = { host: '10.0.0.5', authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}` };
