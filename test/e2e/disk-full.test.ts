@@ -10,13 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { watch } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import t from 'tap';
 import { stringify } from 'yaml';
 import { buildBundle } from '../../src/build/builder.js';
 import { generateSigningKeys } from '../../src/format/keys.js';
-import { AIRGAP, adminGet, isAlive, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { AIRGAP, adminGet, isAlive, registryStatus, startDaemon, waitFor, queryState } from '../helpers/appliance.js';
 import { writeSyntheticLayout } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -40,14 +39,7 @@ const daemon = await startDaemon(t, { stateDir: mountPoint });
 const stateDir = daemon.stateDir;
 await copyFile(keys.publicKeyPath, join(stateDir, 'trusted-keys', 'build.pub'));
 
-function query<T>(sql: string): T[] {
-  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
+const query = <T>(sql: string): T[] => queryState<T>(stateDir, sql);
 
 /** Writes zeros into `file` until the volume refuses more. */
 async function fillVolume(file: string): Promise<void> {

@@ -7,7 +7,6 @@
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import t from 'tap';
 import { stringify } from 'yaml';
@@ -16,7 +15,7 @@ import { generateSigningKeys } from '../../src/format/keys.js';
 import { blobPath } from '../../src/format/layout.js';
 import { openPayload, readSmallEntry } from '../../src/format/reader.js';
 import { writeSyntheticLayout } from '../helpers/fixtures.js';
-import { AIRGAP, startDaemon, waitFor } from '../helpers/appliance.js';
+import { AIRGAP, startDaemon, waitFor, queryState } from '../helpers/appliance.js';
 import { tempDir } from '../helpers/temp.js';
 
 const work = await tempDir(t, 'airgap-resume-storage-test-');
@@ -33,14 +32,7 @@ let daemon = await startDaemon(t);
 const stateDir = daemon.stateDir;
 await copyFile(keys.publicKeyPath, join(stateDir, 'trusted-keys', 'build.pub'));
 
-function query<T>(sql: string, ...params: unknown[]): T[] {
-  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
-  try {
-    return db.prepare(sql).all(...params) as T[];
-  } finally {
-    db.close();
-  }
-}
+const query = <T>(sql: string, ...params: unknown[]): T[] => queryState<T>(stateDir, sql, ...params);
 
 t.test('kill -9 between two commits: the import resumes and writes only what was not committed', async (t) => {
   const importing = execa(AIRGAP, ['import', bin, '--json', '--state-dir', stateDir], { reject: false });

@@ -9,7 +9,6 @@ import t from 'tap';
 import { copyFile, mkdir, readdir, readFile, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
 import * as pty from 'node-pty';
@@ -18,7 +17,7 @@ import { generateSigningKeys } from '../../src/format/keys.js';
 import { openPayload, readSmallEntry } from '../../src/format/reader.js';
 import { blobPath } from '../../src/format/layout.js';
 import { writeSyntheticLayout, makeFiles } from '../helpers/fixtures.js';
-import { AIRGAP, startDaemon, waitFor, type TestDaemon } from '../helpers/appliance.js';
+import { AIRGAP, startDaemon, waitFor, type TestDaemon, queryState } from '../helpers/appliance.js';
 import { tempDir } from '../helpers/temp.js';
 
 const work = await tempDir(t, 'airgap-resume-test-');
@@ -54,16 +53,7 @@ let daemon: TestDaemon = await startDaemon(t, { env: HTTP_BLOBS });
 const top = t;
 await copyFile(keys.publicKeyPath, join(daemon.stateDir, 'trusted-keys', 'build.pub'));
 const stateDir = daemon.stateDir;
-const dbFile = join(stateDir, 'airgap.db');
-
-function query<T>(sql: string, ...params: unknown[]): T[] {
-  const db = new Database(dbFile, { readonly: true, timeout: 5000 });
-  try {
-    return db.prepare(sql).all(...params) as T[];
-  } finally {
-    db.close();
-  }
-}
+const query = <T>(sql: string, ...params: unknown[]): T[] => queryState<T>(stateDir, sql, ...params);
 
 t.test('kill -9 in the middle of an import: the next start resumes it, nothing finished is pushed twice; a second import waits in the queue', async (t) => {
   const first = execa(AIRGAP, ['import', big, '--json', '--state-dir', stateDir], { reject: false });

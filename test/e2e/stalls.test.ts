@@ -7,13 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { buildBundle } from '../../src/build/builder.js';
 import { generateSigningKeys } from '../../src/format/keys.js';
-import { AIRGAP, eventsSince, isAlive, lastEventId, registryStatus, startDaemon, waitFor } from '../helpers/appliance.js';
+import { AIRGAP, eventsSince, isAlive, lastEventId, registryStatus, startDaemon, waitFor, queryState } from '../helpers/appliance.js';
 import { writeSyntheticLayout } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -47,12 +46,7 @@ async function daemonFor(t: Test, env: Record<string, string> = {}): Promise<str
 }
 
 function pushedBlobs(stateDir: string): number {
-  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
-  try {
-    return (db.prepare("SELECT COUNT(*) AS n FROM import_blobs ib JOIN imports i ON i.id = ib.import_id WHERE i.state = 'running'").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
+  return queryState<{ n: number }>(stateDir, "SELECT COUNT(*) AS n FROM import_blobs ib JOIN imports i ON i.id = ib.import_id WHERE i.state = 'running'")[0]!.n;
 }
 
 t.test('a .bin that shrinks under its import fails it at once, and the next import in the queue runs', async (t) => {
@@ -117,14 +111,7 @@ t.test('the first SIGTERM stops following a hung import at once; the import goes
   t.match(r.stderr, /Stopped following import \d+; it goes on in the daemon \('airgap status' shows it\)/);
 
   process.kill(registry, 'SIGCONT');
-  const state = () => {
-    const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
-    try {
-      return (db.prepare('SELECT state FROM imports ORDER BY id DESC LIMIT 1').get() as { state: string }).state;
-    } finally {
-      db.close();
-    }
-  };
+  const state = () => queryState<{ state: string }>(stateDir, 'SELECT state FROM imports ORDER BY id DESC LIMIT 1')[0]!.state;
   t.ok(await waitFor(() => state() === 'imported', 90), 'the daemon finished the import on its own');
 });
 
@@ -140,14 +127,7 @@ t.test('airgap import --cancel: a queued import leaves the queue, a running one 
     if (isAlive(registry)) process.kill(registry, 'SIGCONT');
   });
   const second = execa(AIRGAP, ['import', waiting, '--state-dir', stateDir], { reject: false });
-  const ids = () => {
-    const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
-    try {
-      return db.prepare('SELECT id, state, error_code AS code FROM imports ORDER BY id').all() as Array<{ id: number; state: string; code: string | null }>;
-    } finally {
-      db.close();
-    }
-  };
+  const ids = () => queryState<{ id: number; state: string; code: string | null }>(stateDir, 'SELECT id, state, error_code AS code FROM imports ORDER BY id');
   t.ok(await waitFor(() => ids().length === 2), 'the second import is queued');
   const [a, b] = ids();
 

@@ -7,6 +7,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { execa, type ResultPromise } from 'execa';
 import { stateLayout } from '../../src/appliance/config/state-layout.js';
 import { freePort } from './registry.js';
@@ -28,6 +29,19 @@ export interface CliResult {
 export async function airgap(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const r = await execa(AIRGAP, args, { reject: false, env });
   return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/**
+ * Rows of `sql` from the state dir's database, opened read-only for this one query (the
+ * daemon keeps writing it; WAL lets both go on).
+ */
+export function queryState<T>(stateDir: string, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(join(stateDir, 'airgap.db'), { readonly: true, timeout: 5000 });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
 }
 
 export interface DaemonPorts {
